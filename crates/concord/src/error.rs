@@ -1,0 +1,93 @@
+//! The one error type of the embedded API.
+//!
+//! Every variant is something a caller can act on: input that was refused
+//! before anything was written, a refusal by the state machine (which also
+//! wrote nothing), or a failure to reach a decision in time. Front ends map
+//! these to their own wire errors in one place.
+
+use std::time::Duration;
+
+use crate::command::ApplyError;
+use crate::types::{LeaseId, Revision};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    // ---- refused input: nothing was written ----
+    #[error("key must not be empty")]
+    EmptyKey,
+    #[error("key is {size} bytes; the limit is {max}")]
+    KeyTooLarge { size: usize, max: usize },
+    #[error("value is {size} bytes; the limit is {max}")]
+    ValueTooLarge { size: usize, max: usize },
+    #[error("TTL {ttl}s is out of range: it must be between {min}s and {max}s")]
+    InvalidTtl { ttl: i64, min: i64, max: i64 },
+    #[error("lease id {0} is invalid: lease ids are positive")]
+    InvalidLeaseId(LeaseId),
+    #[error("transaction has {ops} operations in one list; the limit is {max}")]
+    TooManyTxnOps { ops: usize, max: usize },
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+
+    // ---- refused by the state machine: nothing was written ----
+    #[error("lease {0} not found")]
+    LeaseNotFound(LeaseId),
+    #[error("lease {0} already exists")]
+    LeaseExists(LeaseId),
+    #[error("key not found")]
+    KeyNotFound,
+    #[error("lease {lease} already has {max} keys attached")]
+    TooManyKeysOnLease { lease: LeaseId, max: u64 },
+    #[error("{max} leases are already active")]
+    TooManyLeases { max: u64 },
+    #[error("required revision has been compacted (compacted at {compact_revision})")]
+    Compacted { compact_revision: Revision },
+    #[error("required revision {revision} is a future revision (current is {current})")]
+    FutureRevision {
+        revision: Revision,
+        current: Revision,
+    },
+    #[error("a transaction writes the same key twice")]
+    DuplicateKey,
+
+    // ---- no decision ----
+    /// The request did not complete in time. A write may still be applied
+    /// later (as with any consensus system).
+    #[error("request timed out after {0:?}")]
+    Timeout(Duration),
+    /// This member is not the leader and cannot serve the request.
+    #[error("this member is not the leader (leader: {leader:?})")]
+    NotLeader { leader: Option<u64> },
+    /// The cluster cannot serve requests yet (no leader elected).
+    #[error("not ready: {0}")]
+    NotReady(String),
+    /// The data directory could not be opened, read or written. A member
+    /// whose writes fail stops serving.
+    #[error("storage failure: {0}")]
+    Storage(String),
+    /// The member has been shut down.
+    #[error("concord has been shut down")]
+    Shutdown,
+}
+
+impl From<ApplyError> for Error {
+    fn from(e: ApplyError) -> Self {
+        match e {
+            ApplyError::LeaseNotFound(id) => Error::LeaseNotFound(id),
+            ApplyError::LeaseExists(id) => Error::LeaseExists(id),
+            ApplyError::KeyNotFound => Error::KeyNotFound,
+            ApplyError::TooManyKeysOnLease { lease, max } => {
+                Error::TooManyKeysOnLease { lease, max }
+            }
+            ApplyError::TooManyLeases { max } => Error::TooManyLeases { max },
+            ApplyError::Compacted { compact_revision } => Error::Compacted { compact_revision },
+            ApplyError::FutureRevision { revision, current } => {
+                Error::FutureRevision { revision, current }
+            }
+            ApplyError::DuplicateKey => Error::DuplicateKey,
+            ApplyError::Invalid(msg) => Error::InvalidRequest(msg),
+        }
+    }
+}

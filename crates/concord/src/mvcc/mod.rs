@@ -1,0 +1,398 @@
+//! The revisioned keyspace: every key's versions since the last compaction,
+//! kept in memory in key order.
+//!
+//! Invariants:
+//! - `revision` is the revision of the last commit that changed a key; it
+//!   starts at 1 for an empty store and never goes down.
+//! - every version of every key has `mod_revision <= revision`;
+//! - a read at `r` with `compact_revision <= r <= revision` sees exactly the
+//!   keys whose version visible at `r` is live;
+//! - `changes` lists `(revision, key)` for every version written, in revision
+//!   order, so compaction visits only the keys it can shrink.
+//!
+//! The store does not choose revisions: the state machine opens a write at
+//! `revision + 1`, applies every change of one command at that revision, and
+//! calls [`KvStore::commit_revision`] if anything changed.
+
+mod key_history;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+pub(crate) use key_history::{KeyHistory, to_kv};
+
+use crate::command::{ApplyError, RangeRequest, RangeResponse};
+use crate::types::{Event, KeyRange, KeyValue, LeaseId, RangeEnd, Revision};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvStore {
+    keys: BTreeMap<Bytes, KeyHistory>,
+    revision: Revision,
+    compact_revision: Revision,
+    changes: VecDeque<(Revision, Bytes)>,
+    live_keys: u64,
+}
+
+impl Default for KvStore {
+    fn default() -> Self {
+        KvStore {
+            keys: BTreeMap::new(),
+            revision: 1,
+            compact_revision: 0,
+            changes: VecDeque::new(),
+            live_keys: 0,
+        }
+    }
+}
+
+impl KvStore {
+    /// The revision of the last change.
+    pub fn revision(&self) -> Revision {
+        self.revision
+    }
+
+    /// Reads below this revision fail with `Compacted`.
+    pub fn compact_revision(&self) -> Revision {
+        self.compact_revision
+    }
+
+    /// Number of keys that currently exist.
+    pub fn live_keys(&self) -> u64 {
+        self.live_keys
+    }
+
+    /// Marks `revision` (the write revision) as the store's revision.
+    pub(crate) fn commit_revision(&mut self, revision: Revision) {
+        debug_assert!(revision > self.revision);
+        self.revision = revision;
+    }
+
+    /// Resolves a requested read revision (0 = latest) or explains why it
+    /// cannot be read.
+    pub fn read_revision(&self, requested: Revision) -> Result<Revision, ApplyError> {
+        if requested <= 0 {
+            return Ok(self.revision);
+        }
+        if requested > self.revision {
+            return Err(ApplyError::FutureRevision {
+                revision: requested,
+                current: self.revision,
+            });
+        }
+        if requested < self.compact_revision {
+            return Err(ApplyError::Compacted {
+                compact_revision: self.compact_revision,
+            });
+        }
+        Ok(requested)
+    }
+
+    /// The current version of `key`.
+    pub fn get(&self, key: &[u8]) -> Option<KeyValue> {
+        let (k, h) = self.keys.get_key_value(key)?;
+        let v = h.versions.last()?;
+        v.live
+            .as_ref()
+            .map(|live| to_kv(k, v.mod_revision, live, false))
+    }
+
+    /// The current lease of `key`, 0 if none or absent.
+    pub(crate) fn lease_of(&self, key: &[u8]) -> LeaseId {
+        self.keys
+            .get(key)
+            .and_then(|h| h.latest())
+            .map_or(0, |l| l.lease)
+    }
+
+    /// Keys (with their history) inside `range`, in key order.
+    fn histories<'a>(
+        &'a self,
+        range: &KeyRange,
+    ) -> Box<dyn Iterator<Item = (&'a Bytes, &'a KeyHistory)> + 'a> {
+        if range.is_empty() {
+            return Box::new(std::iter::empty());
+        }
+        let start = Bound::Included(range.start.as_ref());
+        match &range.end {
+            RangeEnd::Single => Box::new(self.keys.get_key_value(range.start.as_ref()).into_iter()),
+            RangeEnd::Unbounded => Box::new(self.keys.range::<[u8], _>((start, Bound::Unbounded))),
+            RangeEnd::Exclusive(end) => Box::new(
+                self.keys
+                    .range::<[u8], _>((start, Bound::Excluded(end.as_ref()))),
+            ),
+        }
+    }
+
+    /// The keys that exist at the latest revision inside `range`.
+    pub(crate) fn live_in<'a>(&'a self, range: &KeyRange) -> impl Iterator<Item = KeyValue> + 'a {
+        self.histories(range).filter_map(|(k, h)| {
+            let v = h.versions.last()?;
+            v.live
+                .as_ref()
+                .map(|live| to_kv(k, v.mod_revision, live, false))
+        })
+    }
+
+    /// A range read at the latest revision or the one asked for.
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, ApplyError> {
+        self.range_at(req, self.revision)
+    }
+
+    /// A range read where "latest" means `latest` (a transaction reading its
+    /// own writes passes its write revision).
+    pub(crate) fn range_at(
+        &self,
+        req: &RangeRequest,
+        latest: Revision,
+    ) -> Result<RangeResponse, ApplyError> {
+        let at = if req.revision <= 0 {
+            latest
+        } else {
+            self.read_revision(req.revision)?
+        };
+        let mut resp = RangeResponse {
+            revision: latest,
+            ..Default::default()
+        };
+        let Some(range) = &req.range else {
+            return Ok(resp);
+        };
+        let limit = if req.limit == 0 { u64::MAX } else { req.limit };
+        for (key, history) in self.histories(range) {
+            let Some((version, live)) = history.at(at) else {
+                continue;
+            };
+            resp.count += 1;
+            if req.count_only {
+                continue;
+            }
+            if (resp.kvs.len() as u64) < limit {
+                resp.kvs
+                    .push(to_kv(key, version.mod_revision, live, req.keys_only));
+            } else {
+                resp.more = true;
+            }
+        }
+        Ok(resp)
+    }
+
+    /// Writes `key` at `revision`; returns the previous version if any.
+    /// `value: None` keeps the current value.
+    pub(crate) fn put(
+        &mut self,
+        revision: Revision,
+        key: &Bytes,
+        value: Option<Bytes>,
+        lease: LeaseId,
+    ) -> Option<KeyValue> {
+        let prev = self.get(key);
+        let value = match value {
+            Some(v) => v,
+            None => prev.as_ref().map(|p| p.value.clone()).unwrap_or_default(),
+        };
+        if prev.is_none() {
+            self.live_keys += 1;
+        }
+        self.keys
+            .entry(key.clone())
+            .or_default()
+            .put(revision, value, lease);
+        self.changes.push_back((revision, key.clone()));
+        prev
+    }
+
+    /// Deletes every live key in `range` at `revision`, in key order; returns
+    /// what was deleted.
+    pub(crate) fn delete_range(&mut self, revision: Revision, range: &KeyRange) -> Vec<KeyValue> {
+        let doomed: Vec<KeyValue> = self.live_in(range).collect();
+        for kv in &doomed {
+            self.delete_key(revision, &kv.key);
+        }
+        doomed
+    }
+
+    /// Deletes one key at `revision` if it exists.
+    pub(crate) fn delete_key(&mut self, revision: Revision, key: &Bytes) -> bool {
+        let deleted = self
+            .keys
+            .get_mut(key.as_ref())
+            .is_some_and(|h| h.delete(revision));
+        if deleted {
+            self.live_keys -= 1;
+            self.changes.push_back((revision, key.clone()));
+        }
+        deleted
+    }
+
+    /// Forgets history below `revision`. Reads at `revision` and later are
+    /// unaffected.
+    pub(crate) fn compact(&mut self, revision: Revision) -> Result<(), ApplyError> {
+        if revision > self.revision {
+            return Err(ApplyError::FutureRevision {
+                revision,
+                current: self.revision,
+            });
+        }
+        if revision <= self.compact_revision {
+            return Err(ApplyError::Compacted {
+                compact_revision: self.compact_revision,
+            });
+        }
+        while let Some((rev, _)) = self.changes.front() {
+            if *rev > revision {
+                break;
+            }
+            let (_, key) = self.changes.pop_front().expect("front exists");
+            if let Some(h) = self.keys.get_mut(key.as_ref()) {
+                if h.compact(revision) {
+                    self.keys.remove(key.as_ref());
+                }
+            }
+        }
+        self.compact_revision = revision;
+        Ok(())
+    }
+
+    /// The history of `key` in `[from, to]` (0 = unbounded), oldest first, at
+    /// most `limit` events (0 = no limit).
+    pub fn history(
+        &self,
+        key: &[u8],
+        from: Revision,
+        to: Revision,
+        limit: usize,
+    ) -> Result<Vec<Event>, ApplyError> {
+        let from = if from <= 0 {
+            self.compact_revision.max(1)
+        } else {
+            from
+        };
+        if from < self.compact_revision {
+            return Err(ApplyError::Compacted {
+                compact_revision: self.compact_revision,
+            });
+        }
+        let to = if to <= 0 { self.revision } else { to };
+        let limit = if limit == 0 { usize::MAX } else { limit };
+        let Some((k, h)) = self.keys.get_key_value(key) else {
+            return Ok(Vec::new());
+        };
+        Ok(h.events(k, from, to).take(limit).collect())
+    }
+
+    /// Number of stored versions across all keys (for memory accounting).
+    pub fn stored_versions(&self) -> usize {
+        self.changes.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    fn read(store: &KvStore, range: KeyRange, revision: Revision) -> Vec<(String, String)> {
+        let req = RangeRequest {
+            range: Some(range),
+            revision,
+            ..Default::default()
+        };
+        let resp = store.range(&req).unwrap();
+        resp.kvs
+            .into_iter()
+            .map(|kv| {
+                (
+                    String::from_utf8(kv.key.to_vec()).unwrap(),
+                    String::from_utf8(kv.value.to_vec()).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reads_at_past_revisions_see_the_past() {
+        let mut s = KvStore::default();
+        s.put(2, &b("a"), Some(b("1")), 0);
+        s.commit_revision(2);
+        s.put(3, &b("b"), Some(b("2")), 0);
+        s.commit_revision(3);
+        s.delete_key(4, &b("a"));
+        s.commit_revision(4);
+        assert_eq!(read(&s, KeyRange::all(), 2), vec![("a".into(), "1".into())]);
+        assert_eq!(read(&s, KeyRange::all(), 3).len(), 2);
+        assert_eq!(read(&s, KeyRange::all(), 0), vec![("b".into(), "2".into())]);
+        assert_eq!(s.live_keys(), 1);
+        let future = RangeRequest {
+            range: Some(KeyRange::all()),
+            revision: 9,
+            ..Default::default()
+        };
+        assert!(matches!(
+            s.range(&future),
+            Err(ApplyError::FutureRevision { .. })
+        ));
+    }
+
+    #[test]
+    fn limit_reports_more_and_full_count() {
+        let mut s = KvStore::default();
+        for (i, k) in ["p/a", "p/b", "p/c", "q"].iter().enumerate() {
+            s.put(2 + i as i64, &b(k), Some(b("v")), 0);
+            s.commit_revision(2 + i as i64);
+        }
+        let req = RangeRequest {
+            range: Some(KeyRange::prefix("p/")),
+            limit: 2,
+            ..Default::default()
+        };
+        let r = s.range(&req).unwrap();
+        assert_eq!((r.kvs.len(), r.more, r.count), (2, true, 3));
+        let req = RangeRequest {
+            range: Some(KeyRange::prefix("p/")),
+            count_only: true,
+            ..Default::default()
+        };
+        let r = s.range(&req).unwrap();
+        assert_eq!((r.kvs.len(), r.count), (0, 3));
+    }
+
+    #[test]
+    fn compaction_refuses_old_reads_and_keeps_visible_versions() {
+        let mut s = KvStore::default();
+        s.put(2, &b("a"), Some(b("1")), 0);
+        s.commit_revision(2);
+        s.put(3, &b("a"), Some(b("2")), 0);
+        s.commit_revision(3);
+        s.put(4, &b("gone"), Some(b("x")), 0);
+        s.commit_revision(4);
+        s.delete_key(5, &b("gone"));
+        s.commit_revision(5);
+        s.compact(5).unwrap();
+        let req = RangeRequest {
+            range: Some(KeyRange::all()),
+            revision: 3,
+            ..Default::default()
+        };
+        assert_eq!(
+            s.range(&req),
+            Err(ApplyError::Compacted {
+                compact_revision: 5
+            })
+        );
+        assert_eq!(read(&s, KeyRange::all(), 5), vec![("a".into(), "2".into())]);
+        assert_eq!(s.keys.len(), 1, "the deleted key's history is gone");
+        assert_eq!(
+            s.compact(4),
+            Err(ApplyError::Compacted {
+                compact_revision: 5
+            })
+        );
+        assert!(s.compact(6).is_err());
+    }
+}

@@ -1,0 +1,111 @@
+//! How to open a member: data directory, timeouts, limits, background tasks.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::error::Result;
+use crate::lease::LeaseLimits;
+use crate::limits::Limits;
+use crate::node::Concord;
+
+/// Options for [`Concord::open_with`]. Start from [`Config::new`] and
+/// change what you need.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the member keeps its data file. Created if missing.
+    pub data_dir: PathBuf,
+    /// This member's Raft id.
+    pub node_id: u64,
+    /// Default timeout of every call (each call can override it).
+    pub request_timeout: Duration,
+    /// How long `open` waits for the member to become ready.
+    pub open_timeout: Duration,
+    pub limits: Limits,
+    /// Applied by the state machine: every member must use the same.
+    pub lease_limits: LeaseLimits,
+    /// How stale a lease's recorded remaining time may get before the leader
+    /// writes a fresh measurement to the log. Bounds how much longer than
+    /// its TTL a lease can live across a restart.
+    pub lease_checkpoint_interval: Duration,
+    /// Most leases expired by one command.
+    pub lease_expiry_batch: usize,
+    /// Keep the last N revisions of history, compacting older ones
+    /// automatically. `None` keeps everything until `compact` is called.
+    pub auto_compaction_retention: Option<u64>,
+    /// Build a snapshot (and purge the log) after this many log entries.
+    pub snapshot_after_entries: u64,
+    /// Raft heartbeat interval; election timeouts are 3-6 times this.
+    pub heartbeat_interval: Duration,
+}
+
+impl Config {
+    /// Defaults for a single member keeping its data in `data_dir`.
+    pub fn new(data_dir: impl AsRef<Path>) -> Self {
+        Config {
+            data_dir: data_dir.as_ref().to_path_buf(),
+            node_id: 1,
+            request_timeout: Duration::from_secs(5),
+            open_timeout: Duration::from_secs(30),
+            limits: Limits::default(),
+            lease_limits: LeaseLimits::default(),
+            lease_checkpoint_interval: Duration::from_secs(5),
+            lease_expiry_batch: 1000,
+            auto_compaction_retention: Some(100_000),
+            snapshot_after_entries: 100_000,
+            heartbeat_interval: Duration::from_millis(100),
+        }
+    }
+
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    pub fn lease_limits(mut self, limits: LeaseLimits) -> Self {
+        self.lease_limits = limits;
+        self
+    }
+
+    pub fn lease_checkpoint_interval(mut self, interval: Duration) -> Self {
+        self.lease_checkpoint_interval = interval;
+        self
+    }
+
+    pub fn auto_compaction_retention(mut self, revisions: Option<u64>) -> Self {
+        self.auto_compaction_retention = revisions;
+        self
+    }
+
+    pub fn snapshot_after_entries(mut self, entries: u64) -> Self {
+        self.snapshot_after_entries = entries;
+        self
+    }
+
+    /// Opens the member.
+    pub async fn open(self) -> Result<Concord> {
+        Concord::open_with(self).await
+    }
+
+    pub(crate) fn raft_config(&self) -> Result<openraft::Config> {
+        let heartbeat = self.heartbeat_interval.as_millis().max(1) as u64;
+        let config = openraft::Config {
+            cluster_name: "concord".into(),
+            heartbeat_interval: heartbeat,
+            election_timeout_min: heartbeat * 3,
+            election_timeout_max: heartbeat * 6,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(
+                self.snapshot_after_entries.max(1),
+            ),
+            max_in_snapshot_log_to_keep: 1000,
+            ..Default::default()
+        };
+        config
+            .validate()
+            .map_err(|e| crate::Error::InvalidRequest(format!("raft configuration: {e}")))
+    }
+}

@@ -1,0 +1,290 @@
+//! The embedded API: a [`Concord`] handle and its views [`Kv`], [`Leases`]
+//! and [`Txn`].
+//!
+//! Every write is a command proposed through Raft and acknowledged only
+//! after its log entry is fsynced and applied; every read either confirms
+//! leadership first (linearizable, the default) or reads this member's state
+//! (serializable). Every call has a timeout. The same methods serve every
+//! front end (one write path).
+
+mod config;
+mod kv;
+mod lease;
+mod tasks;
+mod txn;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, ServerState};
+use parking_lot::Mutex;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use config::Config;
+pub use kv::{Delete, Get, History, Kv, Put, Range};
+pub use lease::{
+    Grant, KeepAlive, LeaseGrant, LeaseInfo, LeaseKeepAlive, LeaseRevoke, Leases, List,
+};
+pub use txn::{NumberCompare, Txn, ValueCompare};
+
+use crate::command::{Applied, ApplyError, Command};
+use crate::error::{Error, Result};
+use crate::replication::ConcordRaft;
+use crate::replication::log_store::LogStore;
+use crate::replication::log_writer::{self, LogWriter};
+use crate::replication::network::SingleMemberNetwork;
+use crate::replication::state_store::{Shared, StateStore};
+use crate::state_machine::StateMachine;
+use crate::types::Revision;
+
+/// How a read is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Consistency {
+    /// Confirms this member is the leader and has applied everything
+    /// committed before the read started (etcd's default).
+    #[default]
+    Linearizable,
+    /// Reads this member's state as it is: faster, possibly stale on a
+    /// follower.
+    Serializable,
+}
+
+/// A handle to an open member. Cheap to clone; all clones share the member.
+#[derive(Clone)]
+pub struct Concord {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    raft: ConcordRaft,
+    shared: Arc<Shared>,
+    config: Config,
+    stop_tasks: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    writer: Mutex<Option<LogWriter>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = self.stop_tasks.send(true);
+    }
+}
+
+impl Concord {
+    /// Opens (or creates) a single member with its data in `data_dir`, with
+    /// default settings.
+    pub async fn open(data_dir: impl AsRef<std::path::Path>) -> Result<Concord> {
+        Config::new(data_dir).open().await
+    }
+
+    /// Opens (or creates) a member.
+    pub async fn open_with(config: Config) -> Result<Concord> {
+        let raft_config = Arc::new(config.raft_config()?);
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            Error::Storage(format!("cannot create {}: {e}", config.data_dir.display()))
+        })?;
+        let path = config.data_dir.join("concord.redb");
+        let db = redb::Database::create(&path)
+            .map_err(|e| Error::Storage(format!("cannot open {}: {e}", path.display())))?;
+        let stored_log = LogStore::load(&db).map_err(Error::Storage)?;
+        let snapshot = log_writer::read_snapshot(&db).map_err(Error::Storage)?;
+        // From here on the writer thread alone owns the data file.
+        let writer = LogWriter::spawn(db).map_err(|e| Error::Storage(e.to_string()))?;
+        let log = LogStore::new(stored_log, writer.sender());
+        let last_index = log.last_index();
+        let (state_store, shared) =
+            StateStore::load(snapshot, config.lease_limits, writer.sender())
+                .map_err(Error::Storage)?;
+
+        let raft = ConcordRaft::new(
+            config.node_id,
+            raft_config,
+            SingleMemberNetwork,
+            log,
+            state_store,
+        )
+        .await
+        .map_err(|e| Error::Storage(format!("raft failed to start: {e}")))?;
+        let initialized = raft
+            .is_initialized()
+            .await
+            .map_err(|e| Error::Storage(e.to_string()))?;
+        if !initialized {
+            let members = BTreeMap::from([(config.node_id, BasicNode::default())]);
+            raft.initialize(members)
+                .await
+                .map_err(|e| Error::Storage(format!("cannot initialize: {e}")))?;
+        }
+
+        let (stop_tasks, stop_rx) = watch::channel(false);
+        let node = Concord {
+            inner: Arc::new(Inner {
+                raft,
+                shared,
+                config,
+                stop_tasks,
+                tasks: Mutex::new(Vec::new()),
+                writer: Mutex::new(Some(writer)),
+            }),
+        };
+        node.wait_ready(last_index).await?;
+        let handles = tasks::spawn_all(&node, stop_rx);
+        node.inner.tasks.lock().extend(handles);
+        tracing::info!(data_dir = %node.inner.config.data_dir.display(), revision = node.revision(), "concord is ready");
+        Ok(node)
+    }
+
+    /// Waits until this member leads and has applied the log it had on disk.
+    async fn wait_ready(&self, last_index: Option<u64>) -> Result<()> {
+        let timeout = self.inner.config.open_timeout;
+        let id = self.inner.config.node_id;
+        let wait = self.inner.raft.wait(Some(timeout));
+        wait.state(ServerState::Leader, "open: become leader")
+            .await
+            .map_err(|e| Error::NotReady(format!("no leader elected: {e}")))?;
+        if let Some(index) = last_index {
+            self.inner
+                .raft
+                .wait(Some(timeout))
+                .applied_index_at_least(Some(index), "open: replay the log")
+                .await
+                .map_err(|e| Error::NotReady(format!("log replay did not finish: {e}")))?;
+        }
+        tracing::debug!(node = id, "member is leader and caught up");
+        Ok(())
+    }
+
+    /// Key-value operations.
+    pub fn kv(&self) -> Kv {
+        Kv::new(self.clone())
+    }
+
+    /// Lease operations.
+    pub fn lease(&self) -> Leases {
+        Leases::new(self.clone())
+    }
+
+    /// A transaction: `db.txn().when(..).and_then(..).or_else(..).await`.
+    pub fn txn(&self) -> Txn {
+        Txn::new(self.clone())
+    }
+
+    /// The revision this member has applied up to (a local, serializable read).
+    pub fn revision(&self) -> Revision {
+        self.inner.shared.applier.read().machine.kv().revision()
+    }
+
+    /// The configuration this member was opened with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Stops the background tasks and Raft, then closes the data file once
+    /// every pending write is durable. Other handles fail with
+    /// [`Error::Shutdown`] afterwards.
+    pub async fn shutdown(&self) -> Result<()> {
+        let _ = self.inner.stop_tasks.send(true);
+        let tasks: Vec<_> = self.inner.tasks.lock().drain(..).collect();
+        for task in tasks {
+            let _ = task.await;
+        }
+        self.inner
+            .raft
+            .shutdown()
+            .await
+            .map_err(|e| Error::Storage(format!("raft did not stop cleanly: {e}")))?;
+        let writer = self.inner.writer.lock().take();
+        if let Some(writer) = writer {
+            let poisoned = writer.is_poisoned();
+            tokio::task::spawn_blocking(move || writer.stop())
+                .await
+                .map_err(|e| Error::Storage(e.to_string()))?;
+            if poisoned {
+                return Err(Error::Storage(
+                    "a write to the data file failed; see the log".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
+    }
+
+    pub(crate) fn default_timeout(&self) -> Duration {
+        self.inner.config.request_timeout
+    }
+
+    /// Proposes a command and waits until it is durable and applied.
+    pub(crate) async fn write(&self, command: Command, timeout: Duration) -> Result<Applied> {
+        let proposal = self.inner.raft.client_write(command);
+        match tokio::time::timeout(timeout, proposal).await {
+            Err(_) => Err(Error::Timeout(timeout)),
+            Ok(Err(e)) => Err(write_error(e)),
+            Ok(Ok(resp)) => Ok(resp.data),
+        }
+    }
+
+    /// Proposes a command and returns its reply, or its refusal as an error.
+    pub(crate) async fn execute(
+        &self,
+        command: Command,
+        timeout: Duration,
+    ) -> Result<(Revision, crate::command::Reply)> {
+        let applied = self.write(command, timeout).await?;
+        applied
+            .result
+            .map(|reply| (applied.revision, reply))
+            .map_err(Error::from)
+    }
+
+    /// Runs `read` on the state machine with the requested consistency.
+    pub(crate) async fn read<T>(
+        &self,
+        consistency: Consistency,
+        timeout: Duration,
+        read: impl FnOnce(&StateMachine) -> std::result::Result<T, ApplyError>,
+    ) -> Result<T> {
+        if consistency == Consistency::Linearizable {
+            match tokio::time::timeout(timeout, self.inner.raft.ensure_linearizable()).await {
+                Err(_) => return Err(Error::Timeout(timeout)),
+                Ok(Err(e)) => return Err(leader_error(e)),
+                Ok(Ok(_)) => {}
+            }
+        }
+        let applier = self.inner.shared.applier.read();
+        read(&applier.machine).map_err(Error::from)
+    }
+}
+
+fn write_error(e: RaftError<u64, ClientWriteError<u64, BasicNode>>) -> Error {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => Error::NotLeader {
+            leader: f.leader_id,
+        },
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+            Error::InvalidRequest(e.to_string())
+        }
+        RaftError::Fatal(openraft::error::Fatal::Stopped) => Error::Shutdown,
+        RaftError::Fatal(f) => Error::Storage(f.to_string()),
+    }
+}
+
+fn leader_error(e: RaftError<u64, openraft::error::CheckIsLeaderError<u64, BasicNode>>) -> Error {
+    match e {
+        RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f)) => {
+            Error::NotLeader {
+                leader: f.leader_id,
+            }
+        }
+        RaftError::APIError(openraft::error::CheckIsLeaderError::QuorumNotEnough(q)) => {
+            Error::NotReady(q.to_string())
+        }
+        RaftError::Fatal(openraft::error::Fatal::Stopped) => Error::Shutdown,
+        RaftError::Fatal(f) => Error::Storage(f.to_string()),
+    }
+}

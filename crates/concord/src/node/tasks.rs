@@ -1,0 +1,218 @@
+//! Leader-side background tasks: lease expiry, lease checkpoints, automatic
+//! compaction.
+//!
+//! A task never changes state itself: it proposes a command through Raft,
+//! after confirming this member still leads, and the state machine decides.
+//! On a member that does not lead, the tasks wait. Each task stops when the
+//! member shuts down (or its last handle is dropped).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::{Concord, Config};
+use crate::command::Command;
+use crate::replication::ConcordRaft;
+use crate::replication::state_store::Shared;
+
+/// Most checkpoints written by one command.
+const CHECKPOINT_BATCH: usize = 1000;
+/// Pause after a failed proposal before trying again.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+/// The expiry task re-checks at least this often, even with no deadline near.
+const EXPIRY_MAX_SLEEP: Duration = Duration::from_secs(1);
+
+/// What a task needs; deliberately not a `Concord`, so tasks do not keep the
+/// member alive.
+#[derive(Clone)]
+struct TaskContext {
+    raft: ConcordRaft,
+    shared: Arc<Shared>,
+    config: Config,
+}
+
+pub(super) fn spawn_all(node: &Concord, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+    let ctx = TaskContext {
+        raft: node.inner.raft.clone(),
+        shared: node.inner.shared.clone(),
+        config: node.inner.config.clone(),
+    };
+    let mut tasks = vec![
+        tokio::spawn(expire_leases(ctx.clone(), stop.clone())),
+        tokio::spawn(checkpoint_leases(ctx.clone(), stop.clone())),
+    ];
+    if let Some(retention) = ctx.config.auto_compaction_retention {
+        tasks.push(tokio::spawn(compact_history(ctx, retention, stop)));
+    }
+    tasks
+}
+
+impl TaskContext {
+    fn is_leader(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        m.current_leader == Some(self.config.node_id) && m.state == openraft::ServerState::Leader
+    }
+
+    /// Waits until this member leads. Returns false if asked to stop.
+    async fn until_leader(&self, stop: &mut watch::Receiver<bool>) -> bool {
+        let mut metrics = self.raft.metrics();
+        loop {
+            if *stop.borrow() {
+                return false;
+            }
+            if self.is_leader() {
+                return true;
+            }
+            tokio::select! {
+                changed = metrics.changed() => if changed.is_err() { return false },
+                _ = stop.changed() => return false,
+            }
+        }
+    }
+
+    /// Proposes `command` after confirming leadership. Logs and pauses on failure.
+    async fn propose(&self, command: Command, what: &str) -> bool {
+        let timeout = self.config.request_timeout;
+        let proposal = async {
+            self.raft
+                .ensure_linearizable()
+                .await
+                .map_err(|e| e.to_string())?;
+            self.raft
+                .client_write(command)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        match tokio::time::timeout(timeout, proposal).await {
+            Ok(Ok(_)) => true,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "{what} was not committed; will retry");
+                tokio::time::sleep(RETRY_PAUSE).await;
+                false
+            }
+            Err(_) => {
+                tracing::warn!(?timeout, "{what} timed out; will retry");
+                false
+            }
+        }
+    }
+}
+
+/// Proposes the expiry of leases whose deadline has passed, in batches.
+async fn expire_leases(ctx: TaskContext, mut stop: watch::Receiver<bool>) {
+    let mut leading = false;
+    loop {
+        if !ctx.until_leader(&mut stop).await {
+            return;
+        }
+        if !leading {
+            // A new leader gives every lease at least one election timeout,
+            // so leases kept alive through the old leader are not cut short.
+            let grace = ctx.config.heartbeat_interval * 6;
+            ctx.shared
+                .deadlines
+                .lock()
+                .extend_all(Instant::now(), grace);
+            leading = true;
+        }
+        let now = Instant::now();
+        let wake = ctx
+            .shared
+            .deadlines
+            .lock()
+            .next_deadline()
+            .unwrap_or(now + EXPIRY_MAX_SLEEP)
+            .min(now + EXPIRY_MAX_SLEEP);
+        tokio::select! {
+            _ = tokio::time::sleep_until(wake) => {}
+            _ = ctx.shared.deadline_moved.notified() => continue,
+            _ = stop.changed() => return,
+        }
+        if !ctx.is_leader() {
+            leading = false;
+            continue;
+        }
+        let expired = ctx
+            .shared
+            .deadlines
+            .lock()
+            .expired(Instant::now(), ctx.config.lease_expiry_batch);
+        if !expired.is_empty() {
+            let count = expired.len();
+            if ctx
+                .propose(Command::LeaseExpire { leases: expired }, "lease expiry")
+                .await
+            {
+                tracing::debug!(count, "leases expired");
+            }
+        }
+    }
+}
+
+/// Writes the remaining time of long-running leases to the log, so a restart
+/// resumes them from a recent measurement.
+async fn checkpoint_leases(ctx: TaskContext, mut stop: watch::Receiver<bool>) {
+    let interval = ctx
+        .config
+        .lease_checkpoint_interval
+        .max(Duration::from_millis(10));
+    loop {
+        if !ctx.until_leader(&mut stop).await {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval / 4) => {}
+            _ = stop.changed() => return,
+        }
+        let due = ctx.shared.deadlines.lock().due_checkpoints(
+            Instant::now(),
+            interval,
+            CHECKPOINT_BATCH * 16,
+        );
+        for chunk in due.chunks(CHECKPOINT_BATCH) {
+            if !ctx
+                .propose(
+                    Command::LeaseCheckpoint {
+                        checkpoints: chunk.to_vec(),
+                    },
+                    "lease checkpoint",
+                )
+                .await
+            {
+                break;
+            }
+        }
+    }
+}
+
+/// Keeps the last `retention` revisions of history.
+async fn compact_history(ctx: TaskContext, retention: u64, mut stop: watch::Receiver<bool>) {
+    loop {
+        if !ctx.until_leader(&mut stop).await {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => return,
+        }
+        let (revision, compacted) = {
+            let applier = ctx.shared.applier.read();
+            (
+                applier.machine.kv().revision(),
+                applier.machine.kv().compact_revision(),
+            )
+        };
+        let target = revision - retention as i64;
+        if target > compacted {
+            ctx.propose(
+                Command::Compact { revision: target },
+                "automatic compaction",
+            )
+            .await;
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! openraft's log storage: entries and vote in redb, through the group-commit
+//! writer, with every unpurged entry also held decoded in memory.
+//!
+//! The in-memory copy is what readers (apply, replication) see; it is
+//! updated before the write is sent, so an appended entry is readable at once
+//! as openraft requires, and it is durable when the writer calls back. The
+//! log between two snapshots is bounded by the snapshot policy, so the copy is
+//! too.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::ops::RangeBounds;
+use std::sync::{Arc, mpsc};
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{
+    AnyError, Entry, LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote,
+};
+use parking_lot::Mutex;
+use redb::{Database, ReadableDatabase, ReadableTable};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::oneshot;
+
+use super::TypeConfig;
+use super::log_writer::{LOG, META, META_COMMITTED, META_LAST_PURGED, META_VOTE, WriteOp};
+
+type NodeId = u64;
+
+/// The log as read from the data file at start.
+#[derive(Default)]
+pub(crate) struct LogCache {
+    entries: BTreeMap<u64, Entry<TypeConfig>>,
+    last_purged: Option<LogId<NodeId>>,
+    vote: Option<Vote<NodeId>>,
+    committed: Option<LogId<NodeId>>,
+}
+
+/// The Raft log. Cloning gives another handle to the same log (readers).
+#[derive(Clone)]
+pub struct LogStore {
+    cache: Arc<Mutex<LogCache>>,
+    writer: mpsc::Sender<WriteOp>,
+}
+
+pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_stdvec(value).expect("encoding to a Vec cannot fail")
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    postcard::from_bytes(bytes).map_err(|e| format!("corrupt record in the data file: {e}"))
+}
+
+fn io_err(e: impl ToString) -> StorageError<NodeId> {
+    StorageIOError::write(AnyError::error(e.to_string())).into()
+}
+
+impl LogStore {
+    /// A log store over what [`Self::load`] read, writing through `writer`.
+    pub(crate) fn new(cache: LogCache, writer: mpsc::Sender<WriteOp>) -> Self {
+        LogStore {
+            cache: Arc::new(Mutex::new(cache)),
+            writer,
+        }
+    }
+
+    /// Reads the log, vote and committed pointer from the data file.
+    pub(crate) fn load(db: &Database) -> Result<LogCache, String> {
+        let mut cache = LogCache::default();
+        let txn = db.begin_read().map_err(|e| e.to_string())?;
+        match txn.open_table(LOG) {
+            Ok(table) => {
+                for row in table.iter().map_err(|e| e.to_string())? {
+                    let (index, bytes) = row.map_err(|e| e.to_string())?;
+                    let entry: Entry<TypeConfig> = decode(bytes.value())?;
+                    cache.entries.insert(index.value(), entry);
+                }
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        match txn.open_table(META) {
+            Ok(table) => {
+                let get = |key: &str| -> Result<Option<Vec<u8>>, String> {
+                    Ok(table
+                        .get(key)
+                        .map_err(|e| e.to_string())?
+                        .map(|v| v.value().to_vec()))
+                };
+                cache.vote = get(META_VOTE)?.map(|b| decode(&b)).transpose()?;
+                cache.committed = get(META_COMMITTED)?
+                    .map(|b| decode::<Option<LogId<NodeId>>>(&b))
+                    .transpose()?
+                    .flatten();
+                cache.last_purged = get(META_LAST_PURGED)?.map(|b| decode(&b)).transpose()?;
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        Ok(cache)
+    }
+
+    /// Sends an op that must be durable before we return.
+    async fn write_and_wait(
+        &self,
+        op: impl FnOnce(oneshot::Sender<Result<(), String>>) -> WriteOp,
+    ) -> Result<(), StorageError<NodeId>> {
+        let (ack, done) = oneshot::channel();
+        self.writer
+            .send(op(ack))
+            .map_err(|_| io_err("the log writer has stopped"))?;
+        done.await
+            .map_err(|_| io_err("the log writer has stopped"))?
+            .map_err(io_err)
+    }
+
+    /// Index of the last entry, if any.
+    pub fn last_index(&self) -> Option<u64> {
+        self.cache.lock().entries.keys().next_back().copied()
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
+        let cache = self.cache.lock();
+        Ok(cache.entries.range(range).map(|(_, e)| e.clone()).collect())
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
+        let cache = self.cache.lock();
+        let last_log_id = cache
+            .entries
+            .values()
+            .next_back()
+            .map(|e| e.log_id)
+            .or(cache.last_purged);
+        Ok(LogState {
+            last_purged_log_id: cache.last_purged,
+            last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
+        let bytes = encode(vote);
+        self.write_and_wait(|ack| WriteOp::Vote { vote: bytes, ack })
+            .await?;
+        self.cache.lock().vote = Some(*vote);
+        Ok(())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
+        Ok(self.cache.lock().vote)
+    }
+
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId<NodeId>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        // Written with the next batch, never waited for: a committed pointer
+        // that lags is safe (openraft re-commits the rest after election).
+        self.cache.lock().committed = committed;
+        self.writer
+            .send(WriteOp::Committed {
+                committed: encode(&committed),
+            })
+            .map_err(|_| io_err("the log writer has stopped"))
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
+        Ok(self.cache.lock().committed)
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut encoded = Vec::new();
+        {
+            let mut cache = self.cache.lock();
+            for entry in entries {
+                encoded.push((entry.log_id.index, encode(&entry)));
+                cache.entries.insert(entry.log_id.index, entry);
+            }
+        }
+        self.writer
+            .send(WriteOp::Append {
+                entries: encoded,
+                callback,
+            })
+            .map_err(|_| io_err("the log writer has stopped"))
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        self.cache.lock().entries.split_off(&log_id.index);
+        self.write_and_wait(|ack| WriteOp::Truncate {
+            from: log_id.index,
+            ack,
+        })
+        .await
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        {
+            let mut cache = self.cache.lock();
+            cache.entries = cache.entries.split_off(&(log_id.index + 1));
+            cache.last_purged = Some(log_id);
+        }
+        let last_purged = encode(&log_id);
+        self.write_and_wait(|ack| WriteOp::Purge {
+            upto: log_id.index,
+            last_purged,
+            ack,
+        })
+        .await
+    }
+}

@@ -1,0 +1,242 @@
+//! The one thread that writes the data file, with group commit.
+//!
+//! Every durable write (log entries, vote, committed pointer, truncation,
+//! purge, snapshot) is a [`WriteOp`] sent to this thread. It takes every op
+//! that is waiting, applies them in arrival order inside ONE redb write
+//! transaction, commits it (one fsync), and only then acknowledges each op.
+//! So a burst of N appends costs one fsync, and IO stays serialized as
+//! openraft requires (a later op never lands before an earlier one).
+//!
+//! A failed commit poisons the writer: the failing ops and every later op are
+//! answered with an error, and openraft stops the member. Nothing is
+//! acknowledged that was not fsynced.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use openraft::storage::LogFlushed;
+use redb::{Database, ReadableDatabase, TableDefinition};
+use tokio::sync::oneshot;
+
+use super::TypeConfig;
+
+pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
+pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
+pub(crate) const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
+
+pub(crate) const META_VOTE: &str = "vote";
+pub(crate) const META_COMMITTED: &str = "committed";
+pub(crate) const META_LAST_PURGED: &str = "last_purged";
+pub(crate) const SNAPSHOT_META: &str = "meta";
+pub(crate) const SNAPSHOT_DATA: &str = "data";
+
+/// Most ops folded into one transaction.
+const MAX_BATCH: usize = 4096;
+
+pub(crate) type Ack = oneshot::Sender<Result<(), String>>;
+
+pub(crate) enum WriteOp {
+    /// Encoded entries `(index, bytes)`; the callback fires once they are durable.
+    Append {
+        entries: Vec<(u64, Vec<u8>)>,
+        callback: LogFlushed<TypeConfig>,
+    },
+    /// Delete entries with index >= `from`.
+    Truncate {
+        from: u64,
+        ack: Ack,
+    },
+    /// Delete entries with index <= `upto`, and record the purged log id.
+    Purge {
+        upto: u64,
+        last_purged: Vec<u8>,
+        ack: Ack,
+    },
+    Vote {
+        vote: Vec<u8>,
+        ack: Ack,
+    },
+    /// Not acknowledged: a stale committed pointer is safe.
+    Committed {
+        committed: Vec<u8>,
+    },
+    Snapshot {
+        meta: Vec<u8>,
+        data: Arc<Vec<u8>>,
+        ack: Ack,
+    },
+    /// Read the stored snapshot (kept on this thread so it alone owns the file).
+    ReadSnapshot {
+        reply: oneshot::Sender<Result<Option<(Vec<u8>, Vec<u8>)>, String>>,
+    },
+    /// Finish what came before, close the file, end the thread.
+    Stop,
+}
+
+/// Handle to the writer thread.
+pub(crate) struct LogWriter {
+    tx: mpsc::Sender<WriteOp>,
+    thread: Option<JoinHandle<()>>,
+    poisoned: Arc<AtomicBool>,
+}
+
+impl LogWriter {
+    pub fn spawn(db: Database) -> std::io::Result<Self> {
+        let (tx, rx) = mpsc::channel();
+        let poisoned = Arc::new(AtomicBool::new(false));
+        let flag = poisoned.clone();
+        let thread = std::thread::Builder::new()
+            .name("concord-log-writer".into())
+            .spawn(move || run(db, rx, flag))?;
+        Ok(LogWriter {
+            tx,
+            thread: Some(thread),
+            poisoned,
+        })
+    }
+
+    pub fn sender(&self) -> mpsc::Sender<WriteOp> {
+        self.tx.clone()
+    }
+
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::SeqCst)
+    }
+
+    /// Finishes every op sent so far, closes the data file and ends the
+    /// thread.
+    pub fn stop(mut self) {
+        let _ = self.tx.send(WriteOp::Stop);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for LogWriter {
+    fn drop(&mut self) {
+        // Without an explicit stop the thread still finishes what was sent
+        // and closes the file; nobody waits for it.
+        let _ = self.tx.send(WriteOp::Stop);
+    }
+}
+
+fn run(db: Database, rx: mpsc::Receiver<WriteOp>, poisoned: Arc<AtomicBool>) {
+    let mut batch = Vec::with_capacity(64);
+    let mut stop = false;
+    while !stop {
+        let Ok(first) = rx.recv() else { break };
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        stop = batch.iter().any(|op| matches!(op, WriteOp::Stop));
+        let result = if poisoned.load(Ordering::SeqCst) {
+            Err("the data file failed earlier; this member has stopped writing".to_string())
+        } else {
+            write_batch(&db, &mut batch)
+        };
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "durable write failed; refusing all further writes");
+            poisoned.store(true, Ordering::SeqCst);
+        }
+        for op in batch.drain(..) {
+            finish(op, &result, &db);
+        }
+    }
+    drop(db);
+}
+
+/// Applies every write op of the batch in one transaction and commits it.
+fn write_batch(db: &Database, batch: &mut [WriteOp]) -> Result<(), String> {
+    let has_writes = batch
+        .iter()
+        .any(|op| !matches!(op, WriteOp::ReadSnapshot { .. } | WriteOp::Stop));
+    if !has_writes {
+        return Ok(());
+    }
+    let txn = db.begin_write().map_err(|e| e.to_string())?;
+    {
+        let mut log = txn.open_table(LOG).map_err(|e| e.to_string())?;
+        let mut meta = txn.open_table(META).map_err(|e| e.to_string())?;
+        let mut snap = txn.open_table(SNAPSHOT).map_err(|e| e.to_string())?;
+        for op in batch.iter() {
+            match op {
+                WriteOp::Append { entries, .. } => {
+                    for (index, bytes) in entries {
+                        log.insert(*index, bytes.as_slice())
+                            .map_err(|e| e.to_string())?;
+                    }
+                }
+                WriteOp::Truncate { from, .. } => {
+                    log.retain_in(*from.., |_, _| false)
+                        .map_err(|e| e.to_string())?;
+                }
+                WriteOp::Purge {
+                    upto, last_purged, ..
+                } => {
+                    log.retain_in(..=*upto, |_, _| false)
+                        .map_err(|e| e.to_string())?;
+                    meta.insert(META_LAST_PURGED, last_purged.as_slice())
+                        .map_err(|e| e.to_string())?;
+                }
+                WriteOp::Vote { vote, .. } => {
+                    meta.insert(META_VOTE, vote.as_slice())
+                        .map_err(|e| e.to_string())?;
+                }
+                WriteOp::Committed { committed } => {
+                    meta.insert(META_COMMITTED, committed.as_slice())
+                        .map_err(|e| e.to_string())?;
+                }
+                WriteOp::Snapshot { meta: m, data, .. } => {
+                    snap.insert(SNAPSHOT_META, m.as_slice())
+                        .map_err(|e| e.to_string())?;
+                    snap.insert(SNAPSHOT_DATA, data.as_slice())
+                        .map_err(|e| e.to_string())?;
+                }
+                WriteOp::ReadSnapshot { .. } | WriteOp::Stop => {}
+            }
+        }
+    }
+    txn.commit().map_err(|e| e.to_string())
+}
+
+fn finish(op: WriteOp, result: &Result<(), String>, db: &Database) {
+    match op {
+        WriteOp::Append { callback, .. } => {
+            let io = result.clone().map_err(std::io::Error::other);
+            callback.log_io_completed(io);
+        }
+        WriteOp::Truncate { ack, .. }
+        | WriteOp::Purge { ack, .. }
+        | WriteOp::Vote { ack, .. }
+        | WriteOp::Snapshot { ack, .. } => {
+            let _ = ack.send(result.clone());
+        }
+        WriteOp::Committed { .. } | WriteOp::Stop => {}
+        WriteOp::ReadSnapshot { reply } => {
+            let _ = reply.send(read_snapshot(db));
+        }
+    }
+}
+
+/// The stored snapshot as `(meta, data)` bytes.
+pub(crate) fn read_snapshot(db: &Database) -> Result<Option<(Vec<u8>, Vec<u8>)>, String> {
+    let txn = db.begin_read().map_err(|e| e.to_string())?;
+    let table = match txn.open_table(SNAPSHOT) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    let meta = table.get(SNAPSHOT_META).map_err(|e| e.to_string())?;
+    let data = table.get(SNAPSHOT_DATA).map_err(|e| e.to_string())?;
+    Ok(match (meta, data) {
+        (Some(m), Some(d)) => Some((m.value().to_vec(), d.value().to_vec())),
+        _ => None,
+    })
+}

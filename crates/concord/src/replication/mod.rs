@@ -1,0 +1,29 @@
+//! Replication: openraft wired to our storage.
+//!
+//! - [`log_writer`]: the single thread that writes the data file (group commit);
+//! - [`log_store`]: openraft's log storage (entries, vote, committed pointer);
+//! - [`state_store`]: openraft's state machine (apply, snapshots, deadlines);
+//! - [`network`]: the peer network (none, for a single member).
+//!
+//! Every state change, from the embedded API or a leader task, is a
+//! [`Command`] written through `Raft::client_write`; a single-member cluster
+//! is a one-voter Raft group and takes exactly the same path.
+
+pub(crate) mod log_store;
+pub(crate) mod log_writer;
+pub(crate) mod network;
+pub(crate) mod state_store;
+
+use std::io::Cursor;
+
+use crate::command::{Applied, Command};
+
+openraft::declare_raft_types!(
+    /// Concord's Raft type configuration.
+    pub TypeConfig:
+        D = Command,
+        R = Applied,
+);
+
+/// The Raft handle.
+pub type ConcordRaft = openraft::Raft<TypeConfig>;

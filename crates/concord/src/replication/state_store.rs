@@ -1,0 +1,278 @@
+//! openraft's state machine: the in-memory [`StateMachine`] behind a lock,
+//! snapshots of it persisted in the data file, and the lease deadline tracker
+//! fed from what apply reports.
+//!
+//! The state machine is rebuilt on start from the last snapshot plus the log
+//! after it, so apply never writes to disk; the log is the durable record.
+//! A snapshot is written before openraft purges the log it covers.
+
+use std::io::Cursor;
+use std::sync::{Arc, mpsc};
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    AnyError, BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder,
+    SnapshotMeta, StorageError, StorageIOError, StoredMembership,
+};
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, oneshot};
+use tokio::time::Instant;
+
+use super::TypeConfig;
+use super::log_store::{decode, encode};
+use super::log_writer::WriteOp;
+use crate::command::{Applied, LeaseEffect, Reply};
+use crate::lease::deadlines::LeaseDeadlines;
+use crate::lease::{LeaseLimits, ttl_ms};
+use crate::state_machine::{State, StateMachine};
+
+type NodeId = u64;
+
+/// The state machine as openraft sees it: the data plus the log position.
+pub struct Applier {
+    pub machine: StateMachine,
+    pub last_applied: Option<LogId<NodeId>>,
+    pub membership: StoredMembership<NodeId, BasicNode>,
+}
+
+/// What readers and the leader's tasks share with apply.
+pub struct Shared {
+    pub applier: RwLock<Applier>,
+    pub deadlines: Mutex<LeaseDeadlines>,
+    /// Signalled when a lease deadline moved earlier than the earliest one.
+    pub deadline_moved: Notify,
+}
+
+impl Shared {
+    /// Resets the deadline tracker from the lease table (after a restart or a
+    /// snapshot install): every lease resumes from its recorded remaining time.
+    fn reset_deadlines(&self, state: &State, now: Instant) {
+        let mut deadlines = self.deadlines.lock();
+        deadlines.clear();
+        for lease in state.leases.iter() {
+            deadlines.observe(
+                &LeaseEffect::Deadline {
+                    id: lease.id,
+                    generation: lease.generation,
+                    remaining_ms: lease.remaining_ms.min(ttl_ms(lease.ttl_secs)),
+                    checkpoint: false,
+                },
+                now,
+            );
+        }
+        self.deadline_moved.notify_one();
+    }
+}
+
+/// The snapshot file format: the replicated state plus where it stands in
+/// the log.
+#[derive(Deserialize)]
+struct SnapshotBody {
+    state: State,
+}
+
+/// [`SnapshotBody`] by reference, to encode without copying the state.
+#[derive(Serialize)]
+struct SnapshotBodyRef<'a> {
+    state: &'a State,
+}
+
+/// The openraft state-machine handle.
+pub struct StateStore {
+    shared: Arc<Shared>,
+    writer: mpsc::Sender<WriteOp>,
+}
+
+fn sm_err(e: impl ToString) -> StorageError<NodeId> {
+    StorageIOError::write_state_machine(AnyError::error(e.to_string())).into()
+}
+
+impl StateStore {
+    /// Restores the state machine from the stored snapshot, if any.
+    pub(crate) fn load(
+        snapshot: Option<(Vec<u8>, Vec<u8>)>,
+        limits: LeaseLimits,
+        writer: mpsc::Sender<WriteOp>,
+    ) -> Result<(Self, Arc<Shared>), String> {
+        let mut applier = Applier {
+            machine: StateMachine::new(limits),
+            last_applied: None,
+            membership: StoredMembership::default(),
+        };
+        if let Some((meta, data)) = snapshot {
+            let meta: SnapshotMeta<NodeId, BasicNode> = decode(&meta)?;
+            let body: SnapshotBody = decode(&data)?;
+            applier.machine = StateMachine::with_state(body.state, limits);
+            applier.last_applied = meta.last_log_id;
+            applier.membership = meta.last_membership;
+        }
+        let shared = Arc::new(Shared {
+            applier: RwLock::new(applier),
+            deadlines: Mutex::new(LeaseDeadlines::default()),
+            deadline_moved: Notify::new(),
+        });
+        shared.reset_deadlines(&shared.applier.read().machine.state, Instant::now());
+        Ok((
+            StateStore {
+                shared: shared.clone(),
+                writer,
+            },
+            shared,
+        ))
+    }
+
+    async fn persist_snapshot(
+        &self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        data: Arc<Vec<u8>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let (ack, done) = oneshot::channel();
+        let op = WriteOp::Snapshot {
+            meta: encode(meta),
+            data,
+            ack,
+        };
+        self.writer
+            .send(op)
+            .map_err(|_| sm_err("the log writer has stopped"))?;
+        done.await
+            .map_err(|_| sm_err("the log writer has stopped"))?
+            .map_err(sm_err)
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateStore {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let (meta, data) = {
+            let applier = self.shared.applier.read();
+            let data = postcard::to_stdvec(&SnapshotBodyRef {
+                state: &applier.machine.state,
+            })
+            .map_err(sm_err)?;
+            let snapshot_id = match applier.last_applied {
+                Some(id) => format!("{}-{}-{}", id.leader_id.term, id.index, data.len()),
+                None => format!("empty-{}", data.len()),
+            };
+            let meta = SnapshotMeta {
+                last_log_id: applier.last_applied,
+                last_membership: applier.membership.clone(),
+                snapshot_id,
+            };
+            (meta, Arc::new(data))
+        };
+        self.persist_snapshot(&meta, data.clone()).await?;
+        tracing::debug!(last = ?meta.last_log_id, bytes = data.len(), "snapshot written");
+        let data = Arc::try_unwrap(data).unwrap_or_else(|shared| (*shared).clone());
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateStore {
+    type SnapshotBuilder = StateStore;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>), StorageError<NodeId>>
+    {
+        let applier = self.shared.applier.read();
+        Ok((applier.last_applied, applier.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Applied>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut effects = Vec::new();
+        let mut replies = Vec::new();
+        {
+            let mut applier = self.shared.applier.write();
+            for entry in entries {
+                applier.last_applied = Some(entry.log_id);
+                let applied = match entry.payload {
+                    EntryPayload::Normal(command) => applier.machine.apply(&command, &mut effects),
+                    EntryPayload::Blank => Applied {
+                        revision: applier.machine.kv().revision(),
+                        result: Ok(Reply::None),
+                    },
+                    EntryPayload::Membership(membership) => {
+                        applier.membership = StoredMembership::new(Some(entry.log_id), membership);
+                        Applied {
+                            revision: applier.machine.kv().revision(),
+                            result: Ok(Reply::None),
+                        }
+                    }
+                };
+                replies.push(applied);
+            }
+        }
+        if !effects.is_empty() {
+            let now = Instant::now();
+            let mut deadlines = self.shared.deadlines.lock();
+            let mut moved = false;
+            for effect in &effects {
+                moved |= deadlines.observe(effect, now);
+            }
+            if moved {
+                self.shared.deadline_moved.notify_one();
+            }
+        }
+        Ok(replies)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        StateStore {
+            shared: self.shared.clone(),
+            writer: self.writer.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let data = snapshot.into_inner();
+        let body: SnapshotBody = decode(&data).map_err(sm_err)?;
+        self.persist_snapshot(meta, Arc::new(data)).await?;
+        let mut applier = self.shared.applier.write();
+        let limits = *applier.machine.limits();
+        applier.machine = StateMachine::with_state(body.state, limits);
+        applier.last_applied = meta.last_log_id;
+        applier.membership = meta.last_membership.clone();
+        self.shared
+            .reset_deadlines(&applier.machine.state, Instant::now());
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send(WriteOp::ReadSnapshot { reply })
+            .map_err(|_| sm_err("the log writer has stopped"))?;
+        let stored = rx
+            .await
+            .map_err(|_| sm_err("the log writer has stopped"))?
+            .map_err(sm_err)?;
+        let Some((meta, data)) = stored else {
+            return Ok(None);
+        };
+        let meta: SnapshotMeta<NodeId, BasicNode> = decode(&meta).map_err(sm_err)?;
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        }))
+    }
+}

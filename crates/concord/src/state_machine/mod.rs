@@ -1,0 +1,203 @@
+//! Apply: the only place where the keyspace and the leases meet.
+//!
+//! [`StateMachine::apply`] turns one committed [`Command`] into one
+//! [`Applied`]. It is deterministic: it reads the command and the state,
+//! never a clock or a random source, and iterates only ordered collections,
+//! so every member that applies the same log holds the same state.
+//!
+//! Every command is checked completely before anything is changed, so a
+//! refused command ([`ApplyError`]) leaves the state exactly as it was and
+//! does not advance the revision. A command that changes at least one key
+//! advances the revision by exactly one, whatever number of keys it touches
+//! (a transaction, a revoke); expiring several leases in one command gives
+//! each lease its own revision.
+
+mod txn;
+mod write;
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Applied, ApplyError, Command, LeaseEffect, Reply};
+use crate::lease::{LeaseLimits, Lessor};
+use crate::mvcc::KvStore;
+
+/// The replicated data: what a snapshot holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub kv: KvStore,
+    pub leases: Lessor,
+}
+
+/// The replicated data plus the limits apply enforces.
+#[derive(Debug, Clone, Default)]
+pub struct StateMachine {
+    pub state: State,
+    limits: LeaseLimits,
+}
+
+impl StateMachine {
+    pub fn new(limits: LeaseLimits) -> Self {
+        StateMachine {
+            state: State::default(),
+            limits,
+        }
+    }
+
+    pub fn with_state(state: State, limits: LeaseLimits) -> Self {
+        StateMachine { state, limits }
+    }
+
+    pub fn limits(&self) -> &LeaseLimits {
+        &self.limits
+    }
+
+    pub fn kv(&self) -> &KvStore {
+        &self.state.kv
+    }
+
+    pub fn leases(&self) -> &Lessor {
+        &self.state.leases
+    }
+
+    /// Applies one command. Lease changes the deadline tracker must learn
+    /// about are appended to `effects`.
+    pub fn apply(&mut self, command: &Command, effects: &mut Vec<LeaseEffect>) -> Applied {
+        let result = match command {
+            Command::Put(req) => self.apply_put(req, effects).map(Reply::Put),
+            Command::DeleteRange(req) => Ok(Reply::Delete(self.apply_delete(req, effects))),
+            Command::Txn(req) => self.apply_txn(req, effects).map(Reply::Txn),
+            Command::Compact { revision } => {
+                self.state.kv.compact(*revision).map(|()| Reply::Compacted)
+            }
+            Command::LeaseGrant { id, ttl_secs } => self.apply_grant(*id, *ttl_secs, effects),
+            Command::LeaseRevoke { id } => self.apply_revoke(*id, effects),
+            Command::LeaseKeepAlive { id, ttl_secs } => {
+                self.apply_keep_alive(*id, *ttl_secs, effects)
+            }
+            Command::LeaseExpire { leases } => Ok(self.apply_expire(leases, effects)),
+            Command::LeaseCheckpoint { checkpoints } => {
+                for c in checkpoints {
+                    if self
+                        .state
+                        .leases
+                        .checkpoint(c.id, c.generation, c.remaining_ms)
+                    {
+                        effects.push(LeaseEffect::Deadline {
+                            id: c.id,
+                            generation: c.generation,
+                            remaining_ms: self.state.leases.get(c.id).map_or(0, |l| l.remaining_ms),
+                            checkpoint: true,
+                        });
+                    }
+                }
+                Ok(Reply::Checkpointed)
+            }
+        };
+        Applied {
+            revision: self.state.kv.revision(),
+            result,
+        }
+    }
+
+    fn apply_grant(
+        &mut self,
+        id: Option<i64>,
+        ttl_secs: i64,
+        effects: &mut Vec<LeaseEffect>,
+    ) -> Result<Reply, ApplyError> {
+        if ttl_secs <= 0 {
+            return Err(ApplyError::Invalid(format!(
+                "lease TTL {ttl_secs} is not positive"
+            )));
+        }
+        let granted_at = self.state.kv.revision();
+        self.state.leases.check_capacity(1, &self.limits)?;
+        let lease = self.state.leases.grant(id, ttl_secs, granted_at, false)?;
+        effects.push(LeaseEffect::Deadline {
+            id: lease.id,
+            generation: lease.generation,
+            remaining_ms: lease.remaining_ms,
+            checkpoint: false,
+        });
+        Ok(Reply::LeaseGranted {
+            id: lease.id,
+            ttl_secs: lease.ttl_secs,
+        })
+    }
+
+    fn apply_keep_alive(
+        &mut self,
+        id: i64,
+        ttl_secs: Option<i64>,
+        effects: &mut Vec<LeaseEffect>,
+    ) -> Result<Reply, ApplyError> {
+        if let Some(ttl) = ttl_secs.filter(|t| *t <= 0) {
+            return Err(ApplyError::Invalid(format!(
+                "lease TTL {ttl} is not positive"
+            )));
+        }
+        let lease = self.state.leases.renew(id, ttl_secs)?;
+        effects.push(LeaseEffect::Deadline {
+            id,
+            generation: lease.generation,
+            remaining_ms: lease.remaining_ms,
+            checkpoint: false,
+        });
+        Ok(Reply::LeaseKeptAlive {
+            id,
+            ttl_secs: lease.ttl_secs,
+        })
+    }
+
+    fn apply_revoke(
+        &mut self,
+        id: i64,
+        effects: &mut Vec<LeaseEffect>,
+    ) -> Result<Reply, ApplyError> {
+        if !self.state.leases.contains(id) {
+            return Err(ApplyError::LeaseNotFound(id));
+        }
+        let deleted_keys = self.revoke_lease(id, effects);
+        Ok(Reply::LeaseRevoked { deleted_keys })
+    }
+
+    fn apply_expire(&mut self, leases: &[(i64, u64)], effects: &mut Vec<LeaseEffect>) -> Reply {
+        let mut expired = 0;
+        for &(id, generation) in leases {
+            // A lease renewed after the leader saw it expire is not expired.
+            if self
+                .state
+                .leases
+                .get(id)
+                .is_some_and(|l| l.generation == generation)
+            {
+                self.revoke_lease(id, effects);
+                expired += 1;
+            }
+        }
+        Reply::LeasesExpired { expired }
+    }
+
+    /// Removes lease `id` and deletes all its keys at one new revision, in
+    /// key order. Returns how many keys were deleted.
+    fn revoke_lease(&mut self, id: i64, effects: &mut Vec<LeaseEffect>) -> u64 {
+        let Some(lease) = self.state.leases.remove(id) else {
+            return 0;
+        };
+        effects.push(LeaseEffect::Removed { id });
+        let revision = self.state.kv.revision() + 1;
+        let mut deleted = 0;
+        for key in &lease.keys {
+            if self.state.kv.delete_key(revision, key) {
+                deleted += 1;
+            }
+        }
+        if deleted > 0 {
+            self.state.kv.commit_revision(revision);
+        }
+        deleted
+    }
+}
+
+#[cfg(test)]
+mod tests;
