@@ -232,7 +232,7 @@ mod tests {
 
     #[test]
     fn store_picked_ids_are_never_reused_and_skip_client_ids() {
-        let limits = LeaseLimits::default();
+        
         let mut l = Lessor::default();
         let a = l.grant(None, 10, 1, false).unwrap().id;
         l.grant(Some(2), 10, 1, false).unwrap();
@@ -252,7 +252,7 @@ mod tests {
 
     #[test]
     fn checkpoint_of_an_older_generation_is_ignored() {
-        let limits = LeaseLimits::default();
+        
         let mut l = Lessor::default();
         let id = l.grant(None, 60, 1, false).unwrap().id;
         assert!(l.checkpoint(id, 0, 30_000));
