@@ -234,10 +234,7 @@ pub enum ApplyError {
     #[error("required revision has been compacted (compacted at {compact_revision})")]
     Compacted { compact_revision: Revision },
     #[error("required revision {revision} is a future revision (current is {current})")]
-    FutureRevision {
-        revision: Revision,
-        current: Revision,
-    },
+    FutureRevision { revision: Revision, current: Revision },
     #[error("duplicate key given in txn request")]
     DuplicateKey,
     #[error("invalid request: {0}")]
@@ -251,12 +248,7 @@ pub enum ApplyError {
 pub enum LeaseEffect {
     /// The lease now has `remaining_ms` left, measured from the moment of
     /// apply (grant, keep-alive or checkpoint).
-    Deadline {
-        id: LeaseId,
-        generation: u64,
-        remaining_ms: u64,
-        checkpoint: bool,
-    },
+    Deadline { id: LeaseId, generation: u64, remaining_ms: u64, checkpoint: bool },
     /// The lease is gone (revoked, expired, or an emptied anonymous lease).
     Removed { id: LeaseId },
 }

@@ -45,10 +45,7 @@ pub enum Error {
     #[error("required revision has been compacted (compacted at {compact_revision})")]
     Compacted { compact_revision: Revision },
     #[error("required revision {revision} is a future revision (current is {current})")]
-    FutureRevision {
-        revision: Revision,
-        current: Revision,
-    },
+    FutureRevision { revision: Revision, current: Revision },
     #[error("a transaction writes the same key twice")]
     DuplicateKey,
 
@@ -78,14 +75,10 @@ impl From<ApplyError> for Error {
             ApplyError::LeaseNotFound(id) => Error::LeaseNotFound(id),
             ApplyError::LeaseExists(id) => Error::LeaseExists(id),
             ApplyError::KeyNotFound => Error::KeyNotFound,
-            ApplyError::TooManyKeysOnLease { lease, max } => {
-                Error::TooManyKeysOnLease { lease, max }
-            }
+            ApplyError::TooManyKeysOnLease { lease, max } => Error::TooManyKeysOnLease { lease, max },
             ApplyError::TooManyLeases { max } => Error::TooManyLeases { max },
             ApplyError::Compacted { compact_revision } => Error::Compacted { compact_revision },
-            ApplyError::FutureRevision { revision, current } => {
-                Error::FutureRevision { revision, current }
-            }
+            ApplyError::FutureRevision { revision, current } => Error::FutureRevision { revision, current },
             ApplyError::DuplicateKey => Error::DuplicateKey,
             ApplyError::Invalid(msg) => Error::InvalidRequest(msg),
         }

@@ -36,14 +36,14 @@ pub mod state_machine;
 pub mod types;
 
 pub use command::{
-    Compare, CompareOp, CompareTarget, DeleteResponse, PutResponse, RangeResponse, TxnOp,
-    TxnOpResponse, TxnRequest, TxnResponse,
+    Compare, CompareOp, CompareTarget, DeleteResponse, PutResponse, RangeResponse, TxnOp, TxnOpResponse, TxnRequest,
+    TxnResponse,
 };
 pub use error::{Error, Result};
 pub use lease::LeaseLimits;
 pub use limits::Limits;
 pub use node::{
-    Concord, Config, Consistency, Kv, LeaseGrant, LeaseInfo, LeaseKeepAlive, LeaseRevoke, Leases,
-    NumberCompare, Txn, ValueCompare,
+    Concord, Config, Consistency, Kv, LeaseGrant, LeaseInfo, LeaseKeepAlive, LeaseRevoke, Leases, NumberCompare, Txn,
+    ValueCompare,
 };
 pub use types::{Event, KeyRange, KeyValue, LeaseId, RangeEnd, Revision, prefix_end};

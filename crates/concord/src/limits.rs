@@ -21,11 +21,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_key_bytes: 4 * 1024,
-            max_value_bytes: 1536 * 1024,
-            max_txn_ops: 128,
-        }
+        Limits { max_key_bytes: 4 * 1024, max_value_bytes: 1536 * 1024, max_txn_ops: 128 }
     }
 }
 
@@ -35,10 +31,7 @@ impl Limits {
             return Err(Error::EmptyKey);
         }
         if key.len() > self.max_key_bytes {
-            return Err(Error::KeyTooLarge {
-                size: key.len(),
-                max: self.max_key_bytes,
-            });
+            return Err(Error::KeyTooLarge { size: key.len(), max: self.max_key_bytes });
         }
         Ok(())
     }
@@ -49,17 +42,11 @@ impl Limits {
             return Err(Error::EmptyKey);
         }
         if range.start.len() > self.max_key_bytes {
-            return Err(Error::KeyTooLarge {
-                size: range.start.len(),
-                max: self.max_key_bytes,
-            });
+            return Err(Error::KeyTooLarge { size: range.start.len(), max: self.max_key_bytes });
         }
         if let RangeEnd::Exclusive(end) = &range.end {
             if end.len() > self.max_key_bytes {
-                return Err(Error::KeyTooLarge {
-                    size: end.len(),
-                    max: self.max_key_bytes,
-                });
+                return Err(Error::KeyTooLarge { size: end.len(), max: self.max_key_bytes });
             }
         }
         Ok(())
@@ -69,10 +56,7 @@ impl Limits {
         self.check_key(&req.key)?;
         if let Some(value) = &req.value {
             if value.len() > self.max_value_bytes {
-                return Err(Error::ValueTooLarge {
-                    size: value.len(),
-                    max: self.max_value_bytes,
-                });
+                return Err(Error::ValueTooLarge { size: value.len(), max: self.max_value_bytes });
             }
         }
         match req.lease {
@@ -85,10 +69,7 @@ impl Limits {
     pub fn check_txn(&self, txn: &TxnRequest) -> Result<()> {
         for list in [txn.compare.len(), txn.success.len(), txn.failure.len()] {
             if list > self.max_txn_ops {
-                return Err(Error::TooManyTxnOps {
-                    ops: list,
-                    max: self.max_txn_ops,
-                });
+                return Err(Error::TooManyTxnOps { ops: list, max: self.max_txn_ops });
             }
         }
         for Compare { range, .. } in &txn.compare {
@@ -112,11 +93,7 @@ impl Limits {
 
 pub fn check_ttl(ttl: i64) -> Result<()> {
     if !(MIN_TTL_SECS..=MAX_TTL_SECS).contains(&ttl) {
-        return Err(Error::InvalidTtl {
-            ttl,
-            min: MIN_TTL_SECS,
-            max: MAX_TTL_SECS,
-        });
+        return Err(Error::InvalidTtl { ttl, min: MIN_TTL_SECS, max: MAX_TTL_SECS });
     }
     Ok(())
 }

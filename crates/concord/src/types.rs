@@ -82,10 +82,7 @@ pub enum RangeEnd {
 impl KeyRange {
     /// Exactly one key.
     pub fn key(key: impl Into<Bytes>) -> Self {
-        KeyRange {
-            start: key.into(),
-            end: RangeEnd::Single,
-        }
+        KeyRange { start: key.into(), end: RangeEnd::Single }
     }
 
     /// Every key that starts with `prefix`. An empty prefix selects every key.
@@ -100,26 +97,17 @@ impl KeyRange {
 
     /// Keys in `[start, end)`.
     pub fn between(start: impl Into<Bytes>, end: impl Into<Bytes>) -> Self {
-        KeyRange {
-            start: start.into(),
-            end: RangeEnd::Exclusive(end.into()),
-        }
+        KeyRange { start: start.into(), end: RangeEnd::Exclusive(end.into()) }
     }
 
     /// Every key `>= start`.
     pub fn from(start: impl Into<Bytes>) -> Self {
-        KeyRange {
-            start: start.into(),
-            end: RangeEnd::Unbounded,
-        }
+        KeyRange { start: start.into(), end: RangeEnd::Unbounded }
     }
 
     /// Every key.
     pub fn all() -> Self {
-        KeyRange {
-            start: Bytes::new(),
-            end: RangeEnd::Unbounded,
-        }
+        KeyRange { start: Bytes::new(), end: RangeEnd::Unbounded }
     }
 
     /// Builds a range from etcd's wire encoding: empty `range_end` is one key,
@@ -133,10 +121,7 @@ impl KeyRange {
         } else {
             RangeEnd::Exclusive(end)
         };
-        KeyRange {
-            start: key.into(),
-            end,
-        }
+        KeyRange { start: key.into(), end }
     }
 
     /// Whether `key` lies in this range.
@@ -163,11 +148,7 @@ impl KeyRange {
                 RangeEnd::Exclusive(end) => key < end.as_ref(),
             }
         }
-        let (a, b) = if self.start <= other.start {
-            (self, other)
-        } else {
-            (other, self)
-        };
+        let (a, b) = if self.start <= other.start { (self, other) } else { (other, self) };
         // b starts at or after a; they overlap when b's start is inside a
         // (b's own range is non-empty at its start unless it is empty).
         !b.is_empty() && hi_above(a, &b.start) && a.start.as_ref() <= b.start.as_ref()
@@ -226,11 +207,7 @@ mod tests {
             (KeyRange::key("a"), KeyRange::key("b"), false),
             (KeyRange::prefix("a"), KeyRange::key("ab"), true),
             (KeyRange::between("a", "c"), KeyRange::key("c"), false),
-            (
-                KeyRange::between("a", "c"),
-                KeyRange::between("b", "z"),
-                true,
-            ),
+            (KeyRange::between("a", "c"), KeyRange::between("b", "z"), true),
             (KeyRange::from("m"), KeyRange::key("z"), true),
             (KeyRange::from("m"), KeyRange::key("a"), false),
             (KeyRange::between("c", "a"), KeyRange::key("b"), false),

@@ -209,7 +209,10 @@ fn step(sm: &mut StateMachine, model: &mut Model, op: &Op) -> Applied {
                     lease: LeaseChoice::None,
                     prev_kv: false,
                 })],
-                failure: vec![TxnOp::DeleteRange(DeleteRequest { range: KeyRange::key(key(*del_key)), prev_kv: false })],
+                failure: vec![TxnOp::DeleteRange(DeleteRequest {
+                    range: KeyRange::key(key(*del_key)),
+                    prev_kv: false,
+                })],
             });
             let applied = sm.apply(&cmd, &mut effects);
             let actual_version = model.current.get(key(*k).as_ref()).map_or(0, |kv| kv.version);

@@ -38,31 +38,17 @@ impl LeaseDeadlines {
     /// deadline moved earlier (the expiry task should re-arm its timer).
     pub fn observe(&mut self, effect: &LeaseEffect, now: Instant) -> bool {
         match *effect {
-            LeaseEffect::Deadline {
-                id,
-                generation,
-                remaining_ms,
-                checkpoint,
-            } => {
+            LeaseEffect::Deadline { id, generation, remaining_ms, checkpoint } => {
                 let deadline = now + Duration::from_millis(remaining_ms);
-                if checkpoint {
-                    // A checkpoint we proposed ourselves: our own deadline is
-                    // already exact, only the record time moves.
-                    if let Some(t) = self.leases.get_mut(&id) {
-                        if t.generation == generation {
-                            t.recorded_at = now;
-                            return false;
-                        }
-                    }
-                }
-                self.set(
-                    id,
-                    Tracked {
-                        deadline,
-                        generation,
-                        recorded_at: now,
-                    },
-                )
+                // A checkpoint of the generation we track is never later than
+                // our deadline where we measured it ourselves (the leader), and
+                // is the better bound where we did not (replaying the log after
+                // a restart): the earlier of the two is right in both cases.
+                let deadline = match self.leases.get(&id) {
+                    Some(t) if checkpoint && t.generation == generation => t.deadline.min(deadline),
+                    _ => deadline,
+                };
+                self.set(id, Tracked { deadline, generation, recorded_at: now })
             }
             LeaseEffect::Removed { id } => {
                 self.remove(id);
@@ -75,10 +61,7 @@ impl LeaseDeadlines {
         if let Some(old) = self.leases.insert(id, tracked) {
             self.queue.remove(&(old.deadline, id));
         }
-        let earliest = self
-            .queue
-            .first()
-            .is_none_or(|(d, _)| tracked.deadline < *d);
+        let earliest = self.queue.first().is_none_or(|(d, _)| tracked.deadline < *d);
         self.queue.insert((tracked.deadline, id));
         earliest
     }
@@ -104,9 +87,7 @@ impl LeaseDeadlines {
 
     /// Time left on lease `id` at `now` (zero once past its deadline).
     pub fn remaining(&self, id: LeaseId, now: Instant) -> Option<Duration> {
-        self.leases
-            .get(&id)
-            .map(|t| t.deadline.saturating_duration_since(now))
+        self.leases.get(&id).map(|t| t.deadline.saturating_duration_since(now))
     }
 
     /// The earliest deadline of any lease.
@@ -128,18 +109,11 @@ impl LeaseDeadlines {
     /// Up to `max` leases whose recorded remaining time is older than
     /// `interval` and which are still running: the measurements the leader
     /// should write to the log. Sorted by id so the command is deterministic.
-    pub fn due_checkpoints(
-        &self,
-        now: Instant,
-        interval: Duration,
-        max: usize,
-    ) -> Vec<LeaseCheckpoint> {
+    pub fn due_checkpoints(&self, now: Instant, interval: Duration, max: usize) -> Vec<LeaseCheckpoint> {
         let mut due: Vec<LeaseCheckpoint> = self
             .leases
             .iter()
-            .filter(|(_, t)| {
-                t.deadline > now && now.saturating_duration_since(t.recorded_at) >= interval
-            })
+            .filter(|(_, t)| t.deadline > now && now.saturating_duration_since(t.recorded_at) >= interval)
             .map(|(id, t)| LeaseCheckpoint {
                 id: *id,
                 generation: t.generation,
@@ -156,20 +130,10 @@ impl LeaseDeadlines {
     /// here. Deadlines only ever move later.
     pub fn extend_all(&mut self, now: Instant, grace: Duration) {
         let floor = now + grace;
-        let late: Vec<(LeaseId, Tracked)> = self
-            .leases
-            .iter()
-            .filter(|(_, t)| t.deadline < floor)
-            .map(|(id, t)| (*id, *t))
-            .collect();
+        let late: Vec<(LeaseId, Tracked)> =
+            self.leases.iter().filter(|(_, t)| t.deadline < floor).map(|(id, t)| (*id, *t)).collect();
         for (id, t) in late {
-            self.set(
-                id,
-                Tracked {
-                    deadline: floor,
-                    ..t
-                },
-            );
+            self.set(id, Tracked { deadline: floor, ..t });
         }
     }
 }
@@ -179,12 +143,7 @@ mod tests {
     use super::*;
 
     fn deadline(id: LeaseId, generation: u64, remaining_ms: u64) -> LeaseEffect {
-        LeaseEffect::Deadline {
-            id,
-            generation,
-            remaining_ms,
-            checkpoint: false,
-        }
+        LeaseEffect::Deadline { id, generation, remaining_ms, checkpoint: false }
     }
 
     #[test]
@@ -192,16 +151,10 @@ mod tests {
         let t0 = Instant::now();
         let mut d = LeaseDeadlines::default();
         assert!(d.observe(&deadline(1, 0, 2_000), t0));
-        assert!(
-            d.observe(&deadline(2, 0, 1_000), t0),
-            "an earlier deadline re-arms the timer"
-        );
+        assert!(d.observe(&deadline(2, 0, 1_000), t0), "an earlier deadline re-arms the timer");
         assert!(!d.observe(&deadline(3, 0, 5_000), t0));
         assert!(d.expired(t0 + Duration::from_millis(999), 10).is_empty());
-        assert_eq!(
-            d.expired(t0 + Duration::from_millis(2_000), 10),
-            vec![(2, 0), (1, 0)]
-        );
+        assert_eq!(d.expired(t0 + Duration::from_millis(2_000), 10), vec![(2, 0), (1, 0)]);
         assert_eq!(d.expired(t0 + Duration::from_secs(9), 1), vec![(2, 0)]);
         assert_eq!(d.next_deadline(), Some(t0 + Duration::from_millis(1_000)));
     }
@@ -213,14 +166,8 @@ mod tests {
         d.observe(&deadline(1, 0, 1_000), t0);
         d.observe(&deadline(1, 1, 1_000), t0 + Duration::from_millis(900));
         assert!(d.expired(t0 + Duration::from_millis(1_500), 10).is_empty());
-        assert_eq!(
-            d.expired(t0 + Duration::from_millis(1_900), 10),
-            vec![(1, 1)]
-        );
-        assert_eq!(
-            d.remaining(1, t0 + Duration::from_millis(1_400)),
-            Some(Duration::from_millis(500))
-        );
+        assert_eq!(d.expired(t0 + Duration::from_millis(1_900), 10), vec![(1, 1)]);
+        assert_eq!(d.remaining(1, t0 + Duration::from_millis(1_400)), Some(Duration::from_millis(500)));
         d.observe(&LeaseEffect::Removed { id: 1 }, t0);
         assert!(d.is_empty());
         assert_eq!(d.next_deadline(), None);
@@ -234,39 +181,21 @@ mod tests {
         d.observe(&deadline(7, 0, 10_000), t0);
         assert!(d.due_checkpoints(t0 + s / 2, s, 10).is_empty());
         let due = d.due_checkpoints(t0 + 3 * s, s, 10);
-        assert_eq!(
-            due,
-            vec![LeaseCheckpoint {
-                id: 7,
-                generation: 0,
-                remaining_ms: 7_000
-            }]
-        );
+        assert_eq!(due, vec![LeaseCheckpoint { id: 7, generation: 0, remaining_ms: 7_000 }]);
         // The checkpoint is applied a little later: the deadline must not move.
-        let applied = LeaseEffect::Deadline {
-            id: 7,
-            generation: 0,
-            remaining_ms: 7_000,
-            checkpoint: true,
-        };
+        let applied = LeaseEffect::Deadline { id: 7, generation: 0, remaining_ms: 7_000, checkpoint: true };
         d.observe(&applied, t0 + 3 * s + Duration::from_millis(5));
         assert_eq!(d.remaining(7, t0 + 4 * s), Some(Duration::from_secs(6)));
-        assert!(
-            d.due_checkpoints(t0 + 3 * s + Duration::from_millis(500), s, 10)
-                .is_empty()
-        );
+        assert!(d.due_checkpoints(t0 + 3 * s + Duration::from_millis(500), s, 10).is_empty());
     }
 
     #[test]
     fn a_replayed_checkpoint_sets_the_deadline_after_restart() {
         let t0 = Instant::now();
         let mut d = LeaseDeadlines::default();
-        let replayed = LeaseEffect::Deadline {
-            id: 3,
-            generation: 2,
-            remaining_ms: 4_000,
-            checkpoint: true,
-        };
+        // Replay after a restart: the grant (full TTL), then its checkpoint.
+        d.observe(&deadline(3, 2, 10_000), t0);
+        let replayed = LeaseEffect::Deadline { id: 3, generation: 2, remaining_ms: 4_000, checkpoint: true };
         d.observe(&replayed, t0);
         assert_eq!(d.remaining(3, t0), Some(Duration::from_secs(4)));
     }

@@ -53,10 +53,7 @@ pub struct Lessor {
 
 impl Default for Lessor {
     fn default() -> Self {
-        Lessor {
-            leases: BTreeMap::new(),
-            next_id: 1,
-        }
+        Lessor { leases: BTreeMap::new(), next_id: 1 }
     }
 }
 
@@ -69,10 +66,7 @@ pub struct LeaseLimits {
 
 impl Default for LeaseLimits {
     fn default() -> Self {
-        LeaseLimits {
-            max_leases: 1_000_000,
-            max_keys_per_lease: 100_000,
-        }
+        LeaseLimits { max_leases: 1_000_000, max_keys_per_lease: 100_000 }
     }
 }
 
@@ -106,9 +100,7 @@ impl Lessor {
     /// Whether `more` leases can be added.
     pub(crate) fn check_capacity(&self, more: u64, limits: &LeaseLimits) -> Result<(), ApplyError> {
         if self.leases.len() as u64 + more > limits.max_leases {
-            return Err(ApplyError::TooManyLeases {
-                max: limits.max_leases,
-            });
+            return Err(ApplyError::TooManyLeases { max: limits.max_leases });
         }
         Ok(())
     }
@@ -124,9 +116,7 @@ impl Lessor {
     ) -> Result<&LeaseRecord, ApplyError> {
         let id = match id {
             Some(id) if id <= 0 => {
-                return Err(ApplyError::Invalid(format!(
-                    "lease id {id} is not positive"
-                )));
+                return Err(ApplyError::Invalid(format!("lease id {id} is not positive")));
             }
             Some(id) if self.leases.contains_key(&id) => return Err(ApplyError::LeaseExists(id)),
             Some(id) => id,
@@ -152,15 +142,8 @@ impl Lessor {
     }
 
     /// Resets a lease to its (possibly new) TTL and bumps its generation.
-    pub(crate) fn renew(
-        &mut self,
-        id: LeaseId,
-        ttl_secs: Option<i64>,
-    ) -> Result<&LeaseRecord, ApplyError> {
-        let lease = self
-            .leases
-            .get_mut(&id)
-            .ok_or(ApplyError::LeaseNotFound(id))?;
+    pub(crate) fn renew(&mut self, id: LeaseId, ttl_secs: Option<i64>) -> Result<&LeaseRecord, ApplyError> {
+        let lease = self.leases.get_mut(&id).ok_or(ApplyError::LeaseNotFound(id))?;
         if let Some(ttl) = ttl_secs {
             lease.ttl_secs = ttl;
         }
@@ -181,18 +164,10 @@ impl Lessor {
     }
 
     /// Whether `key` may be attached to `id` without breaking a limit.
-    pub(crate) fn check_attach(
-        &self,
-        id: LeaseId,
-        key: &[u8],
-        limits: &LeaseLimits,
-    ) -> Result<(), ApplyError> {
+    pub(crate) fn check_attach(&self, id: LeaseId, key: &[u8], limits: &LeaseLimits) -> Result<(), ApplyError> {
         let lease = self.leases.get(&id).ok_or(ApplyError::LeaseNotFound(id))?;
         if !lease.keys.contains(key) && lease.keys.len() as u64 >= limits.max_keys_per_lease {
-            return Err(ApplyError::TooManyKeysOnLease {
-                lease: id,
-                max: limits.max_keys_per_lease,
-            });
+            return Err(ApplyError::TooManyKeysOnLease { lease: id, max: limits.max_keys_per_lease });
         }
         Ok(())
     }
@@ -232,7 +207,6 @@ mod tests {
 
     #[test]
     fn store_picked_ids_are_never_reused_and_skip_client_ids() {
-        
         let mut l = Lessor::default();
         let a = l.grant(None, 10, 1, false).unwrap().id;
         l.grant(Some(2), 10, 1, false).unwrap();
@@ -240,49 +214,30 @@ mod tests {
         assert_eq!((a, c), (1, 3));
         l.remove(a);
         assert_eq!(l.grant(None, 10, 1, false).unwrap().id, 4);
-        assert_eq!(
-            l.grant(Some(2), 10, 1, false).unwrap_err(),
-            ApplyError::LeaseExists(2)
-        );
-        assert!(matches!(
-            l.grant(Some(-5), 10, 1, false),
-            Err(ApplyError::Invalid(_))
-        ));
+        assert_eq!(l.grant(Some(2), 10, 1, false).unwrap_err(), ApplyError::LeaseExists(2));
+        assert!(matches!(l.grant(Some(-5), 10, 1, false), Err(ApplyError::Invalid(_))));
     }
 
     #[test]
     fn checkpoint_of_an_older_generation_is_ignored() {
-        
         let mut l = Lessor::default();
         let id = l.grant(None, 60, 1, false).unwrap().id;
         assert!(l.checkpoint(id, 0, 30_000));
         assert_eq!(l.get(id).unwrap().remaining_ms, 30_000);
         l.renew(id, None).unwrap();
-        assert!(
-            !l.checkpoint(id, 0, 1_000),
-            "a stale measurement must not shorten a renewed lease"
-        );
+        assert!(!l.checkpoint(id, 0, 1_000), "a stale measurement must not shorten a renewed lease");
         assert_eq!(l.get(id).unwrap().remaining_ms, 60_000);
     }
 
     #[test]
     fn limits_are_enforced() {
-        let limits = LeaseLimits {
-            max_leases: 1,
-            max_keys_per_lease: 1,
-        };
+        let limits = LeaseLimits { max_leases: 1, max_keys_per_lease: 1 };
         let mut l = Lessor::default();
         l.check_capacity(1, &limits).unwrap();
         let id = l.grant(None, 60, 1, false).unwrap().id;
-        assert_eq!(
-            l.check_capacity(1, &limits).unwrap_err(),
-            ApplyError::TooManyLeases { max: 1 }
-        );
+        assert_eq!(l.check_capacity(1, &limits).unwrap_err(), ApplyError::TooManyLeases { max: 1 });
         l.attach(id, &Bytes::from_static(b"a"));
-        assert!(
-            l.check_attach(id, b"a", &limits).is_ok(),
-            "re-attaching the same key is fine"
-        );
+        assert!(l.check_attach(id, b"a", &limits).is_ok(), "re-attaching the same key is fine");
         assert_eq!(
             l.check_attach(id, b"b", &limits).unwrap_err(),
             ApplyError::TooManyKeysOnLease { lease: id, max: 1 }

@@ -38,9 +38,7 @@ impl KeyHistory {
 
     /// The version visible at `revision`, if the key existed then.
     pub fn at(&self, revision: Revision) -> Option<(&Version, &LiveVersion)> {
-        let idx = self
-            .versions
-            .partition_point(|v| v.mod_revision <= revision);
+        let idx = self.versions.partition_point(|v| v.mod_revision <= revision);
         let v = self.versions.get(idx.checked_sub(1)?)?;
         v.live.as_ref().map(|live| (v, live))
     }
@@ -51,20 +49,9 @@ impl KeyHistory {
             Some(prev) => (prev.create_revision, prev.version + 1),
             None => (revision, 1),
         };
-        let live = LiveVersion {
-            value,
-            create_revision,
-            version,
-            lease,
-        };
-        self.push(Version {
-            mod_revision: revision,
-            live: Some(live),
-        });
-        self.versions
-            .last()
-            .and_then(|v| v.live.as_ref())
-            .expect("just pushed a live version")
+        let live = LiveVersion { value, create_revision, version, lease };
+        self.push(Version { mod_revision: revision, live: Some(live) });
+        self.versions.last().and_then(|v| v.live.as_ref()).expect("just pushed a live version")
     }
 
     /// Appends a tombstone at `revision` if the key currently exists.
@@ -72,10 +59,7 @@ impl KeyHistory {
         if self.latest().is_none() {
             return false;
         }
-        self.push(Version {
-            mod_revision: revision,
-            live: None,
-        });
+        self.push(Version { mod_revision: revision, live: None });
         true
     }
 
@@ -91,9 +75,7 @@ impl KeyHistory {
     /// Drops every version that is not visible at or after `revision`.
     /// Returns whether the history is now empty (the key can be forgotten).
     pub fn compact(&mut self, revision: Revision) -> bool {
-        let visible = self
-            .versions
-            .partition_point(|v| v.mod_revision <= revision);
+        let visible = self.versions.partition_point(|v| v.mod_revision <= revision);
         if visible > 0 {
             let mut keep_from = visible - 1;
             if self.versions[keep_from].live.is_none() {
@@ -105,42 +87,22 @@ impl KeyHistory {
     }
 
     /// The events of this key in `[from, to]`, oldest first.
-    pub fn events(
-        &self,
-        key: &Bytes,
-        from: Revision,
-        to: Revision,
-    ) -> impl Iterator<Item = Event> + '_ {
+    pub fn events(&self, key: &Bytes, from: Revision, to: Revision) -> impl Iterator<Item = Event> + '_ {
         let key = key.clone();
-        self.versions
-            .iter()
-            .filter(move |v| v.mod_revision >= from && v.mod_revision <= to)
-            .map(move |v| match &v.live {
-                Some(live) => Event::Put {
-                    kv: to_kv(&key, v.mod_revision, live, false),
-                },
-                None => Event::Delete {
-                    key: key.clone(),
-                    revision: v.mod_revision,
-                },
-            })
+        self.versions.iter().filter(move |v| v.mod_revision >= from && v.mod_revision <= to).map(move |v| {
+            match &v.live {
+                Some(live) => Event::Put { kv: to_kv(&key, v.mod_revision, live, false) },
+                None => Event::Delete { key: key.clone(), revision: v.mod_revision },
+            }
+        })
     }
 }
 
 /// Builds the caller-visible [`KeyValue`] for a live version.
-pub(crate) fn to_kv(
-    key: &Bytes,
-    mod_revision: Revision,
-    live: &LiveVersion,
-    keys_only: bool,
-) -> KeyValue {
+pub(crate) fn to_kv(key: &Bytes, mod_revision: Revision, live: &LiveVersion, keys_only: bool) -> KeyValue {
     KeyValue {
         key: key.clone(),
-        value: if keys_only {
-            Bytes::new()
-        } else {
-            live.value.clone()
-        },
+        value: if keys_only { Bytes::new() } else { live.value.clone() },
         create_revision: live.create_revision,
         mod_revision,
         version: live.version,
@@ -182,9 +144,6 @@ mod tests {
         assert_eq!(h.versions.len(), 2);
         assert_eq!(h.at(4).unwrap().1.value, b("b"));
         assert!(h.delete(6));
-        assert!(
-            h.compact(6),
-            "a key deleted at or before the compaction is forgotten"
-        );
+        assert!(h.compact(6), "a key deleted at or before the compaction is forgotten");
     }
 }

@@ -38,13 +38,7 @@ pub struct KvStore {
 
 impl Default for KvStore {
     fn default() -> Self {
-        KvStore {
-            keys: BTreeMap::new(),
-            revision: 1,
-            compact_revision: 0,
-            changes: VecDeque::new(),
-            live_keys: 0,
-        }
+        KvStore { keys: BTreeMap::new(), revision: 1, compact_revision: 0, changes: VecDeque::new(), live_keys: 0 }
     }
 }
 
@@ -77,15 +71,10 @@ impl KvStore {
             return Ok(self.revision);
         }
         if requested > self.revision {
-            return Err(ApplyError::FutureRevision {
-                revision: requested,
-                current: self.revision,
-            });
+            return Err(ApplyError::FutureRevision { revision: requested, current: self.revision });
         }
         if requested < self.compact_revision {
-            return Err(ApplyError::Compacted {
-                compact_revision: self.compact_revision,
-            });
+            return Err(ApplyError::Compacted { compact_revision: self.compact_revision });
         }
         Ok(requested)
     }
@@ -94,24 +83,16 @@ impl KvStore {
     pub fn get(&self, key: &[u8]) -> Option<KeyValue> {
         let (k, h) = self.keys.get_key_value(key)?;
         let v = h.versions.last()?;
-        v.live
-            .as_ref()
-            .map(|live| to_kv(k, v.mod_revision, live, false))
+        v.live.as_ref().map(|live| to_kv(k, v.mod_revision, live, false))
     }
 
     /// The current lease of `key`, 0 if none or absent.
     pub(crate) fn lease_of(&self, key: &[u8]) -> LeaseId {
-        self.keys
-            .get(key)
-            .and_then(|h| h.latest())
-            .map_or(0, |l| l.lease)
+        self.keys.get(key).and_then(|h| h.latest()).map_or(0, |l| l.lease)
     }
 
     /// Keys (with their history) inside `range`, in key order.
-    fn histories<'a>(
-        &'a self,
-        range: &KeyRange,
-    ) -> Box<dyn Iterator<Item = (&'a Bytes, &'a KeyHistory)> + 'a> {
+    fn histories<'a>(&'a self, range: &KeyRange) -> Box<dyn Iterator<Item = (&'a Bytes, &'a KeyHistory)> + 'a> {
         if range.is_empty() {
             return Box::new(std::iter::empty());
         }
@@ -119,10 +100,7 @@ impl KvStore {
         match &range.end {
             RangeEnd::Single => Box::new(self.keys.get_key_value(range.start.as_ref()).into_iter()),
             RangeEnd::Unbounded => Box::new(self.keys.range::<[u8], _>((start, Bound::Unbounded))),
-            RangeEnd::Exclusive(end) => Box::new(
-                self.keys
-                    .range::<[u8], _>((start, Bound::Excluded(end.as_ref()))),
-            ),
+            RangeEnd::Exclusive(end) => Box::new(self.keys.range::<[u8], _>((start, Bound::Excluded(end.as_ref())))),
         }
     }
 
@@ -130,9 +108,7 @@ impl KvStore {
     pub(crate) fn live_in<'a>(&'a self, range: &KeyRange) -> impl Iterator<Item = KeyValue> + 'a {
         self.histories(range).filter_map(|(k, h)| {
             let v = h.versions.last()?;
-            v.live
-                .as_ref()
-                .map(|live| to_kv(k, v.mod_revision, live, false))
+            v.live.as_ref().map(|live| to_kv(k, v.mod_revision, live, false))
         })
     }
 
@@ -143,20 +119,9 @@ impl KvStore {
 
     /// A range read where "latest" means `latest` (a transaction reading its
     /// own writes passes its write revision).
-    pub(crate) fn range_at(
-        &self,
-        req: &RangeRequest,
-        latest: Revision,
-    ) -> Result<RangeResponse, ApplyError> {
-        let at = if req.revision <= 0 {
-            latest
-        } else {
-            self.read_revision(req.revision)?
-        };
-        let mut resp = RangeResponse {
-            revision: latest,
-            ..Default::default()
-        };
+    pub(crate) fn range_at(&self, req: &RangeRequest, latest: Revision) -> Result<RangeResponse, ApplyError> {
+        let at = if req.revision <= 0 { latest } else { self.read_revision(req.revision)? };
+        let mut resp = RangeResponse { revision: latest, ..Default::default() };
         let Some(range) = &req.range else {
             return Ok(resp);
         };
@@ -170,8 +135,7 @@ impl KvStore {
                 continue;
             }
             if (resp.kvs.len() as u64) < limit {
-                resp.kvs
-                    .push(to_kv(key, version.mod_revision, live, req.keys_only));
+                resp.kvs.push(to_kv(key, version.mod_revision, live, req.keys_only));
             } else {
                 resp.more = true;
             }
@@ -196,10 +160,7 @@ impl KvStore {
         if prev.is_none() {
             self.live_keys += 1;
         }
-        self.keys
-            .entry(key.clone())
-            .or_default()
-            .put(revision, value, lease);
+        self.keys.entry(key.clone()).or_default().put(revision, value, lease);
         self.changes.push_back((revision, key.clone()));
         prev
     }
@@ -216,10 +177,7 @@ impl KvStore {
 
     /// Deletes one key at `revision` if it exists.
     pub(crate) fn delete_key(&mut self, revision: Revision, key: &Bytes) -> bool {
-        let deleted = self
-            .keys
-            .get_mut(key.as_ref())
-            .is_some_and(|h| h.delete(revision));
+        let deleted = self.keys.get_mut(key.as_ref()).is_some_and(|h| h.delete(revision));
         if deleted {
             self.live_keys -= 1;
             self.changes.push_back((revision, key.clone()));
@@ -231,15 +189,10 @@ impl KvStore {
     /// unaffected.
     pub(crate) fn compact(&mut self, revision: Revision) -> Result<(), ApplyError> {
         if revision > self.revision {
-            return Err(ApplyError::FutureRevision {
-                revision,
-                current: self.revision,
-            });
+            return Err(ApplyError::FutureRevision { revision, current: self.revision });
         }
         if revision <= self.compact_revision {
-            return Err(ApplyError::Compacted {
-                compact_revision: self.compact_revision,
-            });
+            return Err(ApplyError::Compacted { compact_revision: self.compact_revision });
         }
         while let Some((rev, _)) = self.changes.front() {
             if *rev > revision {
@@ -258,22 +211,10 @@ impl KvStore {
 
     /// The history of `key` in `[from, to]` (0 = unbounded), oldest first, at
     /// most `limit` events (0 = no limit).
-    pub fn history(
-        &self,
-        key: &[u8],
-        from: Revision,
-        to: Revision,
-        limit: usize,
-    ) -> Result<Vec<Event>, ApplyError> {
-        let from = if from <= 0 {
-            self.compact_revision.max(1)
-        } else {
-            from
-        };
+    pub fn history(&self, key: &[u8], from: Revision, to: Revision, limit: usize) -> Result<Vec<Event>, ApplyError> {
+        let from = if from <= 0 { self.compact_revision.max(1) } else { from };
         if from < self.compact_revision {
-            return Err(ApplyError::Compacted {
-                compact_revision: self.compact_revision,
-            });
+            return Err(ApplyError::Compacted { compact_revision: self.compact_revision });
         }
         let to = if to <= 0 { self.revision } else { to };
         let limit = if limit == 0 { usize::MAX } else { limit };
@@ -298,20 +239,11 @@ mod tests {
     }
 
     fn read(store: &KvStore, range: KeyRange, revision: Revision) -> Vec<(String, String)> {
-        let req = RangeRequest {
-            range: Some(range),
-            revision,
-            ..Default::default()
-        };
+        let req = RangeRequest { range: Some(range), revision, ..Default::default() };
         let resp = store.range(&req).unwrap();
         resp.kvs
             .into_iter()
-            .map(|kv| {
-                (
-                    String::from_utf8(kv.key.to_vec()).unwrap(),
-                    String::from_utf8(kv.value.to_vec()).unwrap(),
-                )
-            })
+            .map(|kv| (String::from_utf8(kv.key.to_vec()).unwrap(), String::from_utf8(kv.value.to_vec()).unwrap()))
             .collect()
     }
 
@@ -328,15 +260,8 @@ mod tests {
         assert_eq!(read(&s, KeyRange::all(), 3).len(), 2);
         assert_eq!(read(&s, KeyRange::all(), 0), vec![("b".into(), "2".into())]);
         assert_eq!(s.live_keys(), 1);
-        let future = RangeRequest {
-            range: Some(KeyRange::all()),
-            revision: 9,
-            ..Default::default()
-        };
-        assert!(matches!(
-            s.range(&future),
-            Err(ApplyError::FutureRevision { .. })
-        ));
+        let future = RangeRequest { range: Some(KeyRange::all()), revision: 9, ..Default::default() };
+        assert!(matches!(s.range(&future), Err(ApplyError::FutureRevision { .. })));
     }
 
     #[test]
@@ -346,18 +271,10 @@ mod tests {
             s.put(2 + i as i64, &b(k), Some(b("v")), 0);
             s.commit_revision(2 + i as i64);
         }
-        let req = RangeRequest {
-            range: Some(KeyRange::prefix("p/")),
-            limit: 2,
-            ..Default::default()
-        };
+        let req = RangeRequest { range: Some(KeyRange::prefix("p/")), limit: 2, ..Default::default() };
         let r = s.range(&req).unwrap();
         assert_eq!((r.kvs.len(), r.more, r.count), (2, true, 3));
-        let req = RangeRequest {
-            range: Some(KeyRange::prefix("p/")),
-            count_only: true,
-            ..Default::default()
-        };
+        let req = RangeRequest { range: Some(KeyRange::prefix("p/")), count_only: true, ..Default::default() };
         let r = s.range(&req).unwrap();
         assert_eq!((r.kvs.len(), r.count), (0, 3));
     }
@@ -374,25 +291,11 @@ mod tests {
         s.delete_key(5, &b("gone"));
         s.commit_revision(5);
         s.compact(5).unwrap();
-        let req = RangeRequest {
-            range: Some(KeyRange::all()),
-            revision: 3,
-            ..Default::default()
-        };
-        assert_eq!(
-            s.range(&req),
-            Err(ApplyError::Compacted {
-                compact_revision: 5
-            })
-        );
+        let req = RangeRequest { range: Some(KeyRange::all()), revision: 3, ..Default::default() };
+        assert_eq!(s.range(&req), Err(ApplyError::Compacted { compact_revision: 5 }));
         assert_eq!(read(&s, KeyRange::all(), 5), vec![("a".into(), "2".into())]);
         assert_eq!(s.keys.len(), 1, "the deleted key's history is gone");
-        assert_eq!(
-            s.compact(4),
-            Err(ApplyError::Compacted {
-                compact_revision: 5
-            })
-        );
+        assert_eq!(s.compact(4), Err(ApplyError::Compacted { compact_revision: 5 }));
         assert!(s.compact(6).is_err());
     }
 }

@@ -98,14 +98,10 @@ impl Config {
             heartbeat_interval: heartbeat,
             election_timeout_min: heartbeat * 3,
             election_timeout_max: heartbeat * 6,
-            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(
-                self.snapshot_after_entries.max(1),
-            ),
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_after_entries.max(1)),
             max_in_snapshot_log_to_keep: 1000,
             ..Default::default()
         };
-        config
-            .validate()
-            .map_err(|e| crate::Error::InvalidRequest(format!("raft configuration: {e}")))
+        config.validate().map_err(|e| crate::Error::InvalidRequest(format!("raft configuration: {e}")))
     }
 }

@@ -11,8 +11,7 @@ use bytes::Bytes;
 
 use super::{Concord, Consistency};
 use crate::command::{
-    Command, DeleteRequest, DeleteResponse, LeaseChoice, PutRequest, PutResponse, RangeRequest,
-    RangeResponse, Reply,
+    Command, DeleteRequest, DeleteResponse, LeaseChoice, PutRequest, PutResponse, RangeRequest, RangeResponse, Reply,
 };
 use crate::error::{Error, Result};
 use crate::types::{Event, KeyRange, KeyValue, LeaseId, Revision};
@@ -34,31 +33,21 @@ impl Kv {
     pub fn put(&self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> Put {
         Put {
             node: self.node.clone(),
-            req: PutRequest {
-                key: key.into(),
-                value: Some(value.into()),
-                lease: LeaseChoice::None,
-                prev_kv: false,
-            },
+            req: PutRequest { key: key.into(), value: Some(value.into()), lease: LeaseChoice::None, prev_kv: false },
             timeout: self.node.default_timeout(),
         }
     }
 
     /// Reads one key.
     pub fn get(&self, key: impl Into<Bytes>) -> Get {
-        Get {
-            range: self.range(KeyRange::key(key)),
-        }
+        Get { range: self.range(KeyRange::key(key)) }
     }
 
     /// Reads the keys of a range, in key order.
     pub fn range(&self, range: KeyRange) -> Range {
         Range {
             node: self.node.clone(),
-            req: RangeRequest {
-                range: Some(range),
-                ..Default::default()
-            },
+            req: RangeRequest { range: Some(range), ..Default::default() },
             consistency: Consistency::default(),
             timeout: self.node.default_timeout(),
         }
@@ -73,10 +62,7 @@ impl Kv {
     pub fn delete_range(&self, range: KeyRange) -> Delete {
         Delete {
             node: self.node.clone(),
-            req: DeleteRequest {
-                range,
-                prev_kv: false,
-            },
+            req: DeleteRequest { range, prev_kv: false },
             timeout: self.node.default_timeout(),
         }
     }
@@ -97,14 +83,9 @@ impl Kv {
     /// with [`Error::Compacted`]. Returns the store revision.
     pub async fn compact(&self, revision: Revision) -> Result<Revision> {
         if revision <= 0 {
-            return Err(Error::InvalidRequest(format!(
-                "cannot compact at revision {revision}"
-            )));
+            return Err(Error::InvalidRequest(format!("cannot compact at revision {revision}")));
         }
-        let (rev, _) = self
-            .node
-            .execute(Command::Compact { revision }, self.node.default_timeout())
-            .await?;
+        let (rev, _) = self.node.execute(Command::Compact { revision }, self.node.default_timeout()).await?;
         Ok(rev)
     }
 
@@ -115,13 +96,7 @@ impl Kv {
 
     /// The oldest revision that can still be read.
     pub fn compact_revision(&self) -> Revision {
-        self.node
-            .shared()
-            .applier
-            .read()
-            .machine
-            .kv()
-            .compact_revision()
+        self.node.shared().applier.read().machine.kv().compact_revision()
     }
 }
 
@@ -178,11 +153,7 @@ impl IntoFuture for Put {
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
             self.node.inner.config.limits.check_put(&self.req)?;
-            match self
-                .node
-                .execute(Command::Put(self.req), self.timeout)
-                .await?
-            {
+            match self.node.execute(Command::Put(self.req), self.timeout).await? {
                 (_, Reply::Put(resp)) => Ok(resp),
                 (_, other) => Err(unexpected(other)),
             }
@@ -250,11 +221,7 @@ impl IntoFuture for Range {
                 self.node.inner.config.limits.check_range(range)?;
             }
             let req = self.req;
-            self.node
-                .read(self.consistency, self.timeout, move |sm| {
-                    sm.kv().range(&req)
-                })
-                .await
+            self.node.read(self.consistency, self.timeout, move |sm| sm.kv().range(&req)).await
         })
     }
 }
@@ -267,15 +234,11 @@ pub struct Get {
 
 impl Get {
     pub fn revision(self, revision: Revision) -> Self {
-        Get {
-            range: self.range.revision(revision),
-        }
+        Get { range: self.range.revision(revision) }
     }
 
     pub fn consistency(self, consistency: Consistency) -> Self {
-        Get {
-            range: self.range.consistency(consistency),
-        }
+        Get { range: self.range.consistency(consistency) }
     }
 
     pub fn serializable(self) -> Self {
@@ -283,9 +246,7 @@ impl Get {
     }
 
     pub fn timeout(self, timeout: Duration) -> Self {
-        Get {
-            range: self.range.timeout(timeout),
-        }
+        Get { range: self.range.timeout(timeout) }
     }
 }
 
@@ -326,11 +287,7 @@ impl IntoFuture for Delete {
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
             self.node.inner.config.limits.check_range(&self.req.range)?;
-            match self
-                .node
-                .execute(Command::DeleteRange(self.req), self.timeout)
-                .await?
-            {
+            match self.node.execute(Command::DeleteRange(self.req), self.timeout).await? {
                 (_, Reply::Delete(resp)) => Ok(resp),
                 (_, other) => Err(unexpected(other)),
             }
@@ -378,9 +335,7 @@ impl IntoFuture for History {
             self.node.inner.config.limits.check_key(&self.key)?;
             let (key, from, to, limit) = (self.key, self.from, self.to, self.limit);
             self.node
-                .read(Consistency::Linearizable, self.timeout, move |sm| {
-                    sm.kv().history(&key, from, to, limit)
-                })
+                .read(Consistency::Linearizable, self.timeout, move |sm| sm.kv().history(&key, from, to, limit))
                 .await
         })
     }

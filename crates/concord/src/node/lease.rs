@@ -77,11 +77,8 @@ impl LeaseInfo {
     }
 
     fn from_record(record: &LeaseRecord, shared: &Shared, now: Instant) -> Self {
-        let remaining = shared
-            .deadlines
-            .lock()
-            .remaining(record.id, now)
-            .unwrap_or(Duration::from_millis(record.remaining_ms));
+        let remaining =
+            shared.deadlines.lock().remaining(record.id, now).unwrap_or(Duration::from_millis(record.remaining_ms));
         LeaseInfo {
             id: record.id,
             ttl: record.ttl_secs,
@@ -100,42 +97,24 @@ impl Leases {
 
     /// Grants a lease of `ttl_secs` seconds (1 to 9,000,000,000).
     pub fn grant(&self, ttl_secs: i64) -> Grant {
-        Grant {
-            node: self.node.clone(),
-            ttl: ttl_secs,
-            id: None,
-            timeout: self.node.default_timeout(),
-        }
+        Grant { node: self.node.clone(), ttl: ttl_secs, id: None, timeout: self.node.default_timeout() }
     }
 
     /// Resets the lease's remaining time to its TTL. Fails with
     /// [`Error::LeaseNotFound`](crate::Error::LeaseNotFound) if it is gone.
     pub fn keep_alive(&self, id: LeaseId) -> KeepAlive {
-        KeepAlive {
-            node: self.node.clone(),
-            id,
-            ttl: None,
-            timeout: self.node.default_timeout(),
-        }
+        KeepAlive { node: self.node.clone(), id, ttl: None, timeout: self.node.default_timeout() }
     }
 
     /// Revokes the lease, deleting all its keys in one commit.
     pub async fn revoke(&self, id: LeaseId) -> Result<LeaseRevoke> {
-        self.revoke_with_timeout(id, self.node.default_timeout())
-            .await
+        self.revoke_with_timeout(id, self.node.default_timeout()).await
     }
 
     pub async fn revoke_with_timeout(&self, id: LeaseId, timeout: Duration) -> Result<LeaseRevoke> {
         check_lease_id(id)?;
-        match self
-            .node
-            .execute(Command::LeaseRevoke { id }, timeout)
-            .await?
-        {
-            (revision, Reply::LeaseRevoked { deleted_keys }) => Ok(LeaseRevoke {
-                deleted_keys,
-                revision,
-            }),
+        match self.node.execute(Command::LeaseRevoke { id }, timeout).await? {
+            (revision, Reply::LeaseRevoked { deleted_keys }) => Ok(LeaseRevoke { deleted_keys, revision }),
             (_, other) => Err(unexpected(other)),
         }
     }
@@ -145,27 +124,16 @@ impl Leases {
         check_lease_id(id)?;
         let shared = self.node.shared().clone();
         self.node
-            .read(
-                Consistency::Linearizable,
-                self.node.default_timeout(),
-                move |sm| {
-                    let record = sm
-                        .leases()
-                        .get(id)
-                        .ok_or(crate::command::ApplyError::LeaseNotFound(id))?;
-                    Ok(LeaseInfo::from_record(record, &shared, Instant::now()))
-                },
-            )
+            .read(Consistency::Linearizable, self.node.default_timeout(), move |sm| {
+                let record = sm.leases().get(id).ok_or(crate::command::ApplyError::LeaseNotFound(id))?;
+                Ok(LeaseInfo::from_record(record, &shared, Instant::now()))
+            })
             .await
     }
 
     /// Every active lease granted with `grant`, in id order.
     pub fn list(&self) -> List {
-        List {
-            node: self.node.clone(),
-            include_anonymous: false,
-            timeout: self.node.default_timeout(),
-        }
+        List { node: self.node.clone(), include_anonymous: false, timeout: self.node.default_timeout() }
     }
 }
 
@@ -202,16 +170,9 @@ impl IntoFuture for Grant {
             if let Some(id) = self.id {
                 check_lease_id(id)?;
             }
-            let command = Command::LeaseGrant {
-                id: self.id,
-                ttl_secs: self.ttl,
-            };
+            let command = Command::LeaseGrant { id: self.id, ttl_secs: self.ttl };
             match self.node.execute(command, self.timeout).await? {
-                (revision, Reply::LeaseGranted { id, ttl_secs }) => Ok(LeaseGrant {
-                    id,
-                    ttl: ttl_secs,
-                    revision,
-                }),
+                (revision, Reply::LeaseGranted { id, ttl_secs }) => Ok(LeaseGrant { id, ttl: ttl_secs, revision }),
                 (_, other) => Err(unexpected(other)),
             }
         })
@@ -250,14 +211,9 @@ impl IntoFuture for KeepAlive {
             if let Some(ttl) = self.ttl {
                 check_ttl(ttl)?;
             }
-            let command = Command::LeaseKeepAlive {
-                id: self.id,
-                ttl_secs: self.ttl,
-            };
+            let command = Command::LeaseKeepAlive { id: self.id, ttl_secs: self.ttl };
             match self.node.execute(command, self.timeout).await? {
-                (_, Reply::LeaseKeptAlive { id, ttl_secs }) => {
-                    Ok(LeaseKeepAlive { id, ttl: ttl_secs })
-                }
+                (_, Reply::LeaseKeptAlive { id, ttl_secs }) => Ok(LeaseKeepAlive { id, ttl: ttl_secs }),
                 (_, other) => Err(unexpected(other)),
             }
         })

@@ -25,9 +25,7 @@ use tokio::task::JoinHandle;
 
 pub use config::Config;
 pub use kv::{Delete, Get, History, Kv, Put, Range};
-pub use lease::{
-    Grant, KeepAlive, LeaseGrant, LeaseInfo, LeaseKeepAlive, LeaseRevoke, Leases, List,
-};
+pub use lease::{Grant, KeepAlive, LeaseGrant, LeaseInfo, LeaseKeepAlive, LeaseRevoke, Leases, List};
 pub use txn::{NumberCompare, Txn, ValueCompare};
 
 use crate::command::{Applied, ApplyError, Command};
@@ -83,9 +81,8 @@ impl Concord {
     /// Opens (or creates) a member.
     pub async fn open_with(config: Config) -> Result<Concord> {
         let raft_config = Arc::new(config.raft_config()?);
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-            Error::Storage(format!("cannot create {}: {e}", config.data_dir.display()))
-        })?;
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| Error::Storage(format!("cannot create {}: {e}", config.data_dir.display())))?;
         let path = config.data_dir.join("concord.redb");
         let db = redb::Database::create(&path)
             .map_err(|e| Error::Storage(format!("cannot open {}: {e}", path.display())))?;
@@ -96,27 +93,15 @@ impl Concord {
         let log = LogStore::new(stored_log, writer.sender());
         let last_index = log.last_index();
         let (state_store, shared) =
-            StateStore::load(snapshot, config.lease_limits, writer.sender())
-                .map_err(Error::Storage)?;
+            StateStore::load(snapshot, config.lease_limits, writer.sender()).map_err(Error::Storage)?;
 
-        let raft = ConcordRaft::new(
-            config.node_id,
-            raft_config,
-            SingleMemberNetwork,
-            log,
-            state_store,
-        )
-        .await
-        .map_err(|e| Error::Storage(format!("raft failed to start: {e}")))?;
-        let initialized = raft
-            .is_initialized()
+        let raft = ConcordRaft::new(config.node_id, raft_config, SingleMemberNetwork, log, state_store)
             .await
-            .map_err(|e| Error::Storage(e.to_string()))?;
+            .map_err(|e| Error::Storage(format!("raft failed to start: {e}")))?;
+        let initialized = raft.is_initialized().await.map_err(|e| Error::Storage(e.to_string()))?;
         if !initialized {
             let members = BTreeMap::from([(config.node_id, BasicNode::default())]);
-            raft.initialize(members)
-                .await
-                .map_err(|e| Error::Storage(format!("cannot initialize: {e}")))?;
+            raft.initialize(members).await.map_err(|e| Error::Storage(format!("cannot initialize: {e}")))?;
         }
 
         let (stop_tasks, stop_rx) = watch::channel(false);
@@ -191,21 +176,13 @@ impl Concord {
         for task in tasks {
             let _ = task.await;
         }
-        self.inner
-            .raft
-            .shutdown()
-            .await
-            .map_err(|e| Error::Storage(format!("raft did not stop cleanly: {e}")))?;
+        self.inner.raft.shutdown().await.map_err(|e| Error::Storage(format!("raft did not stop cleanly: {e}")))?;
         let writer = self.inner.writer.lock().take();
         if let Some(writer) = writer {
             let poisoned = writer.is_poisoned();
-            tokio::task::spawn_blocking(move || writer.stop())
-                .await
-                .map_err(|e| Error::Storage(e.to_string()))?;
+            tokio::task::spawn_blocking(move || writer.stop()).await.map_err(|e| Error::Storage(e.to_string()))?;
             if poisoned {
-                return Err(Error::Storage(
-                    "a write to the data file failed; see the log".into(),
-                ));
+                return Err(Error::Storage("a write to the data file failed; see the log".into()));
             }
         }
         Ok(())
@@ -236,10 +213,7 @@ impl Concord {
         timeout: Duration,
     ) -> Result<(Revision, crate::command::Reply)> {
         let applied = self.write(command, timeout).await?;
-        applied
-            .result
-            .map(|reply| (applied.revision, reply))
-            .map_err(Error::from)
+        applied.result.map(|reply| (applied.revision, reply)).map_err(Error::from)
     }
 
     /// Runs `read` on the state machine with the requested consistency.
@@ -263,12 +237,8 @@ impl Concord {
 
 fn write_error(e: RaftError<u64, ClientWriteError<u64, BasicNode>>) -> Error {
     match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => Error::NotLeader {
-            leader: f.leader_id,
-        },
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
-            Error::InvalidRequest(e.to_string())
-        }
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => Error::NotLeader { leader: f.leader_id },
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => Error::InvalidRequest(e.to_string()),
         RaftError::Fatal(openraft::error::Fatal::Stopped) => Error::Shutdown,
         RaftError::Fatal(f) => Error::Storage(f.to_string()),
     }
@@ -277,13 +247,9 @@ fn write_error(e: RaftError<u64, ClientWriteError<u64, BasicNode>>) -> Error {
 fn leader_error(e: RaftError<u64, openraft::error::CheckIsLeaderError<u64, BasicNode>>) -> Error {
     match e {
         RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f)) => {
-            Error::NotLeader {
-                leader: f.leader_id,
-            }
+            Error::NotLeader { leader: f.leader_id }
         }
-        RaftError::APIError(openraft::error::CheckIsLeaderError::QuorumNotEnough(q)) => {
-            Error::NotReady(q.to_string())
-        }
+        RaftError::APIError(openraft::error::CheckIsLeaderError::QuorumNotEnough(q)) => Error::NotReady(q.to_string()),
         RaftError::Fatal(openraft::error::Fatal::Stopped) => Error::Shutdown,
         RaftError::Fatal(f) => Error::Storage(f.to_string()),
     }

@@ -78,14 +78,8 @@ impl TaskContext {
     async fn propose(&self, command: Command, what: &str) -> bool {
         let timeout = self.config.request_timeout;
         let proposal = async {
-            self.raft
-                .ensure_linearizable()
-                .await
-                .map_err(|e| e.to_string())?;
-            self.raft
-                .client_write(command)
-                .await
-                .map_err(|e| e.to_string())
+            self.raft.ensure_linearizable().await.map_err(|e| e.to_string())?;
+            self.raft.client_write(command).await.map_err(|e| e.to_string())
         };
         match tokio::time::timeout(timeout, proposal).await {
             Ok(Ok(_)) => true,
@@ -113,20 +107,12 @@ async fn expire_leases(ctx: TaskContext, mut stop: watch::Receiver<bool>) {
             // A new leader gives every lease at least one election timeout,
             // so leases kept alive through the old leader are not cut short.
             let grace = ctx.config.heartbeat_interval * 6;
-            ctx.shared
-                .deadlines
-                .lock()
-                .extend_all(Instant::now(), grace);
+            ctx.shared.deadlines.lock().extend_all(Instant::now(), grace);
             leading = true;
         }
         let now = Instant::now();
-        let wake = ctx
-            .shared
-            .deadlines
-            .lock()
-            .next_deadline()
-            .unwrap_or(now + EXPIRY_MAX_SLEEP)
-            .min(now + EXPIRY_MAX_SLEEP);
+        let wake =
+            ctx.shared.deadlines.lock().next_deadline().unwrap_or(now + EXPIRY_MAX_SLEEP).min(now + EXPIRY_MAX_SLEEP);
         tokio::select! {
             _ = tokio::time::sleep_until(wake) => {}
             _ = ctx.shared.deadline_moved.notified() => continue,
@@ -136,17 +122,10 @@ async fn expire_leases(ctx: TaskContext, mut stop: watch::Receiver<bool>) {
             leading = false;
             continue;
         }
-        let expired = ctx
-            .shared
-            .deadlines
-            .lock()
-            .expired(Instant::now(), ctx.config.lease_expiry_batch);
+        let expired = ctx.shared.deadlines.lock().expired(Instant::now(), ctx.config.lease_expiry_batch);
         if !expired.is_empty() {
             let count = expired.len();
-            if ctx
-                .propose(Command::LeaseExpire { leases: expired }, "lease expiry")
-                .await
-            {
+            if ctx.propose(Command::LeaseExpire { leases: expired }, "lease expiry").await {
                 tracing::debug!(count, "leases expired");
             }
         }
@@ -156,10 +135,7 @@ async fn expire_leases(ctx: TaskContext, mut stop: watch::Receiver<bool>) {
 /// Writes the remaining time of long-running leases to the log, so a restart
 /// resumes them from a recent measurement.
 async fn checkpoint_leases(ctx: TaskContext, mut stop: watch::Receiver<bool>) {
-    let interval = ctx
-        .config
-        .lease_checkpoint_interval
-        .max(Duration::from_millis(10));
+    let interval = ctx.config.lease_checkpoint_interval.max(Duration::from_millis(10));
     loop {
         if !ctx.until_leader(&mut stop).await {
             return;
@@ -168,21 +144,9 @@ async fn checkpoint_leases(ctx: TaskContext, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(interval / 4) => {}
             _ = stop.changed() => return,
         }
-        let due = ctx.shared.deadlines.lock().due_checkpoints(
-            Instant::now(),
-            interval,
-            CHECKPOINT_BATCH * 16,
-        );
+        let due = ctx.shared.deadlines.lock().due_checkpoints(Instant::now(), interval, CHECKPOINT_BATCH * 16);
         for chunk in due.chunks(CHECKPOINT_BATCH) {
-            if !ctx
-                .propose(
-                    Command::LeaseCheckpoint {
-                        checkpoints: chunk.to_vec(),
-                    },
-                    "lease checkpoint",
-                )
-                .await
-            {
+            if !ctx.propose(Command::LeaseCheckpoint { checkpoints: chunk.to_vec() }, "lease checkpoint").await {
                 break;
             }
         }
@@ -201,18 +165,11 @@ async fn compact_history(ctx: TaskContext, retention: u64, mut stop: watch::Rece
         }
         let (revision, compacted) = {
             let applier = ctx.shared.applier.read();
-            (
-                applier.machine.kv().revision(),
-                applier.machine.kv().compact_revision(),
-            )
+            (applier.machine.kv().revision(), applier.machine.kv().compact_revision())
         };
         let target = revision - retention as i64;
         if target > compacted {
-            ctx.propose(
-                Command::Compact { revision: target },
-                "automatic compaction",
-            )
-            .await;
+            ctx.propose(Command::Compact { revision: target }, "automatic compaction").await;
         }
     }
 }

@@ -11,8 +11,8 @@ use bytes::Bytes;
 use super::Concord;
 use super::kv::{BoxFuture, unexpected};
 use crate::command::{
-    Command, Compare, CompareOp, CompareTarget, DeleteRequest, LeaseChoice, PutRequest,
-    RangeRequest, Reply, TxnOp, TxnRequest, TxnResponse,
+    Command, Compare, CompareOp, CompareTarget, DeleteRequest, LeaseChoice, PutRequest, RangeRequest, Reply, TxnOp,
+    TxnRequest, TxnResponse,
 };
 use crate::error::Result;
 use crate::types::{KeyRange, LeaseId, Revision};
@@ -28,15 +28,7 @@ pub struct Txn {
 impl Txn {
     pub(crate) fn new(node: Concord) -> Self {
         let timeout = node.default_timeout();
-        Txn {
-            node,
-            req: TxnRequest {
-                compare: Vec::new(),
-                success: Vec::new(),
-                failure: Vec::new(),
-            },
-            timeout,
-        }
+        Txn { node, req: TxnRequest { compare: Vec::new(), success: Vec::new(), failure: Vec::new() }, timeout }
     }
 
     /// Conditions that must all hold for `and_then` to run.
@@ -75,11 +67,7 @@ impl IntoFuture for Txn {
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
             self.node.inner.config.limits.check_txn(&self.req)?;
-            match self
-                .node
-                .execute(Command::Txn(self.req), self.timeout)
-                .await?
-            {
+            match self.node.execute(Command::Txn(self.req), self.timeout).await? {
                 (_, Reply::Txn(resp)) => Ok(resp),
                 (_, other) => Err(unexpected(other)),
             }
@@ -102,37 +90,23 @@ pub struct NumberCompare {
 impl Compare {
     /// Compares the value of `key` (false if the key is absent).
     pub fn value(key: impl Into<Bytes>) -> ValueCompare {
-        ValueCompare {
-            range: KeyRange::key(key),
-        }
+        ValueCompare { range: KeyRange::key(key) }
     }
     /// Compares the version (puts since creation; 0 = absent) of `key`.
     pub fn version(key: impl Into<Bytes>) -> NumberCompare {
-        NumberCompare {
-            range: KeyRange::key(key),
-            target: CompareTarget::Version,
-        }
+        NumberCompare { range: KeyRange::key(key), target: CompareTarget::Version }
     }
     /// Compares the create revision (0 = absent) of `key`.
     pub fn create_revision(key: impl Into<Bytes>) -> NumberCompare {
-        NumberCompare {
-            range: KeyRange::key(key),
-            target: CompareTarget::CreateRevision,
-        }
+        NumberCompare { range: KeyRange::key(key), target: CompareTarget::CreateRevision }
     }
     /// Compares the mod revision (0 = absent) of `key`.
     pub fn mod_revision(key: impl Into<Bytes>) -> NumberCompare {
-        NumberCompare {
-            range: KeyRange::key(key),
-            target: CompareTarget::ModRevision,
-        }
+        NumberCompare { range: KeyRange::key(key), target: CompareTarget::ModRevision }
     }
     /// Compares the lease (0 = none) of `key`.
     pub fn lease(key: impl Into<Bytes>) -> NumberCompare {
-        NumberCompare {
-            range: KeyRange::key(key),
-            target: CompareTarget::Lease,
-        }
+        NumberCompare { range: KeyRange::key(key), target: CompareTarget::Lease }
     }
 }
 
@@ -142,11 +116,7 @@ impl ValueCompare {
         ValueCompare { range }
     }
     fn with(self, op: CompareOp, value: impl Into<Bytes>) -> Compare {
-        Compare {
-            range: self.range,
-            target: CompareTarget::Value(value.into()),
-            op,
-        }
+        Compare { range: self.range, target: CompareTarget::Value(value.into()), op }
     }
     pub fn eq(self, value: impl Into<Bytes>) -> Compare {
         self.with(CompareOp::Equal, value)
@@ -168,11 +138,7 @@ impl NumberCompare {
         NumberCompare { range, ..self }
     }
     fn with(self, op: CompareOp, value: i64) -> Compare {
-        Compare {
-            range: self.range,
-            target: (self.target)(value),
-            op,
-        }
+        Compare { range: self.range, target: (self.target)(value), op }
     }
     pub fn eq(self, value: i64) -> Compare {
         self.with(CompareOp::Equal, value)
@@ -195,27 +161,15 @@ impl TxnOp {
     }
     /// Reads a range.
     pub fn range(range: KeyRange) -> TxnOp {
-        TxnOp::Range(RangeRequest {
-            range: Some(range),
-            ..Default::default()
-        })
+        TxnOp::Range(RangeRequest { range: Some(range), ..Default::default() })
     }
     /// Reads a range at a past revision.
     pub fn range_at(range: KeyRange, revision: Revision) -> TxnOp {
-        TxnOp::Range(RangeRequest {
-            range: Some(range),
-            revision,
-            ..Default::default()
-        })
+        TxnOp::Range(RangeRequest { range: Some(range), revision, ..Default::default() })
     }
     /// Writes a key without a lease.
     pub fn put(key: impl Into<Bytes>, value: impl Into<Bytes>) -> TxnOp {
-        TxnOp::Put(PutRequest {
-            key: key.into(),
-            value: Some(value.into()),
-            lease: LeaseChoice::None,
-            prev_kv: false,
-        })
+        TxnOp::Put(PutRequest { key: key.into(), value: Some(value.into()), lease: LeaseChoice::None, prev_kv: false })
     }
     /// Writes a key attached to `lease`.
     pub fn put_with_lease(key: impl Into<Bytes>, value: impl Into<Bytes>, lease: LeaseId) -> TxnOp {
@@ -232,10 +186,7 @@ impl TxnOp {
     }
     /// Deletes a range.
     pub fn delete_range(range: KeyRange) -> TxnOp {
-        TxnOp::DeleteRange(DeleteRequest {
-            range,
-            prev_kv: false,
-        })
+        TxnOp::DeleteRange(DeleteRequest { range, prev_kv: false })
     }
     /// A nested transaction.
     pub fn txn(txn: TxnRequest) -> TxnOp {

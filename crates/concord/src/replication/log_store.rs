@@ -13,9 +13,7 @@ use std::ops::RangeBounds;
 use std::sync::{Arc, mpsc};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
-use openraft::{
-    AnyError, Entry, LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote,
-};
+use openraft::{AnyError, Entry, LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote};
 use parking_lot::Mutex;
 use redb::{Database, ReadableDatabase, ReadableTable};
 use serde::Serialize;
@@ -58,10 +56,7 @@ fn io_err(e: impl ToString) -> StorageError<NodeId> {
 impl LogStore {
     /// A log store over what [`Self::load`] read, writing through `writer`.
     pub(crate) fn new(cache: LogCache, writer: mpsc::Sender<WriteOp>) -> Self {
-        LogStore {
-            cache: Arc::new(Mutex::new(cache)),
-            writer,
-        }
+        LogStore { cache: Arc::new(Mutex::new(cache)), writer }
     }
 
     /// Reads the log, vote and committed pointer from the data file.
@@ -82,16 +77,11 @@ impl LogStore {
         match txn.open_table(META) {
             Ok(table) => {
                 let get = |key: &str| -> Result<Option<Vec<u8>>, String> {
-                    Ok(table
-                        .get(key)
-                        .map_err(|e| e.to_string())?
-                        .map(|v| v.value().to_vec()))
+                    Ok(table.get(key).map_err(|e| e.to_string())?.map(|v| v.value().to_vec()))
                 };
                 cache.vote = get(META_VOTE)?.map(|b| decode(&b)).transpose()?;
-                cache.committed = get(META_COMMITTED)?
-                    .map(|b| decode::<Option<LogId<NodeId>>>(&b))
-                    .transpose()?
-                    .flatten();
+                cache.committed =
+                    get(META_COMMITTED)?.map(|b| decode::<Option<LogId<NodeId>>>(&b)).transpose()?.flatten();
                 cache.last_purged = get(META_LAST_PURGED)?.map(|b| decode(&b)).transpose()?;
             }
             Err(redb::TableError::TableDoesNotExist(_)) => {}
@@ -106,12 +96,8 @@ impl LogStore {
         op: impl FnOnce(oneshot::Sender<Result<(), String>>) -> WriteOp,
     ) -> Result<(), StorageError<NodeId>> {
         let (ack, done) = oneshot::channel();
-        self.writer
-            .send(op(ack))
-            .map_err(|_| io_err("the log writer has stopped"))?;
-        done.await
-            .map_err(|_| io_err("the log writer has stopped"))?
-            .map_err(io_err)
+        self.writer.send(op(ack)).map_err(|_| io_err("the log writer has stopped"))?;
+        done.await.map_err(|_| io_err("the log writer has stopped"))?.map_err(io_err)
     }
 
     /// Index of the last entry, if any.
@@ -135,16 +121,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
         let cache = self.cache.lock();
-        let last_log_id = cache
-            .entries
-            .values()
-            .next_back()
-            .map(|e| e.log_id)
-            .or(cache.last_purged);
-        Ok(LogState {
-            last_purged_log_id: cache.last_purged,
-            last_log_id,
-        })
+        let last_log_id = cache.entries.values().next_back().map(|e| e.log_id).or(cache.last_purged);
+        Ok(LogState { last_purged_log_id: cache.last_purged, last_log_id })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -153,8 +131,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
         let bytes = encode(vote);
-        self.write_and_wait(|ack| WriteOp::Vote { vote: bytes, ack })
-            .await?;
+        self.write_and_wait(|ack| WriteOp::Vote { vote: bytes, ack }).await?;
         self.cache.lock().vote = Some(*vote);
         Ok(())
     }
@@ -163,17 +140,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.cache.lock().vote)
     }
 
-    async fn save_committed(
-        &mut self,
-        committed: Option<LogId<NodeId>>,
-    ) -> Result<(), StorageError<NodeId>> {
+    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError<NodeId>> {
         // Written with the next batch, never waited for: a committed pointer
         // that lags is safe (openraft re-commits the rest after election).
         self.cache.lock().committed = committed;
         self.writer
-            .send(WriteOp::Committed {
-                committed: encode(&committed),
-            })
+            .send(WriteOp::Committed { committed: encode(&committed) })
             .map_err(|_| io_err("the log writer has stopped"))
     }
 
@@ -181,11 +153,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.cache.lock().committed)
     }
 
-    async fn append<I>(
-        &mut self,
-        entries: I,
-        callback: LogFlushed<TypeConfig>,
-    ) -> Result<(), StorageError<NodeId>>
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError<NodeId>>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -199,20 +167,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
         }
         self.writer
-            .send(WriteOp::Append {
-                entries: encoded,
-                callback,
-            })
+            .send(WriteOp::Append { entries: encoded, callback })
             .map_err(|_| io_err("the log writer has stopped"))
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         self.cache.lock().entries.split_off(&log_id.index);
-        self.write_and_wait(|ack| WriteOp::Truncate {
-            from: log_id.index,
-            ack,
-        })
-        .await
+        self.write_and_wait(|ack| WriteOp::Truncate { from: log_id.index, ack }).await
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
@@ -222,11 +183,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             cache.last_purged = Some(log_id);
         }
         let last_purged = encode(&log_id);
-        self.write_and_wait(|ack| WriteOp::Purge {
-            upto: log_id.index,
-            last_purged,
-            ack,
-        })
-        .await
+        self.write_and_wait(|ack| WriteOp::Purge { upto: log_id.index, last_purged, ack }).await
     }
 }

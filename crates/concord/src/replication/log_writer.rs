@@ -87,14 +87,8 @@ impl LogWriter {
         let (tx, rx) = mpsc::channel();
         let poisoned = Arc::new(AtomicBool::new(false));
         let flag = poisoned.clone();
-        let thread = std::thread::Builder::new()
-            .name("concord-log-writer".into())
-            .spawn(move || run(db, rx, flag))?;
-        Ok(LogWriter {
-            tx,
-            thread: Some(thread),
-            poisoned,
-        })
+        let thread = std::thread::Builder::new().name("concord-log-writer".into()).spawn(move || run(db, rx, flag))?;
+        Ok(LogWriter { tx, thread: Some(thread), poisoned })
     }
 
     pub fn sender(&self) -> mpsc::Sender<WriteOp> {
@@ -154,9 +148,7 @@ fn run(db: Database, rx: mpsc::Receiver<WriteOp>, poisoned: Arc<AtomicBool>) {
 
 /// Applies every write op of the batch in one transaction and commits it.
 fn write_batch(db: &Database, batch: &mut [WriteOp]) -> Result<(), String> {
-    let has_writes = batch
-        .iter()
-        .any(|op| !matches!(op, WriteOp::ReadSnapshot { .. } | WriteOp::Stop));
+    let has_writes = batch.iter().any(|op| !matches!(op, WriteOp::ReadSnapshot { .. } | WriteOp::Stop));
     if !has_writes {
         return Ok(());
     }
@@ -169,35 +161,25 @@ fn write_batch(db: &Database, batch: &mut [WriteOp]) -> Result<(), String> {
             match op {
                 WriteOp::Append { entries, .. } => {
                     for (index, bytes) in entries {
-                        log.insert(*index, bytes.as_slice())
-                            .map_err(|e| e.to_string())?;
+                        log.insert(*index, bytes.as_slice()).map_err(|e| e.to_string())?;
                     }
                 }
                 WriteOp::Truncate { from, .. } => {
-                    log.retain_in(*from.., |_, _| false)
-                        .map_err(|e| e.to_string())?;
+                    log.retain_in(*from.., |_, _| false).map_err(|e| e.to_string())?;
                 }
-                WriteOp::Purge {
-                    upto, last_purged, ..
-                } => {
-                    log.retain_in(..=*upto, |_, _| false)
-                        .map_err(|e| e.to_string())?;
-                    meta.insert(META_LAST_PURGED, last_purged.as_slice())
-                        .map_err(|e| e.to_string())?;
+                WriteOp::Purge { upto, last_purged, .. } => {
+                    log.retain_in(..=*upto, |_, _| false).map_err(|e| e.to_string())?;
+                    meta.insert(META_LAST_PURGED, last_purged.as_slice()).map_err(|e| e.to_string())?;
                 }
                 WriteOp::Vote { vote, .. } => {
-                    meta.insert(META_VOTE, vote.as_slice())
-                        .map_err(|e| e.to_string())?;
+                    meta.insert(META_VOTE, vote.as_slice()).map_err(|e| e.to_string())?;
                 }
                 WriteOp::Committed { committed } => {
-                    meta.insert(META_COMMITTED, committed.as_slice())
-                        .map_err(|e| e.to_string())?;
+                    meta.insert(META_COMMITTED, committed.as_slice()).map_err(|e| e.to_string())?;
                 }
                 WriteOp::Snapshot { meta: m, data, .. } => {
-                    snap.insert(SNAPSHOT_META, m.as_slice())
-                        .map_err(|e| e.to_string())?;
-                    snap.insert(SNAPSHOT_DATA, data.as_slice())
-                        .map_err(|e| e.to_string())?;
+                    snap.insert(SNAPSHOT_META, m.as_slice()).map_err(|e| e.to_string())?;
+                    snap.insert(SNAPSHOT_DATA, data.as_slice()).map_err(|e| e.to_string())?;
                 }
                 WriteOp::ReadSnapshot { .. } | WriteOp::Stop => {}
             }

@@ -11,8 +11,8 @@ use std::sync::{Arc, mpsc};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
-    AnyError, BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder,
-    SnapshotMeta, StorageError, StorageIOError, StoredMembership,
+    AnyError, BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageError,
+    StorageIOError, StoredMembership,
 };
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
@@ -95,11 +95,8 @@ impl StateStore {
         limits: LeaseLimits,
         writer: mpsc::Sender<WriteOp>,
     ) -> Result<(Self, Arc<Shared>), String> {
-        let mut applier = Applier {
-            machine: StateMachine::new(limits),
-            last_applied: None,
-            membership: StoredMembership::default(),
-        };
+        let mut applier =
+            Applier { machine: StateMachine::new(limits), last_applied: None, membership: StoredMembership::default() };
         if let Some((meta, data)) = snapshot {
             let meta: SnapshotMeta<NodeId, BasicNode> = decode(&meta)?;
             let body: SnapshotBody = decode(&data)?;
@@ -113,13 +110,7 @@ impl StateStore {
             deadline_moved: Notify::new(),
         });
         shared.reset_deadlines(&shared.applier.read().machine.state, Instant::now());
-        Ok((
-            StateStore {
-                shared: shared.clone(),
-                writer,
-            },
-            shared,
-        ))
+        Ok((StateStore { shared: shared.clone(), writer }, shared))
     }
 
     async fn persist_snapshot(
@@ -128,17 +119,9 @@ impl StateStore {
         data: Arc<Vec<u8>>,
     ) -> Result<(), StorageError<NodeId>> {
         let (ack, done) = oneshot::channel();
-        let op = WriteOp::Snapshot {
-            meta: encode(meta),
-            data,
-            ack,
-        };
-        self.writer
-            .send(op)
-            .map_err(|_| sm_err("the log writer has stopped"))?;
-        done.await
-            .map_err(|_| sm_err("the log writer has stopped"))?
-            .map_err(sm_err)
+        let op = WriteOp::Snapshot { meta: encode(meta), data, ack };
+        self.writer.send(op).map_err(|_| sm_err("the log writer has stopped"))?;
+        done.await.map_err(|_| sm_err("the log writer has stopped"))?.map_err(sm_err)
     }
 }
 
@@ -146,10 +129,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
         let (meta, data) = {
             let applier = self.shared.applier.read();
-            let data = postcard::to_stdvec(&SnapshotBodyRef {
-                state: &applier.machine.state,
-            })
-            .map_err(sm_err)?;
+            let data = postcard::to_stdvec(&SnapshotBodyRef { state: &applier.machine.state }).map_err(sm_err)?;
             let snapshot_id = match applier.last_applied {
                 Some(id) => format!("{}-{}-{}", id.leader_id.term, id.index, data.len()),
                 None => format!("empty-{}", data.len()),
@@ -164,10 +144,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateStore {
         self.persist_snapshot(&meta, data.clone()).await?;
         tracing::debug!(last = ?meta.last_log_id, bytes = data.len(), "snapshot written");
         let data = Arc::try_unwrap(data).unwrap_or_else(|shared| (*shared).clone());
-        Ok(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
-        })
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
     }
 }
 
@@ -176,8 +153,7 @@ impl RaftStateMachine<TypeConfig> for StateStore {
 
     async fn applied_state(
         &mut self,
-    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>), StorageError<NodeId>>
-    {
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>), StorageError<NodeId>> {
         let applier = self.shared.applier.read();
         Ok((applier.last_applied, applier.membership.clone()))
     }
@@ -195,16 +171,12 @@ impl RaftStateMachine<TypeConfig> for StateStore {
                 applier.last_applied = Some(entry.log_id);
                 let applied = match entry.payload {
                     EntryPayload::Normal(command) => applier.machine.apply(&command, &mut effects),
-                    EntryPayload::Blank => Applied {
-                        revision: applier.machine.kv().revision(),
-                        result: Ok(Reply::None),
-                    },
+                    EntryPayload::Blank => {
+                        Applied { revision: applier.machine.kv().revision(), result: Ok(Reply::None) }
+                    }
                     EntryPayload::Membership(membership) => {
                         applier.membership = StoredMembership::new(Some(entry.log_id), membership);
-                        Applied {
-                            revision: applier.machine.kv().revision(),
-                            result: Ok(Reply::None),
-                        }
+                        Applied { revision: applier.machine.kv().revision(), result: Ok(Reply::None) }
                     }
                 };
                 replies.push(applied);
@@ -225,15 +197,10 @@ impl RaftStateMachine<TypeConfig> for StateStore {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        StateStore {
-            shared: self.shared.clone(),
-            writer: self.writer.clone(),
-        }
+        StateStore { shared: self.shared.clone(), writer: self.writer.clone() }
     }
 
-    async fn begin_receiving_snapshot(
-        &mut self,
-    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
@@ -250,29 +217,18 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         applier.machine = StateMachine::with_state(body.state, limits);
         applier.last_applied = meta.last_log_id;
         applier.membership = meta.last_membership.clone();
-        self.shared
-            .reset_deadlines(&applier.machine.state, Instant::now());
+        self.shared.reset_deadlines(&applier.machine.state, Instant::now());
         Ok(())
     }
 
-    async fn get_current_snapshot(
-        &mut self,
-    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
         let (reply, rx) = oneshot::channel();
-        self.writer
-            .send(WriteOp::ReadSnapshot { reply })
-            .map_err(|_| sm_err("the log writer has stopped"))?;
-        let stored = rx
-            .await
-            .map_err(|_| sm_err("the log writer has stopped"))?
-            .map_err(sm_err)?;
+        self.writer.send(WriteOp::ReadSnapshot { reply }).map_err(|_| sm_err("the log writer has stopped"))?;
+        let stored = rx.await.map_err(|_| sm_err("the log writer has stopped"))?.map_err(sm_err)?;
         let Some((meta, data)) = stored else {
             return Ok(None);
         };
         let meta: SnapshotMeta<NodeId, BasicNode> = decode(&meta).map_err(sm_err)?;
-        Ok(Some(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
-        }))
+        Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
     }
 }

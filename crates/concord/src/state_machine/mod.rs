@@ -37,10 +37,7 @@ pub struct StateMachine {
 
 impl StateMachine {
     pub fn new(limits: LeaseLimits) -> Self {
-        StateMachine {
-            state: State::default(),
-            limits,
-        }
+        StateMachine { state: State::default(), limits }
     }
 
     pub fn with_state(state: State, limits: LeaseLimits) -> Self {
@@ -66,22 +63,14 @@ impl StateMachine {
             Command::Put(req) => self.apply_put(req, effects).map(Reply::Put),
             Command::DeleteRange(req) => Ok(Reply::Delete(self.apply_delete(req, effects))),
             Command::Txn(req) => self.apply_txn(req, effects).map(Reply::Txn),
-            Command::Compact { revision } => {
-                self.state.kv.compact(*revision).map(|()| Reply::Compacted)
-            }
+            Command::Compact { revision } => self.state.kv.compact(*revision).map(|()| Reply::Compacted),
             Command::LeaseGrant { id, ttl_secs } => self.apply_grant(*id, *ttl_secs, effects),
             Command::LeaseRevoke { id } => self.apply_revoke(*id, effects),
-            Command::LeaseKeepAlive { id, ttl_secs } => {
-                self.apply_keep_alive(*id, *ttl_secs, effects)
-            }
+            Command::LeaseKeepAlive { id, ttl_secs } => self.apply_keep_alive(*id, *ttl_secs, effects),
             Command::LeaseExpire { leases } => Ok(self.apply_expire(leases, effects)),
             Command::LeaseCheckpoint { checkpoints } => {
                 for c in checkpoints {
-                    if self
-                        .state
-                        .leases
-                        .checkpoint(c.id, c.generation, c.remaining_ms)
-                    {
+                    if self.state.leases.checkpoint(c.id, c.generation, c.remaining_ms) {
                         effects.push(LeaseEffect::Deadline {
                             id: c.id,
                             generation: c.generation,
@@ -93,10 +82,7 @@ impl StateMachine {
                 Ok(Reply::Checkpointed)
             }
         };
-        Applied {
-            revision: self.state.kv.revision(),
-            result,
-        }
+        Applied { revision: self.state.kv.revision(), result }
     }
 
     fn apply_grant(
@@ -106,9 +92,7 @@ impl StateMachine {
         effects: &mut Vec<LeaseEffect>,
     ) -> Result<Reply, ApplyError> {
         if ttl_secs <= 0 {
-            return Err(ApplyError::Invalid(format!(
-                "lease TTL {ttl_secs} is not positive"
-            )));
+            return Err(ApplyError::Invalid(format!("lease TTL {ttl_secs} is not positive")));
         }
         let granted_at = self.state.kv.revision();
         self.state.leases.check_capacity(1, &self.limits)?;
@@ -119,10 +103,7 @@ impl StateMachine {
             remaining_ms: lease.remaining_ms,
             checkpoint: false,
         });
-        Ok(Reply::LeaseGranted {
-            id: lease.id,
-            ttl_secs: lease.ttl_secs,
-        })
+        Ok(Reply::LeaseGranted { id: lease.id, ttl_secs: lease.ttl_secs })
     }
 
     fn apply_keep_alive(
@@ -132,9 +113,7 @@ impl StateMachine {
         effects: &mut Vec<LeaseEffect>,
     ) -> Result<Reply, ApplyError> {
         if let Some(ttl) = ttl_secs.filter(|t| *t <= 0) {
-            return Err(ApplyError::Invalid(format!(
-                "lease TTL {ttl} is not positive"
-            )));
+            return Err(ApplyError::Invalid(format!("lease TTL {ttl} is not positive")));
         }
         let lease = self.state.leases.renew(id, ttl_secs)?;
         effects.push(LeaseEffect::Deadline {
@@ -143,17 +122,10 @@ impl StateMachine {
             remaining_ms: lease.remaining_ms,
             checkpoint: false,
         });
-        Ok(Reply::LeaseKeptAlive {
-            id,
-            ttl_secs: lease.ttl_secs,
-        })
+        Ok(Reply::LeaseKeptAlive { id, ttl_secs: lease.ttl_secs })
     }
 
-    fn apply_revoke(
-        &mut self,
-        id: i64,
-        effects: &mut Vec<LeaseEffect>,
-    ) -> Result<Reply, ApplyError> {
+    fn apply_revoke(&mut self, id: i64, effects: &mut Vec<LeaseEffect>) -> Result<Reply, ApplyError> {
         if !self.state.leases.contains(id) {
             return Err(ApplyError::LeaseNotFound(id));
         }
@@ -165,12 +137,7 @@ impl StateMachine {
         let mut expired = 0;
         for &(id, generation) in leases {
             // A lease renewed after the leader saw it expire is not expired.
-            if self
-                .state
-                .leases
-                .get(id)
-                .is_some_and(|l| l.generation == generation)
-            {
+            if self.state.leases.get(id).is_some_and(|l| l.generation == generation) {
                 self.revoke_lease(id, effects);
                 expired += 1;
             }

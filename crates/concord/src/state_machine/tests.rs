@@ -5,7 +5,7 @@ use bytes::Bytes;
 
 use super::*;
 use crate::command::{
-    Compare, CompareOp, CompareTarget, DeleteRequest, LeaseChoice, LeaseCheckpoint, PutRequest, RangeRequest, TxnOp,
+    Compare, CompareOp, CompareTarget, DeleteRequest, LeaseCheckpoint, LeaseChoice, PutRequest, RangeRequest, TxnOp,
     TxnOpResponse, TxnRequest,
 };
 use crate::types::KeyRange;
@@ -225,17 +225,28 @@ fn refused_transactions_change_nothing() {
         (
             vec![
                 txn_put("x", "1"),
-                TxnOp::Put(PutRequest { key: b("y"), value: Some(b("2")), lease: LeaseChoice::Lease(9), prev_kv: false }),
+                TxnOp::Put(PutRequest {
+                    key: b("y"),
+                    value: Some(b("2")),
+                    lease: LeaseChoice::Lease(9),
+                    prev_kv: false,
+                }),
             ],
             ApplyError::LeaseNotFound(9),
         ),
         (vec![txn_put("x", "1"), txn_put("x", "2")], ApplyError::DuplicateKey),
         (
-            vec![txn_put("p/x", "1"), TxnOp::DeleteRange(DeleteRequest { range: KeyRange::prefix("p/"), prev_kv: false })],
+            vec![
+                txn_put("p/x", "1"),
+                TxnOp::DeleteRange(DeleteRequest { range: KeyRange::prefix("p/"), prev_kv: false }),
+            ],
             ApplyError::DuplicateKey,
         ),
         (
-            vec![txn_put("x", "1"), TxnOp::Range(RangeRequest { range: Some(KeyRange::all()), revision: 99, ..Default::default() })],
+            vec![
+                txn_put("x", "1"),
+                TxnOp::Range(RangeRequest { range: Some(KeyRange::all()), revision: 99, ..Default::default() }),
+            ],
             ApplyError::FutureRevision { revision: 99, current: 2 },
         ),
     ];
@@ -262,12 +273,17 @@ fn nested_txn_compares_see_the_state_before_the_txn() {
 
 #[test]
 fn keys_per_lease_limit_counts_a_whole_txn() {
-    let mut h = Harness { sm: StateMachine::new(LeaseLimits { max_leases: 10, max_keys_per_lease: 2 }), effects: vec![] };
+    let mut h =
+        Harness { sm: StateMachine::new(LeaseLimits { max_leases: 10, max_keys_per_lease: 2 }), effects: vec![] };
     let id = h.grant(10);
     let with_lease = |k: &str| {
         TxnOp::Put(PutRequest { key: b(k), value: Some(b("v")), lease: LeaseChoice::Lease(id), prev_kv: false })
     };
-    let txn = TxnRequest { compare: vec![], success: vec![with_lease("a"), with_lease("b"), with_lease("c")], failure: vec![] };
+    let txn = TxnRequest {
+        compare: vec![],
+        success: vec![with_lease("a"), with_lease("b"), with_lease("c")],
+        failure: vec![],
+    };
     assert_eq!(h.apply(Command::Txn(txn)).result, Err(ApplyError::TooManyKeysOnLease { lease: id, max: 2 }));
     assert!(h.lease_keys(id).is_empty());
 }

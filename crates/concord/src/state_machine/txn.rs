@@ -13,8 +13,8 @@
 use std::cmp::Ordering;
 
 use crate::command::{
-    ApplyError, Compare, CompareOp, CompareTarget, LeaseEffect, PutRequest, TxnOp, TxnOpResponse,
-    TxnRequest, TxnResponse,
+    ApplyError, Compare, CompareOp, CompareTarget, LeaseEffect, PutRequest, TxnOp, TxnOpResponse, TxnRequest,
+    TxnResponse,
 };
 use crate::types::{KeyRange, KeyValue, Revision};
 
@@ -48,11 +48,7 @@ impl StateMachine {
 
     fn choose_path(&self, txn: &TxnRequest) -> Path {
         let succeeded = txn.compare.iter().all(|c| self.compare_holds(c));
-        let branch = if succeeded {
-            &txn.success
-        } else {
-            &txn.failure
-        };
+        let branch = if succeeded { &txn.success } else { &txn.failure };
         let nested = branch
             .iter()
             .filter_map(|op| match op {
@@ -78,21 +74,11 @@ impl StateMachine {
                 target => compare_one(None, target, cmp.op),
             };
         }
-        kvs.iter()
-            .all(|kv| compare_one(Some(kv), &cmp.target, cmp.op))
+        kvs.iter().all(|kv| compare_one(Some(kv), &cmp.target, cmp.op))
     }
 
-    fn check_path(
-        &self,
-        txn: &TxnRequest,
-        path: &Path,
-        writes: &mut Writes,
-    ) -> Result<(), ApplyError> {
-        let branch = if path.succeeded {
-            &txn.success
-        } else {
-            &txn.failure
-        };
+    fn check_path(&self, txn: &TxnRequest, path: &Path, writes: &mut Writes) -> Result<(), ApplyError> {
+        let branch = if path.succeeded { &txn.success } else { &txn.failure };
         let mut nested = path.nested.iter();
         for op in branch {
             match op {
@@ -121,27 +107,15 @@ impl StateMachine {
         changed: &mut bool,
         effects: &mut Vec<LeaseEffect>,
     ) -> TxnResponse {
-        let branch = if path.succeeded {
-            &txn.success
-        } else {
-            &txn.failure
-        };
+        let branch = if path.succeeded { &txn.success } else { &txn.failure };
         let mut nested = path.nested.iter();
         let mut responses = Vec::with_capacity(branch.len());
         for op in branch {
             let resp = match op {
                 TxnOp::Range(req) => {
                     // Reads at "latest" see this transaction's earlier writes.
-                    let latest = if *changed {
-                        revision
-                    } else {
-                        self.state.kv.revision()
-                    };
-                    let resp = self
-                        .state
-                        .kv
-                        .range_at(req, latest)
-                        .expect("read revision checked");
+                    let latest = if *changed { revision } else { self.state.kv.revision() };
+                    let resp = self.state.kv.range_at(req, latest).expect("read revision checked");
                     TxnOpResponse::Range(resp)
                 }
                 TxnOp::Put(req) => {
@@ -155,18 +129,12 @@ impl StateMachine {
                 }
                 TxnOp::Txn(inner) => {
                     let inner_path = nested.next().expect("one path per nested txn");
-                    TxnOpResponse::Txn(
-                        self.exec_path(inner, inner_path, revision, changed, effects),
-                    )
+                    TxnOpResponse::Txn(self.exec_path(inner, inner_path, revision, changed, effects))
                 }
             };
             responses.push(resp);
         }
-        TxnResponse {
-            succeeded: path.succeeded,
-            revision,
-            responses,
-        }
+        TxnResponse { succeeded: path.succeeded, revision, responses }
     }
 }
 
@@ -181,12 +149,7 @@ struct Writes {
 impl Writes {
     fn add_put(&mut self, req: &PutRequest) -> Result<(), ApplyError> {
         let key = KeyRange::key(req.key.clone());
-        if self
-            .puts
-            .iter()
-            .chain(&self.deletes)
-            .any(|r| r.overlaps(&key))
-        {
+        if self.puts.iter().chain(&self.deletes).any(|r| r.overlaps(&key)) {
             return Err(ApplyError::DuplicateKey);
         }
         self.puts.push(key);

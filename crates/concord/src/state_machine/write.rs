@@ -4,9 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::command::{
-    ApplyError, DeleteRequest, DeleteResponse, LeaseChoice, LeaseEffect, PutRequest, PutResponse,
-};
+use crate::command::{ApplyError, DeleteRequest, DeleteResponse, LeaseChoice, LeaseEffect, PutRequest, PutResponse};
 use crate::types::{LeaseId, Revision};
 
 use super::StateMachine;
@@ -32,11 +30,7 @@ impl StateMachine {
         Ok(resp)
     }
 
-    pub(super) fn apply_delete(
-        &mut self,
-        req: &DeleteRequest,
-        effects: &mut Vec<LeaseEffect>,
-    ) -> DeleteResponse {
+    pub(super) fn apply_delete(&mut self, req: &DeleteRequest, effects: &mut Vec<LeaseEffect>) -> DeleteResponse {
         let revision = self.state.kv.revision() + 1;
         let mut resp = self.exec_delete(revision, req, effects);
         if resp.deleted > 0 {
@@ -48,11 +42,7 @@ impl StateMachine {
 
     /// Everything that can make a put fail, checked against the current state
     /// plus what earlier puts of the same command will attach.
-    pub(super) fn check_put(
-        &self,
-        req: &PutRequest,
-        pending: &mut PendingAttachments,
-    ) -> Result<(), ApplyError> {
+    pub(super) fn check_put(&self, req: &PutRequest, pending: &mut PendingAttachments) -> Result<(), ApplyError> {
         let exists = || self.state.kv.get(&req.key).is_some();
         if req.value.is_none() && !exists() {
             return Err(ApplyError::KeyNotFound);
@@ -68,24 +58,17 @@ impl StateMachine {
                     let added = pending.per_lease.entry(id).or_default();
                     *added += 1;
                     if lease.keys.len() as u64 + *added > self.limits.max_keys_per_lease {
-                        return Err(ApplyError::TooManyKeysOnLease {
-                            lease: id,
-                            max: self.limits.max_keys_per_lease,
-                        });
+                        return Err(ApplyError::TooManyKeysOnLease { lease: id, max: self.limits.max_keys_per_lease });
                     }
                 }
                 Ok(())
             }
             LeaseChoice::Anonymous { ttl_secs } => {
                 if ttl_secs <= 0 {
-                    return Err(ApplyError::Invalid(format!(
-                        "key TTL {ttl_secs} is not positive"
-                    )));
+                    return Err(ApplyError::Invalid(format!("key TTL {ttl_secs} is not positive")));
                 }
                 pending.new_leases += 1;
-                self.state
-                    .leases
-                    .check_capacity(pending.new_leases, &self.limits)
+                self.state.leases.check_capacity(pending.new_leases, &self.limits)
             }
         }
     }
@@ -115,10 +98,7 @@ impl StateMachine {
                 lease.id
             }
         };
-        let prev = self
-            .state
-            .kv
-            .put(revision, &req.key, req.value.clone(), new_lease);
+        let prev = self.state.kv.put(revision, &req.key, req.value.clone(), new_lease);
         if old_lease != 0 && old_lease != new_lease {
             self.detach(old_lease, &req.key, effects);
         }

@@ -1,0 +1,83 @@
+//! Durability across a clean restart: keys, revisions, history, leases with
+//! their remaining time, the next lease id; with and without snapshots.
+
+mod common;
+
+use std::time::Duration;
+
+use concord::KeyRange;
+
+#[tokio::test]
+async fn a_restart_restores_keys_revisions_history_and_leases() {
+    let fast_checkpoints = |c: concord::Config| c.lease_checkpoint_interval(Duration::from_millis(200));
+    let m = common::open_with(fast_checkpoints).await;
+    let kv = m.db.kv();
+    kv.put("a", "1").await.unwrap();
+    kv.put("a", "2").await.unwrap();
+    kv.put("b", "1").await.unwrap();
+    kv.delete("b").await.unwrap();
+    let lease = m.db.lease().grant(10).await.unwrap();
+    kv.put("leased", "x").lease(lease.id).await.unwrap();
+    let revision = m.db.revision();
+    // Let the leader checkpoint the lease's remaining time a few times.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let m = m.restart(fast_checkpoints).await;
+    let kv = m.db.kv();
+    assert_eq!(m.db.revision(), revision);
+    assert_eq!(kv.get("a").await.unwrap().unwrap().version, 2);
+    assert!(kv.get("b").await.unwrap().is_none());
+    assert_eq!(kv.history("b").await.unwrap().len(), 2);
+    let info = m.db.lease().info(lease.id).await.unwrap();
+    assert_eq!(info.keys.len(), 1);
+    // Not reset to the full TTL, and not shorter than the truth.
+    assert!(info.remaining < Duration::from_millis(9_300), "remaining reset on restart: {:?}", info.remaining);
+    assert!(info.remaining > Duration::from_millis(7_000), "remaining lost on restart: {:?}", info.remaining);
+    let next = m.db.lease().grant(5).await.unwrap();
+    assert!(next.id > lease.id, "lease ids are never reused");
+}
+
+#[tokio::test]
+async fn snapshots_and_log_purge_survive_restarts() {
+    let small_snapshots = |c: concord::Config| c.snapshot_after_entries(50);
+    let m = common::open_with(small_snapshots).await;
+    for i in 0..600 {
+        m.db.kv().put(format!("k/{i:04}"), format!("{i}")).await.unwrap();
+    }
+    let lease = m.db.lease().grant(60).await.unwrap();
+    m.db.kv().put("k/leased", "x").lease(lease.id).await.unwrap();
+    let revision = m.db.revision();
+    let m = m.restart(small_snapshots).await;
+    assert_eq!(m.db.revision(), revision);
+    let all = m.db.kv().range(KeyRange::prefix("k/")).count_only().await.unwrap();
+    assert_eq!(all.count, 601);
+    assert_eq!(m.db.kv().get("k/0599").await.unwrap().unwrap().value, "599");
+    // Keep writing after the restart, and once more.
+    m.db.kv().put("after", "1").await.unwrap();
+    let m = m.restart(small_snapshots).await;
+    assert_eq!(m.db.kv().get("after").await.unwrap().unwrap().value, "1");
+    assert_eq!(m.db.lease().revoke(lease.id).await.unwrap().deleted_keys, 1);
+}
+
+#[tokio::test]
+async fn concurrent_acknowledged_writes_are_all_durable() {
+    let m = common::open().await;
+    let mut tasks = Vec::new();
+    for w in 0..64 {
+        let kv = m.db.kv();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..40 {
+                kv.put(format!("w{w:02}/{i:02}"), format!("{w}-{i}")).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let revision = m.db.revision();
+    assert_eq!(revision, 1 + 64 * 40);
+    let m = m.restart(|c| c).await;
+    assert_eq!(m.db.revision(), revision);
+    let r = m.db.kv().range(KeyRange::all()).count_only().await.unwrap();
+    assert_eq!(r.count, 64 * 40);
+}
