@@ -47,6 +47,33 @@ pub enum Command {
     LeaseCheckpoint {
         checkpoints: Vec<LeaseCheckpoint>,
     },
+    /// Several commands proposed together (group commit): each is applied in
+    /// order exactly as it would be alone. Batches do not nest.
+    Batch(Vec<Command>),
+}
+
+impl Command {
+    /// Approximate bytes of keys and values carried, to bound batch sizes.
+    pub fn payload_size(&self) -> usize {
+        match self {
+            Command::Put(p) => p.key.len() + p.value.as_ref().map_or(0, |v| v.len()),
+            Command::Txn(t) => t.success.iter().chain(&t.failure).map(TxnOp::payload_size).sum::<usize>() + 64,
+            Command::Batch(commands) => commands.iter().map(Command::payload_size).sum(),
+            Command::LeaseExpire { leases } => leases.len() * 16,
+            Command::LeaseCheckpoint { checkpoints } => checkpoints.len() * 24,
+            _ => 64,
+        }
+    }
+}
+
+impl TxnOp {
+    fn payload_size(&self) -> usize {
+        match self {
+            TxnOp::Put(p) => p.key.len() + p.value.as_ref().map_or(0, |v| v.len()),
+            TxnOp::Txn(t) => t.success.iter().chain(&t.failure).map(TxnOp::payload_size).sum(),
+            _ => 64,
+        }
+    }
 }
 
 /// The leader's measurement of one lease's remaining time.
@@ -170,6 +197,8 @@ pub enum Reply {
         expired: u64,
     },
     Checkpointed,
+    /// One result per command of a [`Command::Batch`], in order.
+    Batch(Vec<Applied>),
     /// A Raft-internal entry (blank or membership): nothing to reply.
     None,
 }

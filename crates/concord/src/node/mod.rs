@@ -10,6 +10,7 @@
 mod config;
 mod kv;
 mod lease;
+mod proposer;
 mod tasks;
 mod txn;
 
@@ -58,6 +59,7 @@ pub struct Concord {
 
 struct Inner {
     raft: ConcordRaft,
+    proposer: proposer::Proposer,
     shared: Arc<Shared>,
     config: Config,
     stop_tasks: watch::Sender<bool>,
@@ -107,6 +109,7 @@ impl Concord {
         let (stop_tasks, stop_rx) = watch::channel(false);
         let node = Concord {
             inner: Arc::new(Inner {
+                proposer: proposer::Proposer::spawn(raft.clone()),
                 raft,
                 shared,
                 config,
@@ -198,11 +201,9 @@ impl Concord {
 
     /// Proposes a command and waits until it is durable and applied.
     pub(crate) async fn write(&self, command: Command, timeout: Duration) -> Result<Applied> {
-        let proposal = self.inner.raft.client_write(command);
-        match tokio::time::timeout(timeout, proposal).await {
+        match tokio::time::timeout(timeout, self.inner.proposer.propose(command)).await {
             Err(_) => Err(Error::Timeout(timeout)),
-            Ok(Err(e)) => Err(write_error(e)),
-            Ok(Ok(resp)) => Ok(resp.data),
+            Ok(result) => result,
         }
     }
 

@@ -81,6 +81,19 @@ impl StateMachine {
                 }
                 Ok(Reply::Checkpointed)
             }
+            Command::Batch(commands) => {
+                let results = commands
+                    .iter()
+                    .map(|command| match command {
+                        Command::Batch(_) => Applied {
+                            revision: self.state.kv.revision(),
+                            result: Err(ApplyError::Invalid("batches do not nest".into())),
+                        },
+                        command => self.apply(command, effects),
+                    })
+                    .collect();
+                Ok(Reply::Batch(results))
+            }
         };
         Applied { revision: self.state.kv.revision(), result }
     }

@@ -287,3 +287,24 @@ fn keys_per_lease_limit_counts_a_whole_txn() {
     assert_eq!(h.apply(Command::Txn(txn)).result, Err(ApplyError::TooManyKeysOnLease { lease: id, max: 2 }));
     assert!(h.lease_keys(id).is_empty());
 }
+
+#[test]
+fn a_batch_applies_each_command_as_if_alone() {
+    let mut alone = Harness::new();
+    let mut batched = Harness::new();
+    let commands = vec![
+        put("a", "1", LeaseChoice::None),
+        put("b", "1", LeaseChoice::Lease(5)),
+        Command::LeaseGrant { id: None, ttl_secs: 10 },
+        put("c", "1", LeaseChoice::Lease(1)),
+        Command::DeleteRange(DeleteRequest { range: KeyRange::key("a"), prev_kv: true }),
+    ];
+    let expected: Vec<Applied> = commands.iter().map(|c| alone.apply(c.clone())).collect();
+    let applied = batched.apply(Command::Batch(commands));
+    assert_eq!(applied.result, Ok(Reply::Batch(expected)));
+    assert_eq!(batched.sm.state, alone.sm.state);
+    assert_eq!(batched.effects, alone.effects);
+    let nested = batched.apply(Command::Batch(vec![Command::Batch(vec![])]));
+    let Ok(Reply::Batch(results)) = nested.result else { panic!() };
+    assert!(matches!(results[0].result, Err(ApplyError::Invalid(_))));
+}
