@@ -37,6 +37,9 @@ const MAX_BATCH: usize = 4096;
 
 pub(crate) type Ack = oneshot::Sender<Result<(), String>>;
 
+/// A stored snapshot as `(meta, data)` bytes.
+pub(crate) type StoredSnapshot = (Vec<u8>, Vec<u8>);
+
 pub(crate) enum WriteOp {
     /// Encoded entries `(index, bytes)`; the callback fires once they are durable.
     Append {
@@ -69,7 +72,7 @@ pub(crate) enum WriteOp {
     },
     /// Read the stored snapshot (kept on this thread so it alone owns the file).
     ReadSnapshot {
-        reply: oneshot::Sender<Result<Option<(Vec<u8>, Vec<u8>)>, String>>,
+        reply: oneshot::Sender<Result<Option<StoredSnapshot>, String>>,
     },
     /// Finish what came before, close the file, end the thread.
     Stop,
@@ -208,7 +211,7 @@ fn finish(op: WriteOp, result: &Result<(), String>, db: &Database) {
 }
 
 /// The stored snapshot as `(meta, data)` bytes.
-pub(crate) fn read_snapshot(db: &Database) -> Result<Option<(Vec<u8>, Vec<u8>)>, String> {
+pub(crate) fn read_snapshot(db: &Database) -> Result<Option<StoredSnapshot>, String> {
     let txn = db.begin_read().map_err(|e| e.to_string())?;
     let table = match txn.open_table(SNAPSHOT) {
         Ok(t) => t,

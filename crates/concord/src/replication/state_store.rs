@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 use super::TypeConfig;
 use super::log_store::{decode, encode};
-use super::log_writer::WriteOp;
+use super::log_writer::{StoredSnapshot, WriteOp};
 use crate::command::{Applied, LeaseEffect, Reply};
 use crate::lease::deadlines::LeaseDeadlines;
 use crate::lease::{LeaseLimits, ttl_ms};
@@ -91,7 +91,7 @@ fn sm_err(e: impl ToString) -> StorageError<NodeId> {
 impl StateStore {
     /// Restores the state machine from the stored snapshot, if any.
     pub(crate) fn load(
-        snapshot: Option<(Vec<u8>, Vec<u8>)>,
+        snapshot: Option<StoredSnapshot>,
         limits: LeaseLimits,
         writer: mpsc::Sender<WriteOp>,
     ) -> Result<(Self, Arc<Shared>), String> {
