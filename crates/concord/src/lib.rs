@@ -47,3 +47,8 @@ pub use node::{
     ValueCompare,
 };
 pub use types::{Event, KeyRange, KeyValue, LeaseId, RangeEnd, Revision, prefix_end};
+
+/// The README's example, compiled as a doc test so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+mod readme_example {}

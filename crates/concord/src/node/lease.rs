@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::kv::{BoxFuture, unexpected};
 use super::{Concord, Consistency};
-use crate::command::{Command, Reply};
+use crate::command::{ApplyError, Command, Reply};
 use crate::error::Result;
 use crate::lease::LeaseRecord;
 use crate::limits::{check_lease_id, check_ttl};
@@ -107,28 +107,13 @@ impl Leases {
     }
 
     /// Revokes the lease, deleting all its keys in one commit.
-    pub async fn revoke(&self, id: LeaseId) -> Result<LeaseRevoke> {
-        self.revoke_with_timeout(id, self.node.default_timeout()).await
-    }
-
-    pub async fn revoke_with_timeout(&self, id: LeaseId, timeout: Duration) -> Result<LeaseRevoke> {
-        check_lease_id(id)?;
-        match self.node.execute(Command::LeaseRevoke { id }, timeout).await? {
-            (revision, Reply::LeaseRevoked { deleted_keys }) => Ok(LeaseRevoke { deleted_keys, revision }),
-            (_, other) => Err(unexpected(other)),
-        }
+    pub fn revoke(&self, id: LeaseId) -> Revoke {
+        Revoke { node: self.node.clone(), id, timeout: self.node.default_timeout() }
     }
 
     /// The lease's TTL, remaining time, grant revision and keys.
-    pub async fn info(&self, id: LeaseId) -> Result<LeaseInfo> {
-        check_lease_id(id)?;
-        let shared = self.node.shared().clone();
-        self.node
-            .read(Consistency::Linearizable, self.node.default_timeout(), move |sm| {
-                let record = sm.leases().get(id).ok_or(crate::command::ApplyError::LeaseNotFound(id))?;
-                Ok(LeaseInfo::from_record(record, &shared, Instant::now()))
-            })
-            .await
+    pub fn info(&self, id: LeaseId) -> Info {
+        Info { node: self.node.clone(), id, timeout: self.node.default_timeout() }
     }
 
     /// Every active lease granted with `grant`, in id order.
@@ -220,6 +205,70 @@ impl IntoFuture for KeepAlive {
     }
 }
 
+/// A revoke; `.await` it for a [`LeaseRevoke`].
+#[must_use = "a revoke does nothing until awaited"]
+pub struct Revoke {
+    node: Concord,
+    id: LeaseId,
+    timeout: Duration,
+}
+
+impl Revoke {
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+impl IntoFuture for Revoke {
+    type Output = Result<LeaseRevoke>;
+    type IntoFuture = BoxFuture<LeaseRevoke>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            check_lease_id(self.id)?;
+            match self.node.execute(Command::LeaseRevoke { id: self.id }, self.timeout).await? {
+                (revision, Reply::LeaseRevoked { deleted_keys }) => Ok(LeaseRevoke { deleted_keys, revision }),
+                (_, other) => Err(unexpected(other)),
+            }
+        })
+    }
+}
+
+/// A lease lookup; `.await` it for a [`LeaseInfo`].
+#[must_use = "a lookup does nothing until awaited"]
+pub struct Info {
+    node: Concord,
+    id: LeaseId,
+    timeout: Duration,
+}
+
+impl Info {
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+impl IntoFuture for Info {
+    type Output = Result<LeaseInfo>;
+    type IntoFuture = BoxFuture<LeaseInfo>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let id = self.id;
+            check_lease_id(id)?;
+            let shared = self.node.shared().clone();
+            self.node
+                .read(Consistency::Linearizable, self.timeout, move |sm| {
+                    let record = sm.leases().get(id).ok_or(ApplyError::LeaseNotFound(id))?;
+                    Ok(LeaseInfo::from_record(record, &shared, Instant::now()))
+                })
+                .await
+        })
+    }
+}
+
 /// A listing; `.await` it for every active lease.
 #[must_use = "a listing does nothing until awaited"]
 pub struct List {
@@ -232,6 +281,11 @@ impl List {
     /// Also lists the anonymous leases made by `put(..).ttl(..)`.
     pub fn include_anonymous(mut self) -> Self {
         self.include_anonymous = true;
+        self
+    }
+
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
         self
     }
 }

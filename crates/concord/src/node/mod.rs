@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 
 pub use config::Config;
 pub use kv::{Delete, Get, History, Kv, Put, Range};
-pub use lease::{Grant, KeepAlive, LeaseGrant, LeaseInfo, LeaseKeepAlive, LeaseRevoke, Leases, List};
+pub use lease::{Grant, Info, KeepAlive, LeaseGrant, LeaseInfo, LeaseKeepAlive, LeaseRevoke, Leases, List, Revoke};
 pub use txn::{NumberCompare, Txn, ValueCompare};
 
 use crate::command::{Applied, ApplyError, Command};
