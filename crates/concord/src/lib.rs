@@ -43,8 +43,8 @@ pub use error::{Error, Result};
 pub use lease::LeaseLimits;
 pub use limits::Limits;
 pub use node::{
-    Concord, Config, Consistency, Kv, LeaseGrant, LeaseInfo, LeaseKeepAlive, LeaseRevoke, Leases, NumberCompare, Txn,
-    ValueCompare,
+    Concord, Config, Consistency, Kv, LeaseGrant, LeaseInfo, LeaseKeepAlive, LeaseRevoke, Leases, MemberStatus,
+    NumberCompare, Txn, ValueCompare,
 };
 pub use types::{Event, KeyRange, KeyValue, LeaseId, RangeEnd, Revision, prefix_end};
 

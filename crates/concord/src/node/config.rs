@@ -1,6 +1,7 @@
 //! How to open a member: data directory, timeouts, limits, background tasks.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Result;
@@ -8,12 +9,20 @@ use crate::lease::LeaseLimits;
 use crate::limits::Limits;
 use crate::node::Concord;
 
+/// Called with the duration of every durable commit of the data file (one
+/// fsync'd batch), for metrics.
+pub type FsyncObserver = Arc<dyn Fn(Duration) + Send + Sync>;
+
 /// Options for [`Concord::open_with`]. Start from [`Config::new`] and
 /// change what you need.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     /// Where the member keeps its data file. Created if missing.
     pub data_dir: PathBuf,
+    /// Human-readable member name (etcd's `--name`); part of the member id.
+    pub name: String,
+    /// Cluster name; the cluster id is derived from it.
+    pub cluster_name: String,
     /// This member's Raft id.
     pub node_id: u64,
     /// Default timeout of every call (each call can override it).
@@ -36,6 +45,24 @@ pub struct Config {
     pub snapshot_after_entries: u64,
     /// Raft heartbeat interval; election timeouts are 3-6 times this.
     pub heartbeat_interval: Duration,
+    /// Told the duration of every durable commit (for metrics).
+    pub fsync_observer: Option<FsyncObserver>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("data_dir", &self.data_dir)
+            .field("name", &self.name)
+            .field("node_id", &self.node_id)
+            .field("request_timeout", &self.request_timeout)
+            .field("limits", &self.limits)
+            .field("lease_limits", &self.lease_limits)
+            .field("lease_checkpoint_interval", &self.lease_checkpoint_interval)
+            .field("auto_compaction_retention", &self.auto_compaction_retention)
+            .field("snapshot_after_entries", &self.snapshot_after_entries)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Config {
@@ -43,6 +70,8 @@ impl Config {
     pub fn new(data_dir: impl AsRef<Path>) -> Self {
         Config {
             data_dir: data_dir.as_ref().to_path_buf(),
+            name: "default".into(),
+            cluster_name: "concord".into(),
             node_id: 1,
             request_timeout: Duration::from_secs(5),
             open_timeout: Duration::from_secs(30),
@@ -53,7 +82,18 @@ impl Config {
             auto_compaction_retention: Some(100_000),
             snapshot_after_entries: 100_000,
             heartbeat_interval: Duration::from_millis(100),
+            fsync_observer: None,
         }
+    }
+
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    pub fn fsync_observer(mut self, observer: FsyncObserver) -> Self {
+        self.fsync_observer = Some(observer);
+        self
     }
 
     pub fn request_timeout(mut self, timeout: Duration) -> Self {

@@ -11,6 +11,7 @@ mod config;
 mod kv;
 mod lease;
 mod proposer;
+mod status;
 mod tasks;
 mod txn;
 
@@ -24,9 +25,10 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use config::Config;
+pub use config::{Config, FsyncObserver};
 pub use kv::{Delete, Get, History, Kv, Put, Range};
 pub use lease::{Grant, Info, KeepAlive, LeaseGrant, LeaseInfo, LeaseKeepAlive, LeaseRevoke, Leases, List, Revoke};
+pub use status::MemberStatus;
 pub use txn::{NumberCompare, Txn, ValueCompare};
 
 use crate::command::{Applied, ApplyError, Command};
@@ -91,7 +93,7 @@ impl Concord {
         let stored_log = LogStore::load(&db).map_err(Error::Storage)?;
         let snapshot = log_writer::read_snapshot(&db).map_err(Error::Storage)?;
         // From here on the writer thread alone owns the data file.
-        let writer = LogWriter::spawn(db).map_err(|e| Error::Storage(e.to_string()))?;
+        let writer = LogWriter::spawn(db, config.fsync_observer.clone()).map_err(|e| Error::Storage(e.to_string()))?;
         let log = LogStore::new(stored_log, writer.sender());
         let last_index = log.last_index();
         let (state_store, shared) =

@@ -21,6 +21,7 @@ use redb::{Database, ReadableDatabase, TableDefinition};
 use tokio::sync::oneshot;
 
 use super::TypeConfig;
+use crate::node::FsyncObserver;
 
 pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
@@ -86,11 +87,12 @@ pub(crate) struct LogWriter {
 }
 
 impl LogWriter {
-    pub fn spawn(db: Database) -> std::io::Result<Self> {
+    pub fn spawn(db: Database, observer: Option<FsyncObserver>) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel();
         let poisoned = Arc::new(AtomicBool::new(false));
         let flag = poisoned.clone();
-        let thread = std::thread::Builder::new().name("concord-log-writer".into()).spawn(move || run(db, rx, flag))?;
+        let thread =
+            std::thread::Builder::new().name("concord-log-writer".into()).spawn(move || run(db, rx, flag, observer))?;
         Ok(LogWriter { tx, thread: Some(thread), poisoned })
     }
 
@@ -120,7 +122,7 @@ impl Drop for LogWriter {
     }
 }
 
-fn run(db: Database, rx: mpsc::Receiver<WriteOp>, poisoned: Arc<AtomicBool>) {
+fn run(db: Database, rx: mpsc::Receiver<WriteOp>, poisoned: Arc<AtomicBool>, observer: Option<FsyncObserver>) {
     let mut batch = Vec::with_capacity(64);
     let mut stop = false;
     while !stop {
@@ -136,7 +138,12 @@ fn run(db: Database, rx: mpsc::Receiver<WriteOp>, poisoned: Arc<AtomicBool>) {
         let result = if poisoned.load(Ordering::SeqCst) {
             Err("the data file failed earlier; this member has stopped writing".to_string())
         } else {
-            write_batch(&db, &mut batch)
+            let start = std::time::Instant::now();
+            let result = write_batch(&db, &mut batch);
+            if let Some(observe) = &observer {
+                observe(start.elapsed());
+            }
+            result
         };
         if let Err(e) = &result {
             tracing::error!(error = %e, "durable write failed; refusing all further writes");
