@@ -38,6 +38,27 @@ impl Kv {
         }
     }
 
+    /// A put from a complete request (for front ends translating a wire
+    /// request); validated like any other put.
+    pub fn put_request(&self, req: PutRequest) -> Put {
+        Put { node: self.node.clone(), req, timeout: self.node.default_timeout() }
+    }
+
+    /// A range read from a complete request.
+    pub fn range_request(&self, req: RangeRequest) -> Range {
+        Range {
+            node: self.node.clone(),
+            req,
+            consistency: Consistency::default(),
+            timeout: self.node.default_timeout(),
+        }
+    }
+
+    /// A delete from a complete request.
+    pub fn delete_request(&self, req: DeleteRequest) -> Delete {
+        Delete { node: self.node.clone(), req, timeout: self.node.default_timeout() }
+    }
+
     /// Reads one key.
     pub fn get(&self, key: impl Into<Bytes>) -> Get {
         Get { range: self.range(KeyRange::key(key)) }

@@ -54,6 +54,13 @@ impl Txn {
         self
     }
 
+    /// Replaces the whole transaction with `req` (for front ends translating
+    /// a wire request).
+    pub fn request(mut self, req: TxnRequest) -> Self {
+        self.req = req;
+        self
+    }
+
     /// The request as built (to nest it with [`TxnOp::txn`]).
     pub fn into_request(self) -> TxnRequest {
         self.req

@@ -1,0 +1,207 @@
+//! Client subcommands: talk gRPC to any etcd v3 endpoint (Concord or etcd).
+//! Lease ids are printed and parsed in hex, as etcdctl does, so ids can be
+//! passed between the two tools.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::{Args, Subcommand};
+use concord_etcd::pb::etcdserverpb as pb;
+use concord_etcd::pb::etcdserverpb::kv_client::KvClient;
+use concord_etcd::pb::etcdserverpb::lease_client::LeaseClient;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::output::Printer;
+
+#[derive(Args, Debug, Clone)]
+pub struct Connection {
+    /// Endpoint to talk to (host:port or http://host:port); the first of a
+    /// comma-separated list that answers is used.
+    #[arg(long, global = true, env = "CONCORD_ENDPOINTS", default_value = "127.0.0.1:2379")]
+    endpoints: String,
+    /// Timeout of each request, in seconds.
+    #[arg(long, global = true, default_value_t = 5)]
+    command_timeout: u64,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LeaseCommand {
+    /// Grant a lease of TTL seconds.
+    Grant { ttl: i64 },
+    /// Keep a lease alive: every TTL/3 until it is gone or Ctrl-C, or once.
+    KeepAlive {
+        id: String,
+        /// Renew once and exit.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Revoke a lease, deleting its keys.
+    Revoke { id: String },
+    /// TTL, remaining time and attached keys of a lease.
+    Info { id: String },
+    /// Every active lease.
+    List,
+}
+
+struct Clients {
+    kv: KvClient<Channel>,
+    lease: LeaseClient<Channel>,
+    printer: Printer,
+}
+
+async fn connect(conn: &Connection) -> Result<Clients, String> {
+    let timeout = Duration::from_secs(conn.command_timeout.max(1));
+    let mut last_error = String::from("no endpoint given");
+    for endpoint in conn.endpoints.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let url = if endpoint.contains("://") { endpoint.to_string() } else { format!("http://{endpoint}") };
+        let ep = Endpoint::from_shared(url.clone())
+            .map_err(|e| format!("bad endpoint {endpoint}: {e}"))?
+            .connect_timeout(timeout)
+            .timeout(timeout);
+        match ep.connect().await {
+            Ok(channel) => {
+                return Ok(Clients {
+                    kv: KvClient::new(channel.clone()),
+                    lease: LeaseClient::new(channel),
+                    printer: Printer { json: conn.json },
+                });
+            }
+            Err(e) => last_error = format!("cannot connect to {endpoint}: {e}"),
+        }
+    }
+    Err(last_error)
+}
+
+/// An RPC failure as one line: etcd's message, as etcdctl prints it.
+fn rpc_error(status: tonic::Status) -> String {
+    status.message().to_string()
+}
+
+pub fn parse_lease_id(id: &str) -> Result<i64, String> {
+    let digits = id.trim_start_matches("0x");
+    u64::from_str_radix(digits, 16)
+        .map(|v| v as i64)
+        .map_err(|_| format!("bad lease id {id:?}: expected hex, as printed by `lease grant`"))
+}
+
+pub async fn lease(conn: Connection, command: LeaseCommand) -> Result<(), String> {
+    let mut c = connect(&conn).await?;
+    match command {
+        LeaseCommand::Grant { ttl } => {
+            let resp = c.lease.lease_grant(pb::LeaseGrantRequest { ttl, id: 0 }).await.map_err(rpc_error)?.into_inner();
+            c.printer.lease_granted(resp.id, resp.ttl);
+        }
+        LeaseCommand::KeepAlive { id, once } => {
+            let id = parse_lease_id(&id)?;
+            keep_alive(&mut c, id, once).await?;
+        }
+        LeaseCommand::Revoke { id } => {
+            let id = parse_lease_id(&id)?;
+            c.lease.lease_revoke(pb::LeaseRevokeRequest { id }).await.map_err(rpc_error)?;
+            c.printer.lease_revoked(id);
+        }
+        LeaseCommand::Info { id } => {
+            let id = parse_lease_id(&id)?;
+            let resp =
+                c.lease.lease_time_to_live(pb::LeaseTimeToLiveRequest { id, keys: true }).await.map_err(rpc_error)?;
+            let resp = resp.into_inner();
+            if resp.ttl < 0 {
+                return Err(format!("lease {id:016x} not found (expired or revoked)"));
+            }
+            c.printer.lease_info(&resp);
+        }
+        LeaseCommand::List => {
+            let resp = c.lease.lease_leases(pb::LeaseLeasesRequest {}).await.map_err(rpc_error)?.into_inner();
+            c.printer.lease_list(&resp.leases.iter().map(|l| l.id).collect::<Vec<_>>());
+        }
+    }
+    Ok(())
+}
+
+async fn keep_alive(c: &mut Clients, id: i64, once: bool) -> Result<(), String> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(pb::LeaseKeepAliveRequest { id }).await.map_err(|e| e.to_string())?;
+    let mut responses = c
+        .lease
+        .lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .map_err(rpc_error)?
+        .into_inner();
+    loop {
+        let resp = match responses.message().await.map_err(rpc_error)? {
+            Some(resp) => resp,
+            None => return Err("the server closed the keep-alive stream".into()),
+        };
+        if resp.ttl <= 0 {
+            return Err(format!("lease {id:016x} expired or revoked"));
+        }
+        c.printer.lease_kept_alive(id, resp.ttl);
+        if once {
+            return Ok(());
+        }
+        let pause = Duration::from_millis((resp.ttl as u64 * 1000 / 3).max(500));
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+        tx.send(pb::LeaseKeepAliveRequest { id }).await.map_err(|e| e.to_string())?;
+    }
+}
+
+pub async fn put(conn: Connection, key: String, value: String, lease: Option<String>) -> Result<(), String> {
+    let mut c = connect(&conn).await?;
+    let lease = lease.as_deref().map(parse_lease_id).transpose()?.unwrap_or(0);
+    let req = pb::PutRequest { key: key.into(), value: value.into(), lease, ..Default::default() };
+    let resp = c.kv.put(req).await.map_err(rpc_error)?.into_inner();
+    c.printer.put_ok(resp.header.map_or(0, |h| h.revision));
+    Ok(())
+}
+
+fn range_end(key: &str, prefix: bool) -> Bytes {
+    if !prefix {
+        return Bytes::new();
+    }
+    concord::prefix_end(key.as_bytes()).unwrap_or_else(|| Bytes::from_static(b"\0"))
+}
+
+/// etcd's encoding of "every key": key and range end both "\0".
+fn start_key(key: &str, prefix: bool) -> Bytes {
+    if prefix && key.is_empty() { Bytes::from_static(b"\0") } else { Bytes::copy_from_slice(key.as_bytes()) }
+}
+
+pub async fn get(conn: Connection, key: String, prefix: bool) -> Result<(), String> {
+    let mut c = connect(&conn).await?;
+    let req =
+        pb::RangeRequest { key: start_key(&key, prefix), range_end: range_end(&key, prefix), ..Default::default() };
+    let resp = c.kv.range(req).await.map_err(rpc_error)?.into_inner();
+    c.printer.kvs(&resp.kvs, resp.header.map_or(0, |h| h.revision));
+    Ok(())
+}
+
+pub async fn del(conn: Connection, key: String, prefix: bool) -> Result<(), String> {
+    let mut c = connect(&conn).await?;
+    let req = pb::DeleteRangeRequest {
+        key: start_key(&key, prefix),
+        range_end: range_end(&key, prefix),
+        ..Default::default()
+    };
+    let resp = c.kv.delete_range(req).await.map_err(rpc_error)?.into_inner();
+    c.printer.deleted(resp.deleted, resp.header.map_or(0, |h| h.revision));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_ids_are_hex_like_etcdctl() {
+        assert_eq!(parse_lease_id("2040a2174b508e05").unwrap(), 0x2040a2174b508e05);
+        assert_eq!(parse_lease_id("0x1f").unwrap(), 31);
+        assert!(parse_lease_id("xyz").is_err());
+        assert_eq!(crate::output::hex(31), "000000000000001f");
+    }
+}

@@ -1,0 +1,90 @@
+//! `concord`: run a member (`concord serve`) or talk to one (any etcd v3
+//! endpoint) in the seed's vocabulary: `concord lease grant 30`,
+//! `concord put k v --lease ID`, `concord get k --prefix`, ...
+
+mod client;
+mod output;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "concord",
+    version,
+    about = "Concord: a strongly consistent key-value store with leases, speaking etcd v3"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a member: the embedded engine behind an etcd v3 gRPC server.
+    Serve(serve::ServeArgs),
+    /// Lease operations against an endpoint.
+    Lease {
+        #[command(flatten)]
+        conn: client::Connection,
+        #[command(subcommand)]
+        command: client::LeaseCommand,
+    },
+    /// Write a key.
+    Put {
+        #[command(flatten)]
+        conn: client::Connection,
+        key: String,
+        value: String,
+        /// Attach the key to this lease (hex id, as printed by `lease grant`).
+        #[arg(long)]
+        lease: Option<String>,
+    },
+    /// Read a key, or every key with a prefix.
+    Get {
+        #[command(flatten)]
+        conn: client::Connection,
+        key: String,
+        /// Read every key starting with KEY.
+        #[arg(long)]
+        prefix: bool,
+    },
+    /// Delete a key, or every key with a prefix.
+    Del {
+        #[command(flatten)]
+        conn: client::Connection,
+        key: String,
+        /// Delete every key starting with KEY.
+        #[arg(long)]
+        prefix: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("Error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Lease { conn, command } => client::lease(conn, command).await,
+            Command::Put { conn, key, value, lease } => client::put(conn, key, value, lease).await,
+            Command::Get { conn, key, prefix } => client::get(conn, key, prefix).await,
+            Command::Del { conn, key, prefix } => client::del(conn, key, prefix).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("Error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! How client results are printed: etcdctl-like text by default, one JSON
+//! object per result with `--json`.
+
+use concord_etcd::pb::etcdserverpb as pb;
+use concord_etcd::pb::mvccpb::KeyValue;
+use serde_json::json;
+
+pub struct Printer {
+    pub json: bool,
+}
+
+pub fn hex(id: i64) -> String {
+    format!("{:016x}", id as u64)
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+impl Printer {
+    pub fn lease_granted(&self, id: i64, ttl: i64) {
+        if self.json {
+            println!("{}", json!({ "id": hex(id), "ttl": ttl }));
+        } else {
+            println!("lease {} granted with TTL({ttl}s)", hex(id));
+        }
+    }
+
+    pub fn lease_kept_alive(&self, id: i64, ttl: i64) {
+        if self.json {
+            println!("{}", json!({ "id": hex(id), "ttl": ttl }));
+        } else {
+            println!("lease {} keepalived with TTL({ttl})", hex(id));
+        }
+    }
+
+    pub fn lease_revoked(&self, id: i64) {
+        if self.json {
+            println!("{}", json!({ "id": hex(id), "revoked": true }));
+        } else {
+            println!("lease {} revoked", hex(id));
+        }
+    }
+
+    pub fn lease_info(&self, resp: &pb::LeaseTimeToLiveResponse) {
+        let keys: Vec<String> = resp.keys.iter().map(|k| text(k)).collect();
+        if self.json {
+            println!("{}", json!({ "id": hex(resp.id), "ttl": resp.granted_ttl, "remaining": resp.ttl, "keys": keys }));
+        } else {
+            println!(
+                "lease {} granted with TTL({}s), remaining({}s), attached keys([{}])",
+                hex(resp.id),
+                resp.granted_ttl,
+                resp.ttl,
+                keys.join(" ")
+            );
+        }
+    }
+
+    pub fn lease_list(&self, ids: &[i64]) {
+        if self.json {
+            println!("{}", json!({ "leases": ids.iter().map(|id| hex(*id)).collect::<Vec<_>>() }));
+        } else {
+            println!("found {} leases", ids.len());
+            for id in ids {
+                println!("{}", hex(*id));
+            }
+        }
+    }
+
+    pub fn put_ok(&self, revision: i64) {
+        if self.json {
+            println!("{}", json!({ "revision": revision }));
+        } else {
+            println!("OK");
+        }
+    }
+
+    pub fn kvs(&self, kvs: &[KeyValue], revision: i64) {
+        if self.json {
+            let kvs: Vec<_> = kvs
+                .iter()
+                .map(|kv| {
+                    json!({
+                        "key": text(&kv.key), "value": text(&kv.value),
+                        "create_revision": kv.create_revision, "mod_revision": kv.mod_revision,
+                        "version": kv.version, "lease": if kv.lease == 0 { None } else { Some(hex(kv.lease)) },
+                    })
+                })
+                .collect();
+            println!("{}", json!({ "revision": revision, "kvs": kvs }));
+        } else {
+            for kv in kvs {
+                println!("{}\n{}", text(&kv.key), text(&kv.value));
+            }
+        }
+    }
+
+    pub fn deleted(&self, deleted: i64, revision: i64) {
+        if self.json {
+            println!("{}", json!({ "deleted": deleted, "revision": revision }));
+        } else {
+            println!("{deleted}");
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! `concord serve`: a member behind the etcd v3 gRPC API, plus an HTTP
+//! endpoint for `/health` and Prometheus `/metrics`.
+//!
+//! Settings come from, in order of precedence: flags, `CONCORD_*`
+//! environment variables, the `--config-file` (TOML, keys named like the
+//! flags), then defaults. On SIGTERM or Ctrl-C the server stops accepting,
+//! finishes in-flight requests, and closes the data file cleanly.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use clap::Args;
+use concord::{Concord, Config};
+use concord_etcd::{MemberUrls, Metrics, ServerOptions};
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    /// Human-readable name of this member.
+    #[arg(long, env = "CONCORD_NAME")]
+    name: Option<String>,
+    /// Directory for the data file [default: ./concord.data].
+    #[arg(long, env = "CONCORD_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// URL to listen on for client traffic [default: http://127.0.0.1:2379].
+    #[arg(long, env = "CONCORD_LISTEN_CLIENT_URLS")]
+    listen_client_urls: Option<String>,
+    /// Client URL to advertise to clients (MemberList) [default: the listen URL].
+    #[arg(long, env = "CONCORD_ADVERTISE_CLIENT_URLS")]
+    advertise_client_urls: Option<String>,
+    /// URL for /health and /metrics over HTTP [default: http://127.0.0.1:2381].
+    #[arg(long, env = "CONCORD_LISTEN_METRICS_URLS")]
+    listen_metrics_urls: Option<String>,
+    /// Largest request accepted, in bytes [default: 1572864].
+    #[arg(long, env = "CONCORD_MAX_REQUEST_BYTES")]
+    max_request_bytes: Option<usize>,
+    /// Most concurrent streams per client connection [default: 1024].
+    #[arg(long, env = "CONCORD_MAX_CONCURRENT_STREAMS")]
+    max_concurrent_streams: Option<u32>,
+    /// Keep this many revisions of history, compacting older ones; 0 keeps
+    /// everything [default: 100000].
+    #[arg(long, env = "CONCORD_AUTO_COMPACTION_RETENTION")]
+    auto_compaction_retention: Option<u64>,
+    /// Log filter, e.g. `info` or `concord=debug` [default: info].
+    #[arg(long, env = "CONCORD_LOG_LEVEL")]
+    log_level: Option<String>,
+    /// A TOML file with any of the settings above, keys named like the flags
+    /// (`data-dir = "/var/lib/concord"`).
+    #[arg(long, env = "CONCORD_CONFIG_FILE")]
+    config_file: Option<PathBuf>,
+}
+
+/// The same settings, as read from the config file.
+#[derive(Deserialize, Debug, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct FileSettings {
+    name: Option<String>,
+    data_dir: Option<PathBuf>,
+    listen_client_urls: Option<String>,
+    advertise_client_urls: Option<String>,
+    listen_metrics_urls: Option<String>,
+    max_request_bytes: Option<usize>,
+    max_concurrent_streams: Option<u32>,
+    auto_compaction_retention: Option<u64>,
+    log_level: Option<String>,
+}
+
+/// Settings after precedence is applied.
+#[derive(Debug)]
+struct Settings {
+    name: String,
+    data_dir: PathBuf,
+    listen_client: SocketAddr,
+    client_url: String,
+    advertise_client_urls: Vec<String>,
+    listen_metrics: Option<SocketAddr>,
+    max_request_bytes: usize,
+    max_concurrent_streams: u32,
+    auto_compaction_retention: u64,
+    log_level: String,
+}
+
+fn settings(args: ServeArgs) -> Result<Settings, String> {
+    let file = match &args.config_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+            toml::from_str::<FileSettings>(&text).map_err(|e| format!("config file {}: {e}", path.display()))?
+        }
+        None => FileSettings::default(),
+    };
+    let client_url =
+        args.listen_client_urls.or(file.listen_client_urls).unwrap_or_else(|| "http://127.0.0.1:2379".into());
+    let listen_client = parse_url(&client_url, "--listen-client-urls")?;
+    let advertise = args.advertise_client_urls.or(file.advertise_client_urls).unwrap_or_else(|| client_url.clone());
+    let metrics_url =
+        args.listen_metrics_urls.or(file.listen_metrics_urls).unwrap_or_else(|| "http://127.0.0.1:2381".into());
+    let listen_metrics =
+        if metrics_url.is_empty() { None } else { Some(parse_url(&metrics_url, "--listen-metrics-urls")?) };
+    Ok(Settings {
+        name: args.name.or(file.name).unwrap_or_else(|| "default".into()),
+        data_dir: args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("concord.data")),
+        listen_client,
+        client_url,
+        advertise_client_urls: advertise.split(',').map(|s| s.trim().to_string()).collect(),
+        listen_metrics,
+        max_request_bytes: args.max_request_bytes.or(file.max_request_bytes).unwrap_or(1536 * 1024),
+        max_concurrent_streams: args.max_concurrent_streams.or(file.max_concurrent_streams).unwrap_or(1024),
+        auto_compaction_retention: args.auto_compaction_retention.or(file.auto_compaction_retention).unwrap_or(100_000),
+        log_level: args.log_level.or(file.log_level).unwrap_or_else(|| "info".into()),
+    })
+}
+
+/// `http://host:port` (one URL) to a socket address.
+fn parse_url(url: &str, flag: &str) -> Result<SocketAddr, String> {
+    if url.contains(',') {
+        return Err(format!("{flag}: only one URL is supported, got {url}"));
+    }
+    let rest = match url.split_once("://") {
+        Some(("http", rest)) => rest,
+        Some(("https", _)) => return Err(format!("{flag}: TLS (https) is not supported yet: {url}")),
+        Some((scheme, _)) => return Err(format!("{flag}: unsupported scheme {scheme}: {url}")),
+        None => url,
+    };
+    let hostport = rest.trim_end_matches('/');
+    let hostport = hostport.replace("localhost", "127.0.0.1");
+    hostport.parse().map_err(|_| format!("{flag}: {url} is not http://IP:PORT"))
+}
+
+pub async fn run(args: ServeArgs) -> Result<(), String> {
+    let settings = settings(args)?;
+    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level)
+        .map_err(|e| format!("--log-level {}: {e}", settings.log_level))?;
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+
+    let metrics = Metrics::new();
+    let retention = (settings.auto_compaction_retention > 0).then_some(settings.auto_compaction_retention);
+    let config = Config::new(&settings.data_dir)
+        .name(settings.name.clone())
+        .auto_compaction_retention(retention)
+        .fsync_observer(metrics.fsync_observer());
+    let mut config = config;
+    config.limits.max_value_bytes = settings.max_request_bytes;
+
+    let client_listener = TcpListener::bind(settings.listen_client)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", settings.client_url))?;
+    let metrics_listener = match settings.listen_metrics {
+        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?),
+        None => None,
+    };
+    let db =
+        Concord::open_with(config).await.map_err(|e| format!("cannot open {}: {e}", settings.data_dir.display()))?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        let _ = stop_tx.send(true);
+    });
+
+    if let Some(listener) = metrics_listener {
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!(%addr, "serving /health and /metrics");
+        let app = Router::new()
+            .route("/health", get(health))
+            .route("/metrics", get(prometheus))
+            .with_state((db.clone(), metrics.clone()));
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+                tracing::error!(error = %e, "metrics endpoint failed");
+            }
+        });
+    }
+
+    let addr = client_listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(%addr, name = %settings.name, data_dir = %settings.data_dir.display(), "serving the etcd v3 API");
+    let options = ServerOptions {
+        max_request_bytes: settings.max_request_bytes,
+        max_concurrent_streams: settings.max_concurrent_streams,
+        urls: MemberUrls { client_urls: settings.advertise_client_urls, peer_urls: Vec::new() },
+    };
+    let mut stop = stop_rx;
+    let shutdown = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let served = concord_etcd::serve(db.clone(), client_listener, options, metrics, shutdown).await;
+    let closed = db.shutdown().await;
+    tracing::info!("stopped");
+    served.map_err(|e| format!("gRPC server failed: {e}"))?;
+    closed.map_err(|e| format!("shutdown: {e}"))
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// `/health`: healthy when a linearizable read succeeds (as etcd's check).
+async fn health(State((db, _)): State<(Concord, Metrics)>) -> (StatusCode, String) {
+    let check = db.kv().get("health").timeout(Duration::from_secs(1)).await;
+    match check {
+        Ok(_) => (StatusCode::OK, "{\"health\":\"true\"}\n".into()),
+        Err(e) => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("{{\"health\":\"false\",\"reason\":{:?}}}\n", e.to_string()))
+        }
+    }
+}
+
+async fn prometheus(State((db, metrics)): State<(Concord, Metrics)>) -> String {
+    metrics.encode(&db)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_the_file_which_beats_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("concord.toml");
+        std::fs::write(&file, "name = \"from-file\"\ndata-dir = \"/tmp/file-dir\"\nmax-request-bytes = 1000\n")
+            .unwrap();
+        let args = ServeArgs { name: Some("from-flag".into()), config_file: Some(file), ..Default::default() };
+        let s = settings(args).unwrap();
+        assert_eq!(s.name, "from-flag");
+        assert_eq!(s.data_dir, PathBuf::from("/tmp/file-dir"));
+        assert_eq!(s.max_request_bytes, 1000);
+        assert_eq!(s.listen_client, "127.0.0.1:2379".parse().unwrap());
+    }
+
+    #[test]
+    fn urls_are_checked() {
+        assert_eq!(parse_url("http://127.0.0.1:1234", "x").unwrap(), "127.0.0.1:1234".parse().unwrap());
+        assert_eq!(parse_url("http://localhost:1234/", "x").unwrap(), "127.0.0.1:1234".parse().unwrap());
+        assert!(parse_url("https://127.0.0.1:1", "x").unwrap_err().contains("TLS"));
+        assert!(parse_url("http://a:1,http://b:2", "x").is_err());
+        assert!(parse_url("http://nohost", "x").is_err());
+    }
+
+    #[test]
+    fn unknown_config_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "data_dir = \"x\"\n").unwrap();
+        let err = settings(ServeArgs { config_file: Some(file), ..Default::default() }).unwrap_err();
+        assert!(err.contains("unknown field"), "{err}");
+    }
+}

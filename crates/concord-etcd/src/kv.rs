@@ -1,0 +1,87 @@
+//! etcd's KV service: Range, Put, DeleteRange, Txn, Compact.
+
+use concord::{Concord, Consistency};
+use tonic::{Request, Response, Status};
+
+use crate::convert;
+use crate::header::header;
+use crate::metrics::Metrics;
+use crate::pb::etcdserverpb::{self as pb, kv_server::Kv};
+use crate::status::to_status;
+
+pub struct KvService {
+    db: Concord,
+    metrics: Metrics,
+}
+
+impl KvService {
+    pub fn new(db: Concord, metrics: Metrics) -> Self {
+        KvService { db, metrics }
+    }
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn range(&self, request: Request<pb::RangeRequest>) -> Result<Response<pb::RangeResponse>, Status> {
+        self.metrics
+            .track("Range", false, async {
+                let req = request.into_inner();
+                let (engine, post) = convert::range_request(&req)?;
+                let consistency = if req.serializable { Consistency::Serializable } else { Consistency::Linearizable };
+                let mut resp = self.db.kv().range_request(engine).consistency(consistency).await.map_err(to_status)?;
+                post.apply(&mut resp);
+                let revision = resp.revision;
+                Ok(Response::new(convert::range_response(resp, header(&self.db, revision))))
+            })
+            .await
+    }
+
+    async fn put(&self, request: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
+        self.metrics
+            .track("Put", true, async {
+                let req = convert::put_request(request.into_inner())?;
+                let resp = self.db.kv().put_request(req).await.map_err(to_status)?;
+                let revision = resp.revision;
+                Ok(Response::new(convert::put_response(resp, header(&self.db, revision))))
+            })
+            .await
+    }
+
+    async fn delete_range(
+        &self,
+        request: Request<pb::DeleteRangeRequest>,
+    ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
+        self.metrics
+            .track("DeleteRange", true, async {
+                let req = convert::delete_request(request.into_inner())?;
+                let resp = self.db.kv().delete_request(req).await.map_err(to_status)?;
+                let revision = resp.revision;
+                Ok(Response::new(convert::delete_response(resp, header(&self.db, revision))))
+            })
+            .await
+    }
+
+    async fn txn(&self, request: Request<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
+        self.metrics
+            .track("Txn", true, async {
+                let (txn, post) = convert::txn_request(request.into_inner())?;
+                let resp = self.db.txn().request(txn).await.map_err(to_status)?;
+                let header = header(&self.db, resp.revision);
+                Ok(Response::new(convert::txn_response(resp, &post, &header)))
+            })
+            .await
+    }
+
+    async fn compact(
+        &self,
+        request: Request<pb::CompactionRequest>,
+    ) -> Result<Response<pb::CompactionResponse>, Status> {
+        self.metrics
+            .track("Compact", true, async {
+                let req = request.into_inner();
+                let revision = self.db.kv().compact(req.revision).await.map_err(to_status)?;
+                Ok(Response::new(pb::CompactionResponse { header: Some(header(&self.db, revision)) }))
+            })
+            .await
+    }
+}

@@ -1,0 +1,23 @@
+//! The etcd v3 gRPC front end of Concord.
+//!
+//! It only translates: each RPC validates what the wire format implies,
+//! calls the same embedded-API method an application would, and maps the
+//! result back, with etcd's exact error codes and texts (`status`).
+//!
+//! Services: KV (Range, Put, DeleteRange, Txn, Compact), Lease (Grant,
+//! Revoke, KeepAlive stream, TimeToLive, Leases), Maintenance (Status,
+//! Alarm), Cluster (MemberList). Everything else answers UNIMPLEMENTED.
+
+pub mod convert;
+pub mod header;
+pub mod kv;
+pub mod lease;
+pub mod maintenance;
+pub mod metrics;
+pub mod pb;
+pub mod server;
+pub mod status;
+
+pub use maintenance::MemberUrls;
+pub use metrics::Metrics;
+pub use server::{ServerOptions, serve};

@@ -1,0 +1,98 @@
+//! etcd's Maintenance (Status, Alarm) and Cluster (MemberList) services for
+//! a single member. Other methods answer UNIMPLEMENTED.
+
+use concord::Concord;
+use tonic::{Request, Response, Status};
+
+use crate::header::current;
+use crate::metrics::Metrics;
+use crate::pb::etcdserverpb::{self as pb, cluster_server::Cluster, maintenance_server::Maintenance};
+
+/// The etcd API version this server speaks (what `etcdctl endpoint status`
+/// shows as VERSION).
+pub const ETCD_API_VERSION: &str = "3.4.0";
+
+/// How this member is reached, for MemberList.
+#[derive(Debug, Clone, Default)]
+pub struct MemberUrls {
+    pub client_urls: Vec<String>,
+    pub peer_urls: Vec<String>,
+}
+
+pub struct MaintenanceService {
+    db: Concord,
+    metrics: Metrics,
+}
+
+impl MaintenanceService {
+    pub fn new(db: Concord, metrics: Metrics) -> Self {
+        MaintenanceService { db, metrics }
+    }
+}
+
+#[tonic::async_trait]
+impl Maintenance for MaintenanceService {
+    async fn alarm(&self, _request: Request<pb::AlarmRequest>) -> Result<Response<pb::AlarmResponse>, Status> {
+        // No alarms are ever raised (no space quota, no corruption check yet).
+        self.metrics
+            .track("Alarm", false, async {
+                Ok(Response::new(pb::AlarmResponse { header: Some(current(&self.db)), alarms: Vec::new() }))
+            })
+            .await
+    }
+
+    async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+        self.metrics
+            .track("Status", false, async {
+                let s = self.db.status();
+                Ok(Response::new(pb::StatusResponse {
+                    header: Some(current(&self.db)),
+                    version: ETCD_API_VERSION.into(),
+                    db_size: s.db_size as i64,
+                    leader: s.leader.unwrap_or(0),
+                    raft_index: s.raft_index,
+                    raft_term: s.raft_term,
+                    raft_applied_index: s.raft_applied_index,
+                    errors: Vec::new(),
+                    db_size_in_use: s.db_size as i64,
+                    is_learner: false,
+                    ..Default::default()
+                }))
+            })
+            .await
+    }
+}
+
+pub struct ClusterService {
+    db: Concord,
+    urls: MemberUrls,
+    metrics: Metrics,
+}
+
+impl ClusterService {
+    pub fn new(db: Concord, urls: MemberUrls, metrics: Metrics) -> Self {
+        ClusterService { db, urls, metrics }
+    }
+}
+
+#[tonic::async_trait]
+impl Cluster for ClusterService {
+    async fn member_list(
+        &self,
+        _request: Request<pb::MemberListRequest>,
+    ) -> Result<Response<pb::MemberListResponse>, Status> {
+        self.metrics
+            .track("MemberList", false, async {
+                let s = self.db.status();
+                let member = pb::Member {
+                    id: s.member_id,
+                    name: s.name,
+                    peer_ur_ls: self.urls.peer_urls.clone(),
+                    client_ur_ls: self.urls.client_urls.clone(),
+                    is_learner: false,
+                };
+                Ok(Response::new(pb::MemberListResponse { header: Some(current(&self.db)), members: vec![member] }))
+            })
+            .await
+    }
+}

@@ -1,0 +1,114 @@
+//! Prometheus metrics of the server: requests by RPC and status code, write
+//! (commit) latency, fsync latency, and gauges of the store read at scrape
+//! time (revision, keys, active leases).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use concord::Concord;
+use concord::node::FsyncObserver;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tonic::Status;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    rpc: &'static str,
+    code: String,
+}
+
+struct Inner {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    commit_seconds: Histogram,
+    fsync_seconds: Histogram,
+    revision: Gauge,
+    keys: Gauge,
+    leases: Gauge,
+}
+
+/// Shared handle to the metrics; cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs .. ~3.3 s
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 17))
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("concord");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let commit_seconds = latency_histogram();
+        let fsync_seconds = latency_histogram();
+        let (revision, keys, leases) = (Gauge::default(), Gauge::default(), Gauge::default());
+        registry.register("grpc_requests", "gRPC requests handled, by RPC and status code", requests.clone());
+        registry.register(
+            "commit_latency_seconds",
+            "Time from receiving a write RPC to its durable, applied reply",
+            commit_seconds.clone(),
+        );
+        registry.register(
+            "fsync_latency_seconds",
+            "Duration of each durable commit (fsync) of the data file",
+            fsync_seconds.clone(),
+        );
+        registry.register("revision", "Current store revision", revision.clone());
+        registry.register("keys", "Keys that currently exist", keys.clone());
+        registry.register("active_leases", "Leases currently active", leases.clone());
+        Metrics { inner: Arc::new(Inner { registry, requests, commit_seconds, fsync_seconds, revision, keys, leases }) }
+    }
+
+    /// Runs one RPC, counting it by its outcome; writes also feed the commit
+    /// latency histogram.
+    pub async fn track<T>(
+        &self,
+        rpc: &'static str,
+        write: bool,
+        call: impl Future<Output = Result<T, Status>>,
+    ) -> Result<T, Status> {
+        let start = Instant::now();
+        let result = call.await;
+        let code = match &result {
+            Ok(_) => "OK".to_string(),
+            Err(status) => format!("{:?}", status.code()),
+        };
+        self.inner.requests.get_or_create(&RequestLabels { rpc, code }).inc();
+        if write && result.is_ok() {
+            self.inner.commit_seconds.observe(start.elapsed().as_secs_f64());
+        }
+        result
+    }
+
+    /// A hook for [`concord::Config::fsync_observer`].
+    pub fn fsync_observer(&self) -> FsyncObserver {
+        let histogram = self.inner.fsync_seconds.clone();
+        Arc::new(move |d: Duration| histogram.observe(d.as_secs_f64()))
+    }
+
+    /// The Prometheus text exposition, with gauges read from `db` now.
+    pub fn encode(&self, db: &Concord) -> String {
+        let status = db.status();
+        self.inner.revision.set(status.revision);
+        self.inner.keys.set(status.keys as i64);
+        self.inner.leases.set(status.leases as i64);
+        let mut out = String::new();
+        encode(&mut out, &self.inner.registry).expect("writing to a String cannot fail");
+        out
+    }
+}

@@ -1,0 +1,57 @@
+//! The gRPC server: every service over one listener, with request size and
+//! stream limits.
+
+use std::future::Future;
+
+use concord::Concord;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::kv::KvService;
+use crate::lease::LeaseService;
+use crate::maintenance::{ClusterService, MaintenanceService, MemberUrls};
+use crate::metrics::Metrics;
+use crate::pb::etcdserverpb::cluster_server::ClusterServer;
+use crate::pb::etcdserverpb::kv_server::KvServer;
+use crate::pb::etcdserverpb::lease_server::LeaseServer;
+use crate::pb::etcdserverpb::maintenance_server::MaintenanceServer;
+
+/// gRPC adds framing around a request; etcd allows this much on top of its
+/// request limit before gRPC itself refuses a message.
+const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Largest request accepted, in bytes (etcd's `--max-request-bytes`).
+    pub max_request_bytes: usize,
+    /// Most concurrent HTTP/2 streams per client connection.
+    pub max_concurrent_streams: u32,
+    pub urls: MemberUrls,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions { max_request_bytes: 1536 * 1024, max_concurrent_streams: 1024, urls: MemberUrls::default() }
+    }
+}
+
+/// Serves the etcd v3 API for `db` on `listener` until `shutdown` resolves;
+/// then stops accepting, lets in-flight requests finish, and returns.
+pub async fn serve(
+    db: Concord,
+    listener: TcpListener,
+    options: ServerOptions,
+    metrics: Metrics,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let max = options.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    tonic::transport::Server::builder()
+        .max_concurrent_streams(options.max_concurrent_streams)
+        .tcp_nodelay(true)
+        .add_service(KvServer::new(KvService::new(db.clone(), metrics.clone())).max_decoding_message_size(max))
+        .add_service(LeaseServer::new(LeaseService::new(db.clone(), metrics.clone())).max_decoding_message_size(max))
+        .add_service(MaintenanceServer::new(MaintenanceService::new(db.clone(), metrics.clone())))
+        .add_service(ClusterServer::new(ClusterService::new(db, options.urls, metrics)))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+}
