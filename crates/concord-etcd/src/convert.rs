@@ -241,7 +241,7 @@ fn ops(list: Vec<pb::RequestOp>) -> Result<(Vec<TxnOp>, Vec<OpPost>), Status> {
 }
 
 /// Builds etcd's transaction response; every header carries `header`.
-pub fn txn_response(resp: TxnResponse, post: &TxnPost, header: &pb::ResponseHeader) -> pb::TxnResponse {
+pub fn txn_response(resp: TxnResponse, post: &TxnPost, header: pb::ResponseHeader) -> pb::TxnResponse {
     let posts = if resp.succeeded { &post.success } else { &post.failure };
     let responses = resp
         .responses
@@ -251,12 +251,12 @@ pub fn txn_response(resp: TxnResponse, post: &TxnPost, header: &pb::ResponseHead
             let response = match (r, posts.get(i)) {
                 (TxnOpResponse::Range(mut r), Some(OpPost::Range(p))) => {
                     p.apply(&mut r);
-                    response_op::Response::ResponseRange(range_response(r, header.clone()))
+                    response_op::Response::ResponseRange(range_response(r, header))
                 }
-                (TxnOpResponse::Range(r), _) => response_op::Response::ResponseRange(range_response(r, header.clone())),
-                (TxnOpResponse::Put(r), _) => response_op::Response::ResponsePut(put_response(r, header.clone())),
+                (TxnOpResponse::Range(r), _) => response_op::Response::ResponseRange(range_response(r, header)),
+                (TxnOpResponse::Put(r), _) => response_op::Response::ResponsePut(put_response(r, header)),
                 (TxnOpResponse::DeleteRange(r), _) => {
-                    response_op::Response::ResponseDeleteRange(delete_response(r, header.clone()))
+                    response_op::Response::ResponseDeleteRange(delete_response(r, header))
                 }
                 (TxnOpResponse::Txn(t), Some(OpPost::Txn(p))) => {
                     response_op::Response::ResponseTxn(txn_response(t, p, header))
@@ -268,5 +268,5 @@ pub fn txn_response(resp: TxnResponse, post: &TxnPost, header: &pb::ResponseHead
             pb::ResponseOp { response: Some(response) }
         })
         .collect();
-    pb::TxnResponse { header: Some(header.clone()), succeeded: resp.succeeded, responses }
+    pb::TxnResponse { header: Some(header), succeeded: resp.succeeded, responses }
 }

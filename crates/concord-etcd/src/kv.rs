@@ -67,7 +67,7 @@ impl Kv for KvService {
                 let (txn, post) = convert::txn_request(request.into_inner())?;
                 let resp = self.db.txn().request(txn).await.map_err(to_status)?;
                 let header = header(&self.db, resp.revision);
-                Ok(Response::new(convert::txn_response(resp, &post, &header)))
+                Ok(Response::new(convert::txn_response(resp, &post, header)))
             })
             .await
     }

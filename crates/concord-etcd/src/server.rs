@@ -20,6 +20,11 @@ use crate::pb::etcdserverpb::maintenance_server::MaintenanceServer;
 /// request limit before gRPC itself refuses a message.
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
+/// Messages up to this many times the request limit are decoded, so that an
+/// oversized value (up to about twice the limit) gets etcd's own
+/// "request is too large" error rather than a transport-level refusal.
+const DECODE_HEADROOM: usize = 2;
+
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
     /// Largest request accepted, in bytes (etcd's `--max-request-bytes`).
@@ -44,7 +49,7 @@ pub async fn serve(
     metrics: Metrics,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    let max = options.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    let max = options.max_request_bytes * DECODE_HEADROOM + GRPC_OVERHEAD_BYTES;
     tonic::transport::Server::builder()
         .max_concurrent_streams(options.max_concurrent_streams)
         .tcp_nodelay(true)
