@@ -125,7 +125,10 @@ fn lease_grant_attach_timetolive_keepalive_list_revoke() {
     assert_eq!(ok(s.etcdctl(&["get", "--prefix", "k"])), "");
     let json: serde_json::Value =
         serde_json::from_str(&ok(s.etcdctl(&["lease", "timetolive", "-w", "json", "1234"]))).unwrap();
-    assert_eq!((json["id"].as_i64(), json["ttl"].as_i64(), json["granted-ttl"].as_i64()), (Some(4660), Some(-1), Some(0)));
+    assert_eq!(
+        (json["id"].as_i64(), json["ttl"].as_i64(), json["granted-ttl"].as_i64()),
+        (Some(4660), Some(-1), Some(0))
+    );
     let grant_json: serde_json::Value =
         serde_json::from_str(&ok(s.etcdctl(&["lease", "grant", "10", "-w", "json"]))).unwrap();
     assert_eq!((grant_json["TTL"].as_i64(), grant_json["Error"].as_str()), (Some(10), Some("")));
