@@ -34,6 +34,7 @@ pub mod node;
 mod replication;
 pub mod state_machine;
 pub mod types;
+pub mod watch;
 
 pub use command::{
     Compare, CompareOp, CompareTarget, DeleteResponse, PutResponse, RangeResponse, TxnOp, TxnOpResponse, TxnRequest,
@@ -46,7 +47,8 @@ pub use node::{
     Concord, Config, Consistency, Kv, LeaseGrant, LeaseInfo, LeaseKeepAlive, LeaseRevoke, Leases, MemberStatus,
     NumberCompare, Txn, ValueCompare,
 };
-pub use types::{Event, KeyRange, KeyValue, LeaseId, RangeEnd, Revision, prefix_end};
+pub use types::{Event, EventKind, KeyRange, KeyValue, LeaseId, RangeEnd, Revision, WatchEvent, prefix_end};
+pub use watch::{WatchMessage, Watcher};
 
 /// The README's example, compiled as a doc test so it stays true.
 #[cfg(doctest)]

@@ -58,6 +58,36 @@ impl Event {
     }
 }
 
+/// What a watch event reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventKind {
+    Put,
+    Delete,
+}
+
+/// A change as a watcher sees it: for a put, the new version; for a delete,
+/// the key and the revision of the delete (other fields zero, as etcd); and
+/// the version before the change when the watcher asked for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchEvent {
+    pub kind: EventKind,
+    pub kv: KeyValue,
+    pub prev_kv: Option<KeyValue>,
+}
+
+impl WatchEvent {
+    pub(crate) fn deleted(key: Bytes, revision: Revision, prev_kv: Option<KeyValue>) -> Self {
+        let kv =
+            KeyValue { key, value: Bytes::new(), create_revision: 0, mod_revision: revision, version: 0, lease: None };
+        WatchEvent { kind: EventKind::Delete, kv, prev_kv }
+    }
+
+    /// The revision of the change.
+    pub fn revision(&self) -> Revision {
+        self.kv.mod_revision
+    }
+}
+
 /// A selection of keys: one key, or the half-open interval `[start, end)`,
 /// or every key from `start` on.
 ///

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 pub(crate) use key_history::{KeyHistory, to_kv};
 
 use crate::command::{ApplyError, RangeRequest, RangeResponse};
-use crate::types::{Event, KeyRange, KeyValue, LeaseId, RangeEnd, Revision};
+use crate::types::{Event, EventKind, KeyRange, KeyValue, LeaseId, RangeEnd, Revision, WatchEvent};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KvStore {
@@ -34,11 +34,22 @@ pub struct KvStore {
     compact_revision: Revision,
     changes: VecDeque<(Revision, Bytes)>,
     live_keys: u64,
+    /// While `Some`, every write also records its watch event here (for the
+    /// watch hub). Derived data: not part of the state, never serialized.
+    #[serde(skip)]
+    captured: Option<Vec<WatchEvent>>,
 }
 
 impl Default for KvStore {
     fn default() -> Self {
-        KvStore { keys: BTreeMap::new(), revision: 1, compact_revision: 0, changes: VecDeque::new(), live_keys: 0 }
+        KvStore {
+            keys: BTreeMap::new(),
+            revision: 1,
+            compact_revision: 0,
+            changes: VecDeque::new(),
+            live_keys: 0,
+            captured: None,
+        }
     }
 }
 
@@ -160,7 +171,11 @@ impl KvStore {
         if prev.is_none() {
             self.live_keys += 1;
         }
-        self.keys.entry(key.clone()).or_default().put(revision, value, lease);
+        let live = self.keys.entry(key.clone()).or_default().put(revision, value, lease);
+        if let Some(captured) = &mut self.captured {
+            let kv = to_kv(key, revision, live, false);
+            captured.push(WatchEvent { kind: EventKind::Put, kv, prev_kv: prev.clone() });
+        }
         self.changes.push_back((revision, key.clone()));
         prev
     }
@@ -177,12 +192,62 @@ impl KvStore {
 
     /// Deletes one key at `revision` if it exists.
     pub(crate) fn delete_key(&mut self, revision: Revision, key: &Bytes) -> bool {
+        let prev = if self.captured.is_some() { self.get(key) } else { None };
         let deleted = self.keys.get_mut(key.as_ref()).is_some_and(|h| h.delete(revision));
         if deleted {
             self.live_keys -= 1;
             self.changes.push_back((revision, key.clone()));
+            if let Some(captured) = &mut self.captured {
+                captured.push(WatchEvent::deleted(key.clone(), revision, prev));
+            }
         }
         deleted
+    }
+
+    /// Starts (or stops) recording watch events of every write.
+    pub(crate) fn set_capture(&mut self, on: bool) {
+        match (on, self.captured.is_some()) {
+            (true, false) => self.captured = Some(Vec::new()),
+            (false, true) => self.captured = None,
+            _ => {}
+        }
+    }
+
+    /// The watch events recorded since the last call, in apply order.
+    pub(crate) fn take_captured(&mut self) -> Option<Vec<WatchEvent>> {
+        self.captured.as_mut().map(std::mem::take)
+    }
+
+    /// Watch events of keys in `range` from revision `from` on, oldest
+    /// first, in apply order within a revision. Stops after the revision in
+    /// which `limit` events were reached (a revision is never split).
+    /// Fails if `from` is at or below the compaction point.
+    pub fn events_since(&self, from: Revision, range: &KeyRange, limit: usize) -> Result<Vec<WatchEvent>, ApplyError> {
+        if from <= self.compact_revision {
+            return Err(ApplyError::Compacted { compact_revision: self.compact_revision });
+        }
+        let start = self.changes.partition_point(|(rev, _)| *rev < from);
+        let mut events = Vec::new();
+        for (rev, key) in self.changes.range(start..) {
+            if events.len() >= limit && events.last().is_some_and(|e: &WatchEvent| e.kv.mod_revision != *rev) {
+                break;
+            }
+            if !range.contains(key) {
+                continue;
+            }
+            let Some(history) = self.keys.get(key.as_ref()) else { continue };
+            let idx = history.versions.partition_point(|v| v.mod_revision < *rev);
+            let Some(version) = history.versions.get(idx).filter(|v| v.mod_revision == *rev) else { continue };
+            let prev = idx
+                .checked_sub(1)
+                .and_then(|i| history.versions.get(i))
+                .and_then(|v| v.live.as_ref().map(|live| to_kv(key, v.mod_revision, live, false)));
+            events.push(match &version.live {
+                Some(live) => WatchEvent { kind: EventKind::Put, kv: to_kv(key, *rev, live, false), prev_kv: prev },
+                None => WatchEvent::deleted(key.clone(), *rev, prev),
+            });
+        }
+        Ok(events)
     }
 
     /// Forgets history below `revision`. Reads at `revision` and later are

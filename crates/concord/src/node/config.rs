@@ -47,6 +47,11 @@ pub struct Config {
     pub heartbeat_interval: Duration,
     /// Told the duration of every durable commit (for metrics).
     pub fsync_observer: Option<FsyncObserver>,
+    /// Messages buffered per watcher before it is switched to catching up
+    /// from history.
+    pub watch_buffer: usize,
+    /// How often a watcher that asked for progress notifications gets one.
+    pub watch_progress_interval: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -83,7 +88,19 @@ impl Config {
             snapshot_after_entries: 100_000,
             heartbeat_interval: Duration::from_millis(100),
             fsync_observer: None,
+            watch_buffer: 256,
+            watch_progress_interval: Duration::from_secs(600),
         }
+    }
+
+    pub fn watch_buffer(mut self, messages: usize) -> Self {
+        self.watch_buffer = messages;
+        self
+    }
+
+    pub fn watch_progress_interval(mut self, interval: Duration) -> Self {
+        self.watch_progress_interval = interval;
+        self
     }
 
     pub fn name(mut self, name: impl Into<String>) -> Self {

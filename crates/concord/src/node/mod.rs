@@ -8,7 +8,7 @@
 //! front end (one write path).
 
 mod config;
-mod kv;
+pub(crate) mod kv;
 mod lease;
 mod proposer;
 mod status;
@@ -39,7 +39,7 @@ use crate::replication::log_writer::{self, LogWriter};
 use crate::replication::network::SingleMemberNetwork;
 use crate::replication::state_store::{Shared, StateStore};
 use crate::state_machine::StateMachine;
-use crate::types::Revision;
+use crate::types::{KeyRange, Revision};
 
 /// How a read is served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -155,6 +155,11 @@ impl Concord {
     /// Lease operations.
     pub fn lease(&self) -> Leases {
         Leases::new(self.clone())
+    }
+
+    /// Watches the keys of `range`: `db.watch(range).from_revision(r).await`.
+    pub fn watch(&self, range: KeyRange) -> crate::watch::WatchBuilder {
+        crate::watch::WatchBuilder::new(self.clone(), range)
     }
 
     /// A transaction: `db.txn().when(..).and_then(..).or_else(..).await`.

@@ -50,6 +50,11 @@ impl Concord {
         fnv1a(&[b"concord-cluster", self.inner.config.cluster_name.as_bytes()])
     }
 
+    /// Watchers currently open on this member.
+    pub fn watchers(&self) -> usize {
+        self.inner.shared.hub.watcher_count()
+    }
+
     /// The current Raft term (cheap: read from the metrics channel).
     pub fn raft_term(&self) -> u64 {
         self.inner.raft.metrics().borrow().current_term

@@ -26,6 +26,7 @@ use crate::command::{Applied, LeaseEffect, Reply};
 use crate::lease::deadlines::LeaseDeadlines;
 use crate::lease::{LeaseLimits, ttl_ms};
 use crate::state_machine::{State, StateMachine};
+use crate::watch::hub::WatchHub;
 
 type NodeId = u64;
 
@@ -42,6 +43,8 @@ pub struct Shared {
     pub deadlines: Mutex<LeaseDeadlines>,
     /// Signalled when a lease deadline moved earlier than the earliest one.
     pub deadline_moved: Notify,
+    /// Receives every applied change, for watchers.
+    pub hub: WatchHub,
 }
 
 impl Shared {
@@ -108,6 +111,7 @@ impl StateStore {
             applier: RwLock::new(applier),
             deadlines: Mutex::new(LeaseDeadlines::default()),
             deadline_moved: Notify::new(),
+            hub: WatchHub::default(),
         });
         shared.reset_deadlines(&shared.applier.read().machine.state, Instant::now());
         Ok((StateStore { shared: shared.clone(), writer }, shared))
@@ -165,8 +169,10 @@ impl RaftStateMachine<TypeConfig> for StateStore {
     {
         let mut effects = Vec::new();
         let mut replies = Vec::new();
-        {
+        let capture = self.shared.hub.wants_events();
+        let (captured, revision) = {
             let mut applier = self.shared.applier.write();
+            applier.machine.state.kv.set_capture(capture);
             for entry in entries {
                 applier.last_applied = Some(entry.log_id);
                 let applied = match entry.payload {
@@ -181,7 +187,12 @@ impl RaftStateMachine<TypeConfig> for StateStore {
                 };
                 replies.push(applied);
             }
-        }
+            let captured = applier.machine.state.kv.take_captured();
+            (captured, applier.machine.kv().revision())
+        };
+        // Outside the lock: watchers catching up may read the new state
+        // first; the hub's revision bookkeeping makes that harmless.
+        self.shared.hub.publish(captured, revision);
         if !effects.is_empty() {
             let now = Instant::now();
             let mut deadlines = self.shared.deadlines.lock();
@@ -218,6 +229,10 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         applier.last_applied = meta.last_log_id;
         applier.membership = meta.last_membership.clone();
         self.shared.reset_deadlines(&applier.machine.state, Instant::now());
+        let revision = applier.machine.kv().revision();
+        drop(applier);
+        // Live watchers cannot know what the snapshot changed: they catch up.
+        self.shared.hub.publish(None, revision);
         Ok(())
     }
 

@@ -1,0 +1,135 @@
+//! The watch hub: hands each applied batch of changes to the watchers that
+//! are live (caught up), without ever blocking apply.
+//!
+//! Invariants (all under the hub's lock):
+//! - `last_published` is the store revision of the last batch handed out;
+//! - a live watcher has received, in order, every matching event with a
+//!   revision below its `next_rev`, and `next_rev > last_published` when it
+//!   went live — so the next batch continues exactly where it stands;
+//! - events below a watcher's `next_rev` are never sent again (no duplicate);
+//! - a watcher whose buffer is full, or that may have missed a batch (one
+//!   applied without capture), is *demoted*: removed from the live set and
+//!   told the first revision it has not received; its own task then catches
+//!   up from history (no gap), at its consumer's pace.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{WatchFilter, WatchMessage};
+use crate::types::{Revision, WatchEvent};
+
+/// A watcher that is caught up and fed by [`WatchHub::publish`].
+pub(crate) struct LiveWatcher {
+    pub filter: WatchFilter,
+    pub tx: mpsc::Sender<WatchMessage>,
+    pub next_rev: Revision,
+    /// Told the first undelivered revision when the watcher is demoted.
+    pub demote: oneshot::Sender<Revision>,
+}
+
+#[derive(Default)]
+struct HubInner {
+    live: HashMap<u64, LiveWatcher>,
+    last_published: Revision,
+}
+
+/// Routes applied changes to live watchers.
+#[derive(Default)]
+pub struct WatchHub {
+    inner: Mutex<HubInner>,
+    /// Watchers in existence (live or catching up); apply records events
+    /// only while this is non-zero.
+    watchers: AtomicUsize,
+    next_id: AtomicUsize,
+}
+
+impl WatchHub {
+    /// Whether apply should record events for this batch.
+    pub fn wants_events(&self) -> bool {
+        self.watchers.load(Ordering::SeqCst) > 0
+    }
+
+    pub(crate) fn register(&self) -> u64 {
+        self.watchers.fetch_add(1, Ordering::SeqCst);
+        self.next_id.fetch_add(1, Ordering::SeqCst) as u64
+    }
+
+    /// Forgets watcher `id` (live or not) when its task ends.
+    pub(crate) fn unregister(&self, id: u64) {
+        self.inner.lock().live.remove(&id);
+        self.watchers.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Hands the changes of one applied batch (which brought the store to
+    /// `revision`) to live watchers. `captured: None` means the batch was
+    /// applied without recording events: every live watcher that may have
+    /// missed something is demoted to catch up from history.
+    pub(crate) fn publish(&self, captured: Option<Vec<WatchEvent>>, revision: Revision) {
+        let mut inner = self.inner.lock();
+        let mut demoted = Vec::new();
+        let mut closed = Vec::new();
+        for (id, watcher) in inner.live.iter_mut() {
+            let Some(events) = &captured else {
+                if watcher.next_rev <= revision {
+                    demoted.push(*id);
+                }
+                continue;
+            };
+            let matching: Vec<WatchEvent> = events
+                .iter()
+                .filter(|e| e.revision() >= watcher.next_rev && watcher.filter.matches(e))
+                .map(|e| watcher.filter.shape(e.clone()))
+                .collect();
+            let Some(last) = matching.last().map(WatchEvent::revision) else { continue };
+            match watcher.tx.try_send(WatchMessage::Events { revision, events: matching }) {
+                Ok(()) => watcher.next_rev = last + 1,
+                Err(mpsc::error::TrySendError::Full(_)) => demoted.push(*id),
+                Err(mpsc::error::TrySendError::Closed(_)) => closed.push(*id),
+            }
+        }
+        for id in demoted {
+            if let Some(watcher) = inner.live.remove(&id) {
+                let _ = watcher.demote.send(watcher.next_rev);
+            }
+        }
+        for id in closed {
+            inner.live.remove(&id);
+        }
+        inner.last_published = inner.last_published.max(revision);
+    }
+
+    /// Makes a caught-up watcher live, if nothing was published since it
+    /// read history up to `watcher.next_rev - 1`; otherwise hands it back
+    /// to catch up some more.
+    pub(crate) fn go_live(&self, id: u64, watcher: LiveWatcher) -> Result<(), LiveWatcher> {
+        let mut inner = self.inner.lock();
+        if watcher.next_rev > inner.last_published {
+            inner.live.insert(id, watcher);
+            Ok(())
+        } else {
+            Err(watcher)
+        }
+    }
+
+    /// Queues a progress notification behind the events already queued for a
+    /// live watcher. Returns false if the watcher is not live (or its buffer
+    /// is full; it will be demoted by the next batch anyway).
+    pub(crate) fn notify_progress(&self, id: u64) -> bool {
+        let inner = self.inner.lock();
+        match inner.live.get(&id) {
+            Some(w) => {
+                let revision = inner.last_published.max(w.next_rev - 1);
+                w.tx.try_send(WatchMessage::Progress { revision }).is_ok()
+            }
+            None => false,
+        }
+    }
+
+    /// Number of watchers in existence.
+    pub fn watcher_count(&self) -> usize {
+        self.watchers.load(Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,293 @@
+//! Watch: ordered, resumable streams of changes.
+//!
+//! `db.watch(range).from_revision(r).prev_kv().await?` gives a [`Watcher`],
+//! a stream of [`WatchMessage`]s. Every committed change to a key in the
+//! range reaches it exactly once, in revision order (apply order within a
+//! revision), with nothing lost: first replayed from history, then live from
+//! the [hub](hub::WatchHub), and back to history whenever the consumer falls
+//! behind — a slow watcher never blocks apply. Dropping the watcher cancels
+//! it.
+//!
+//! Each watcher has a task that does its catching up; the hub only ever
+//! `try_send`s to live watchers.
+
+pub mod hub;
+
+use std::future::IntoFuture;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::command::ApplyError;
+use crate::error::Result;
+use crate::node::Concord;
+use crate::node::kv::BoxFuture;
+use crate::replication::state_store::Shared;
+use crate::types::{EventKind, KeyRange, Revision, WatchEvent};
+use hub::LiveWatcher;
+
+/// Most events read from history per message (a revision is never split).
+const REPLAY_BATCH: usize = 1000;
+
+/// What a watcher receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchMessage {
+    /// Changes, oldest first; `revision` is the store revision they bring
+    /// the watcher up to.
+    Events { revision: Revision, events: Vec<WatchEvent> },
+    /// Every change up to `revision` has been delivered.
+    Progress { revision: Revision },
+    /// The watcher needs history that was compacted away; it has ended.
+    Canceled { compact_revision: Revision },
+}
+
+/// Which events a watcher wants, and in which shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WatchFilter {
+    pub range: KeyRange,
+    pub prev_kv: bool,
+    pub no_put: bool,
+    pub no_delete: bool,
+}
+
+impl WatchFilter {
+    pub fn matches(&self, e: &WatchEvent) -> bool {
+        let kind_ok = match e.kind {
+            EventKind::Put => !self.no_put,
+            EventKind::Delete => !self.no_delete,
+        };
+        kind_ok && self.range.contains(&e.kv.key)
+    }
+
+    /// Drops the previous version unless asked for.
+    pub fn shape(&self, mut e: WatchEvent) -> WatchEvent {
+        if !self.prev_kv {
+            e.prev_kv = None;
+        }
+        e
+    }
+}
+
+/// A watch being set up; `.await` it for a [`Watcher`].
+#[must_use = "a watch does nothing until awaited"]
+pub struct WatchBuilder {
+    node: Concord,
+    filter: WatchFilter,
+    start_revision: Revision,
+    progress_notify: bool,
+}
+
+impl WatchBuilder {
+    pub(crate) fn new(node: Concord, range: KeyRange) -> Self {
+        WatchBuilder {
+            node,
+            filter: WatchFilter { range, prev_kv: false, no_put: false, no_delete: false },
+            start_revision: 0,
+            progress_notify: false,
+        }
+    }
+
+    /// Replays history from `revision` (inclusive) before going live.
+    /// 0 (the default) starts after the current revision.
+    pub fn from_revision(mut self, revision: Revision) -> Self {
+        self.start_revision = revision;
+        self
+    }
+
+    /// Includes each key's previous version in its events.
+    pub fn prev_kv(mut self) -> Self {
+        self.filter.prev_kv = true;
+        self
+    }
+
+    /// Leaves out puts.
+    pub fn no_put(mut self) -> Self {
+        self.filter.no_put = true;
+        self
+    }
+
+    /// Leaves out deletes.
+    pub fn no_delete(mut self) -> Self {
+        self.filter.no_delete = true;
+        self
+    }
+
+    /// Sends a [`WatchMessage::Progress`] every
+    /// [`Config::watch_progress_interval`](crate::Config) while caught up.
+    pub fn progress_notify(mut self) -> Self {
+        self.progress_notify = true;
+        self
+    }
+}
+
+impl IntoFuture for WatchBuilder {
+    type Output = Result<Watcher>;
+    type IntoFuture = BoxFuture<Watcher>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            self.node.config().limits.check_range(&self.filter.range)?;
+            let shared = self.node.shared().clone();
+            let current = self.node.revision();
+            let next_rev = if self.start_revision > 0 { self.start_revision } else { current + 1 };
+            let config = self.node.config();
+            let (tx, rx) = mpsc::channel(config.watch_buffer.max(1));
+            let (control_tx, control_rx) = mpsc::unbounded_channel();
+            let id = shared.hub.register();
+            let progress = self.progress_notify.then_some(config.watch_progress_interval);
+            let task = WatchTask { shared, id, filter: self.filter, next_rev, tx, control: control_rx, progress };
+            tokio::spawn(task.run());
+            Ok(Watcher { id, rx, control: control_tx, created_revision: current })
+        })
+    }
+}
+
+enum Control {
+    Progress,
+}
+
+/// A stream of [`WatchMessage`]s; dropping it cancels the watch.
+pub struct Watcher {
+    id: u64,
+    rx: mpsc::Receiver<WatchMessage>,
+    control: mpsc::UnboundedSender<Control>,
+    created_revision: Revision,
+}
+
+impl Watcher {
+    /// The next message; `None` once the watch has ended.
+    pub async fn next(&mut self) -> Option<WatchMessage> {
+        self.rx.recv().await
+    }
+
+    /// Asks for a [`WatchMessage::Progress`] once the watcher is caught up.
+    pub fn request_progress(&self) {
+        let _ = self.control.send(Control::Progress);
+    }
+
+    /// The store revision when the watch was created.
+    pub fn created_revision(&self) -> Revision {
+        self.created_revision
+    }
+
+    /// An id unique within this member.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+impl tokio_stream::Stream for Watcher {
+    type Item = WatchMessage;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<WatchMessage>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+/// The task behind one watcher: catch up from history, go live, and catch
+/// up again whenever the hub demotes it.
+struct WatchTask {
+    shared: Arc<Shared>,
+    id: u64,
+    filter: WatchFilter,
+    /// The first revision not yet delivered.
+    next_rev: Revision,
+    tx: mpsc::Sender<WatchMessage>,
+    control: mpsc::UnboundedReceiver<Control>,
+    progress: Option<Duration>,
+}
+
+impl WatchTask {
+    async fn run(mut self) {
+        let (hub, id) = (self.shared.clone(), self.id);
+        self.watch().await;
+        hub.hub.unregister(id);
+    }
+
+    async fn watch(&mut self) {
+        let mut progress_pending = false;
+        loop {
+            let Some(demoted) = self.catch_up().await else { return };
+            if progress_pending {
+                progress_pending = !self.shared.hub.notify_progress(self.id);
+            }
+            let mut demoted = demoted;
+            let mut ticker =
+                self.progress.map(|every| tokio::time::interval_at(tokio::time::Instant::now() + every, every));
+            loop {
+                let tick = async {
+                    match &mut ticker {
+                        Some(t) => {
+                            t.tick().await;
+                        }
+                        None => std::future::pending::<()>().await,
+                    }
+                };
+                tokio::select! {
+                    first_missing = &mut demoted => match first_missing {
+                        Ok(rev) => {
+                            self.next_rev = rev;
+                            break;
+                        }
+                        Err(_) => return,
+                    },
+                    _ = self.tx.closed() => return,
+                    control = self.control.recv() => match control {
+                        Some(Control::Progress) => progress_pending = !self.shared.hub.notify_progress(self.id),
+                        None => return,
+                    },
+                    _ = tick => { self.shared.hub.notify_progress(self.id); }
+                }
+            }
+        }
+    }
+
+    /// Replays history until caught up, then registers with the hub as live.
+    /// Returns the demotion signal, or `None` if the watch has ended.
+    async fn catch_up(&mut self) -> Option<oneshot::Receiver<Revision>> {
+        loop {
+            let read = {
+                let applier = self.shared.applier.read();
+                let kv = applier.machine.kv();
+                kv.events_since(self.next_rev, &self.filter.range, REPLAY_BATCH).map(|events| (events, kv.revision()))
+            };
+            let (events, current) = match read {
+                Ok(read) => read,
+                Err(ApplyError::Compacted { compact_revision }) => {
+                    let _ = self.tx.send(WatchMessage::Canceled { compact_revision }).await;
+                    return None;
+                }
+                Err(_) => return None,
+            };
+            // A full batch may stop short of the current revision.
+            let upto = if events.len() >= REPLAY_BATCH {
+                events.last().map_or(current, WatchEvent::revision)
+            } else {
+                current
+            };
+            let matching: Vec<WatchEvent> =
+                events.into_iter().filter(|e| self.filter.matches(e)).map(|e| self.filter.shape(e)).collect();
+            if !matching.is_empty() {
+                let message = WatchMessage::Events { revision: upto, events: matching };
+                // The consumer sets the pace here; apply is not involved.
+                if self.tx.send(message).await.is_err() {
+                    return None;
+                }
+            }
+            self.next_rev = self.next_rev.max(upto + 1);
+            if upto < current {
+                continue;
+            }
+            let (demote, demoted) = oneshot::channel();
+            let live =
+                LiveWatcher { filter: self.filter.clone(), tx: self.tx.clone(), next_rev: self.next_rev, demote };
+            match self.shared.hub.go_live(self.id, live) {
+                Ok(()) => return Some(demoted),
+                Err(_) => continue,
+            }
+        }
+    }
+}
