@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 use concord_etcd::pb::etcdserverpb as pb;
 use concord_etcd::pb::etcdserverpb::kv_client::KvClient;
 use concord_etcd::pb::etcdserverpb::lease_client::LeaseClient;
+use concord_etcd::pb::etcdserverpb::watch_client::WatchClient;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::output::Printer;
@@ -49,6 +50,7 @@ pub enum LeaseCommand {
 struct Clients {
     kv: KvClient<Channel>,
     lease: LeaseClient<Channel>,
+    watch: WatchClient<Channel>,
     printer: Printer,
 }
 
@@ -65,7 +67,8 @@ async fn connect(conn: &Connection) -> Result<Clients, String> {
             Ok(channel) => {
                 return Ok(Clients {
                     kv: KvClient::new(channel.clone()),
-                    lease: LeaseClient::new(channel),
+                    lease: LeaseClient::new(channel.clone()),
+                    watch: WatchClient::new(channel),
                     printer: Printer { json: conn.json },
                 });
             }
@@ -191,6 +194,36 @@ pub async fn del(conn: Connection, key: String, prefix: bool) -> Result<(), Stri
     let resp = c.kv.delete_range(req).await.map_err(rpc_error)?.into_inner();
     c.printer.deleted(resp.deleted, resp.header.map_or(0, |h| h.revision));
     Ok(())
+}
+
+pub async fn watch(conn: Connection, key: String, prefix: bool, rev: i64, prev_kv: bool) -> Result<(), String> {
+    let mut c = connect(&conn).await?;
+    let create = pb::WatchCreateRequest {
+        key: start_key(&key, prefix),
+        range_end: range_end(&key, prefix),
+        start_revision: rev,
+        prev_kv,
+        ..Default::default()
+    };
+    let request = pb::WatchRequest { request_union: Some(pb::watch_request::RequestUnion::CreateRequest(create)) };
+    // Keep the request side open for as long as we watch.
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tx.send(request).await.map_err(|e| e.to_string())?;
+    let mut responses =
+        c.watch.watch(tokio_stream::wrappers::ReceiverStream::new(rx)).await.map_err(rpc_error)?.into_inner();
+    loop {
+        let message = tokio::select! {
+            message = responses.message() => message.map_err(rpc_error)?,
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        };
+        let Some(resp) = message else { return Err("the server closed the watch".into()) };
+        if resp.canceled {
+            return Err(format!("watch canceled: {}", resp.cancel_reason));
+        }
+        for event in &resp.events {
+            c.printer.event(event);
+        }
+    }
 }
 
 #[cfg(test)]

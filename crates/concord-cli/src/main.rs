@@ -51,6 +51,21 @@ enum Command {
         #[arg(long)]
         prefix: bool,
     },
+    /// Print changes to a key, or to every key with a prefix, until Ctrl-C.
+    Watch {
+        #[command(flatten)]
+        conn: client::Connection,
+        key: String,
+        /// Watch every key starting with KEY.
+        #[arg(long)]
+        prefix: bool,
+        /// Replay history from this revision first.
+        #[arg(long, default_value_t = 0)]
+        rev: i64,
+        /// Also print each key's previous value.
+        #[arg(long)]
+        prev_kv: bool,
+    },
     /// Delete a key, or every key with a prefix.
     Del {
         #[command(flatten)]
@@ -78,6 +93,7 @@ fn main() -> ExitCode {
             Command::Put { conn, key, value, lease } => client::put(conn, key, value, lease).await,
             Command::Get { conn, key, prefix } => client::get(conn, key, prefix).await,
             Command::Del { conn, key, prefix } => client::del(conn, key, prefix).await,
+            Command::Watch { conn, key, prefix, rev, prev_kv } => client::watch(conn, key, prefix, rev, prev_kv).await,
         }
     });
     match result {

@@ -96,6 +96,27 @@ impl Printer {
         }
     }
 
+    pub fn event(&self, event: &concord_etcd::pb::mvccpb::Event) {
+        let kind =
+            if event.r#type == concord_etcd::pb::mvccpb::event::EventType::Delete as i32 { "DELETE" } else { "PUT" };
+        let kv = event.kv.clone().unwrap_or_default();
+        if self.json {
+            let prev = event.prev_kv.as_ref().map(|p| text(&p.value));
+            println!(
+                "{}",
+                json!({ "type": kind, "key": text(&kv.key), "value": text(&kv.value),
+                        "mod_revision": kv.mod_revision, "prev_value": prev })
+            );
+        } else {
+            // etcdctl's layout: type, [previous key and value], key, value.
+            println!("{kind}");
+            if let Some(prev) = &event.prev_kv {
+                println!("{}\n{}", text(&prev.key), text(&prev.value));
+            }
+            println!("{}\n{}", text(&kv.key), text(&kv.value));
+        }
+    }
+
     pub fn deleted(&self, deleted: i64, revision: i64) {
         if self.json {
             println!("{}", json!({ "deleted": deleted, "revision": revision }));

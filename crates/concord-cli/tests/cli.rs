@@ -153,3 +153,17 @@ fn help_explains_every_serve_flag() {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
     }
 }
+
+#[test]
+fn watch_subcommand_prints_changes() {
+    let s = Server::start();
+    s.etcdctl(&["put", "cfg/a", "1"]);
+    let w = s.spawn_background(env!("CARGO_BIN_EXE_concord"), &["watch", "cfg/", "--prefix", "--rev", "1"]);
+    assert_eq!(w.wait_lines(3), "PUT\ncfg/a\n1\n");
+    s.etcdctl(&["put", "cfg/b", "2"]);
+    s.etcdctl(&["del", "cfg/a"]);
+    assert_eq!(w.wait_lines(9), "PUT\ncfg/a\n1\nPUT\ncfg/b\n2\nDELETE\ncfg/a\n\n");
+    let j = s.spawn_background(env!("CARGO_BIN_EXE_concord"), &["watch", "cfg/b", "--rev", "1", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(j.wait_lines(1).lines().next().unwrap()).unwrap();
+    assert_eq!((v["type"].as_str(), v["key"].as_str(), v["value"].as_str()), (Some("PUT"), Some("cfg/b"), Some("2")));
+}

@@ -9,7 +9,10 @@ use std::collections::BTreeMap;
 use common::Server;
 use concord_etcd::pb::etcdserverpb as pb;
 use concord_etcd::pb::etcdserverpb::lease_client::LeaseClient;
-use etcd_client::{Client, Compare, CompareOp, Error, GetOptions, LeaseTimeToLiveOptions, PutOptions, Txn, TxnOp};
+use etcd_client::{
+    Client, Compare, CompareOp, Error, EventType, GetOptions, LeaseTimeToLiveOptions, PutOptions, Txn, TxnOp,
+    WatchOptions,
+};
 use tonic::Code;
 
 async fn client(s: &Server) -> Client {
@@ -185,4 +188,68 @@ async fn status_and_member_list() {
     assert_eq!(members.members().len(), 1);
     assert_eq!(members.members()[0].id(), header.member_id());
     assert_eq!(members.members()[0].client_urls(), [format!("http://{}", s.endpoint)]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_stream_with_many_watches_progress_and_cancel() {
+    let s = Server::start();
+    let mut c = client(&s).await;
+    c.put("a/1", "x", None).await.unwrap();
+    let options = WatchOptions::new().with_prefix().with_start_revision(1).with_prev_key();
+    let mut stream = c.watch("a/", Some(options)).await.unwrap();
+    let created = stream.message().await.unwrap().unwrap();
+    assert!(created.created());
+    let first = created.watch_id();
+    stream.watch("b", None).await.unwrap();
+
+    let mut second = None;
+    let mut seen = Vec::new();
+    let mut wrote = false;
+    while seen.len() < 4 {
+        let resp = stream.message().await.unwrap().unwrap();
+        if resp.created() {
+            second = Some(resp.watch_id());
+        }
+        if second.is_some() && !wrote {
+            // Both watches exist: now write.
+            c.put("a/1", "y", None).await.unwrap();
+            c.put("b", "z", None).await.unwrap();
+            c.delete("a/1", None).await.unwrap();
+            wrote = true;
+        }
+        for e in resp.events() {
+            let kv = e.kv().unwrap();
+            let prev = e.prev_kv().map(|p| p.value_str().unwrap().to_string());
+            seen.push((resp.watch_id(), e.event_type(), kv.key_str().unwrap().to_string(), prev));
+        }
+    }
+    assert_ne!(Some(first), second);
+    let a: Vec<_> = seen.iter().filter(|s| s.0 == first).collect();
+    assert_eq!(a.len(), 3, "{seen:?}");
+    assert_eq!((a[0].1, a[0].3.as_deref()), (EventType::Put, None));
+    assert_eq!((a[1].1, a[1].3.as_deref()), (EventType::Put, Some("x")));
+    assert_eq!((a[2].1, a[2].3.as_deref()), (EventType::Delete, Some("y")));
+    assert!(seen.iter().any(|s| Some(s.0) == second && s.2 == "b"));
+
+    stream.request_progress().await.unwrap();
+    let rev = c.get("b", None).await.unwrap().header().unwrap().revision();
+    loop {
+        let resp = stream.message().await.unwrap().unwrap();
+        if resp.events().is_empty() && !resp.created() && !resp.canceled() {
+            assert!(resp.header().unwrap().revision() >= rev);
+            break;
+        }
+    }
+    stream.cancel(first).await.unwrap();
+    loop {
+        let resp = stream.message().await.unwrap().unwrap();
+        if resp.canceled() {
+            assert_eq!(resp.watch_id(), first);
+            break;
+        }
+    }
+    c.put("a/2", "after cancel", None).await.unwrap();
+    c.put("b", "still watched", None).await.unwrap();
+    let resp = stream.message().await.unwrap().unwrap();
+    assert_eq!(resp.watch_id(), second.unwrap(), "the canceled watch sends nothing more");
 }

@@ -187,3 +187,36 @@ fn endpoint_status_health_and_member_list() {
         &format!(r"{ID}, started, default, , http://{}, false\n", regex::escape(&s.endpoint)),
     );
 }
+
+#[test]
+fn watch_prints_puts_and_deletes_live_and_replayed() {
+    let s = Server::start();
+    let live = s.spawn_background(common::etcdctl_path(), &["watch", "w"]);
+    // The watch is registered when the server counts it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !common::http_get(&s.metrics, "/metrics").unwrap().1.contains("rpc=\"Watch\",code=\"OK\"") {
+        assert!(std::time::Instant::now() < deadline, "etcdctl watch never connected");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ok(s.etcdctl(&["put", "w", "1"]));
+    ok(s.etcdctl(&["put", "w", "2"]));
+    ok(s.etcdctl(&["put", "other", "x"]));
+    ok(s.etcdctl(&["del", "w"]));
+    assert_eq!(live.wait_lines(8), "PUT\nw\n1\nPUT\nw\n2\nDELETE\nw\n\n");
+
+    let replay = s.spawn_background(common::etcdctl_path(), &["watch", "--rev=1", "--prev-kv", "--prefix", "w"]);
+    assert_eq!(replay.wait_lines(12), "PUT\nw\n1\nPUT\nw\n1\nw\n2\nDELETE\nw\n2\nw\n\n");
+
+    let json = s.spawn_background(common::etcdctl_path(), &["watch", "-w", "json", "w", "--rev=1"]);
+    let line = json.wait_lines(1);
+    let v: serde_json::Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
+    assert_eq!(v["Events"].as_array().unwrap().len(), 3);
+    assert_eq!(v["Events"][2]["type"], 1);
+    assert_eq!(v["Events"][2]["kv"]["mod_revision"], 5);
+
+    ok(s.etcdctl(&["compact", "4"]));
+    let out = s.etcdctl(&["watch", "w", "--rev=2"]);
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(all.contains("watch was canceled (etcdserver: mvcc: required revision has been compacted)"), "{all}");
+    assert!(!out.status.success());
+}

@@ -5,8 +5,9 @@
 //! result back, with etcd's exact error codes and texts (`status`).
 //!
 //! Services: KV (Range, Put, DeleteRange, Txn, Compact), Lease (Grant,
-//! Revoke, KeepAlive stream, TimeToLive, Leases), Maintenance (Status,
-//! Alarm), Cluster (MemberList). Everything else answers UNIMPLEMENTED.
+//! Revoke, KeepAlive stream, TimeToLive, Leases), Watch (many watches per
+//! stream, progress, cancel), Maintenance (Status, Alarm), Cluster
+//! (MemberList). Everything else answers UNIMPLEMENTED.
 
 pub mod convert;
 pub mod header;
@@ -17,6 +18,7 @@ pub mod metrics;
 pub mod pb;
 pub mod server;
 pub mod status;
+pub mod watch;
 
 pub use maintenance::MemberUrls;
 pub use metrics::Metrics;

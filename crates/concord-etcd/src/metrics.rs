@@ -84,15 +84,20 @@ impl Metrics {
     ) -> Result<T, Status> {
         let start = Instant::now();
         let result = call.await;
-        let code = match &result {
-            Ok(_) => "OK".to_string(),
-            Err(status) => format!("{:?}", status.code()),
-        };
-        self.inner.requests.get_or_create(&RequestLabels { rpc, code }).inc();
+        self.count(rpc, result.as_ref().err().map(Status::code));
         if write && result.is_ok() {
             self.inner.commit_seconds.observe(start.elapsed().as_secs_f64());
         }
         result
+    }
+
+    /// Counts one request of `rpc` that ended with `error` (`None` = OK).
+    pub fn count(&self, rpc: &'static str, error: Option<tonic::Code>) {
+        let code = match error {
+            None => "OK".to_string(),
+            Some(code) => format!("{code:?}"),
+        };
+        self.inner.requests.get_or_create(&RequestLabels { rpc, code }).inc();
     }
 
     /// A hook for [`concord::Config::fsync_observer`].

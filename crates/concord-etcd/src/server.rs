@@ -15,6 +15,8 @@ use crate::pb::etcdserverpb::cluster_server::ClusterServer;
 use crate::pb::etcdserverpb::kv_server::KvServer;
 use crate::pb::etcdserverpb::lease_server::LeaseServer;
 use crate::pb::etcdserverpb::maintenance_server::MaintenanceServer;
+use crate::pb::etcdserverpb::watch_server::WatchServer;
+use crate::watch::WatchService;
 
 /// gRPC adds framing around a request; etcd allows this much on top of its
 /// request limit before gRPC itself refuses a message.
@@ -55,6 +57,7 @@ pub async fn serve(
         .tcp_nodelay(true)
         .add_service(KvServer::new(KvService::new(db.clone(), metrics.clone())).max_decoding_message_size(max))
         .add_service(LeaseServer::new(LeaseService::new(db.clone(), metrics.clone())).max_decoding_message_size(max))
+        .add_service(WatchServer::new(WatchService::new(db.clone(), metrics.clone())).max_decoding_message_size(max))
         .add_service(MaintenanceServer::new(MaintenanceService::new(db.clone(), metrics.clone())))
         .add_service(ClusterServer::new(ClusterService::new(db, options.urls, metrics)))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)

@@ -113,6 +113,23 @@ impl Server {
         child.wait_with_output().unwrap()
     }
 
+    /// Starts a long-running client command (etcdctl or concord) whose
+    /// output is read later; it is killed when the returned guard drops.
+    pub fn spawn_background(&self, program: &str, args: &[&str]) -> Background {
+        let out_path = self.dir.path().join(format!("bg-{}.out", free_port()));
+        let out = std::fs::File::create(&out_path).unwrap();
+        let mut cmd = Command::new(program);
+        if program.ends_with("etcdctl") {
+            cmd.env("ETCDCTL_API", "3").arg(format!("--endpoints={}", self.endpoint));
+        }
+        cmd.args(args);
+        if !program.ends_with("etcdctl") {
+            cmd.arg(format!("--endpoints={}", self.endpoint));
+        }
+        let child = cmd.stdout(out).stderr(Stdio::null()).spawn().expect("spawn background client");
+        Background { child, out_path }
+    }
+
     /// Runs our own `concord` client subcommands against this server.
     pub fn concord(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_concord"))
@@ -129,6 +146,38 @@ impl Drop for Server {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// A client process running in the background.
+pub struct Background {
+    child: Child,
+    out_path: std::path::PathBuf,
+}
+
+impl Background {
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.out_path).unwrap_or_default()
+    }
+
+    /// Waits until the output has `lines` lines (or panics after 10 s).
+    pub fn wait_lines(&self, lines: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = self.output();
+            if out.lines().count() >= lines {
+                return out;
+            }
+            assert!(Instant::now() < deadline, "expected {lines} lines, got:\n{out}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -168,6 +168,12 @@ impl Watcher {
         let _ = self.control.send(Control::Progress);
     }
 
+    /// A handle that can ask for progress from another task (for example
+    /// while this watcher is being read elsewhere).
+    pub fn progress_requester(&self) -> ProgressRequester {
+        ProgressRequester { control: self.control.clone() }
+    }
+
     /// The store revision when the watch was created.
     pub fn created_revision(&self) -> Revision {
         self.created_revision
@@ -176,6 +182,19 @@ impl Watcher {
     /// An id unique within this member.
     pub fn id(&self) -> u64 {
         self.id
+    }
+}
+
+/// Asks a [`Watcher`] for a progress notification; see
+/// [`Watcher::progress_requester`].
+#[derive(Clone)]
+pub struct ProgressRequester {
+    control: mpsc::UnboundedSender<Control>,
+}
+
+impl ProgressRequester {
+    pub fn request(&self) {
+        let _ = self.control.send(Control::Progress);
     }
 }
 

@@ -1,0 +1,224 @@
+//! etcd's Watch service: one bidi stream carries many watches (create,
+//! cancel, progress requests). Each watch is an embedded-API [`Watcher`]
+//! whose messages a small task forwards onto the stream.
+
+use std::collections::HashMap;
+
+use concord::watch::ProgressRequester;
+use concord::{Concord, EventKind, WatchEvent, WatchMessage, Watcher};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::convert::{key_range, kv_to_pb};
+use crate::header::{current, header};
+use crate::metrics::Metrics;
+use crate::pb::etcdserverpb::{self as pb, watch_request, watch_server::Watch};
+use crate::pb::mvccpb;
+use crate::status::COMPACTED;
+
+/// Responses buffered per stream.
+const STREAM_BUFFER: usize = 1024;
+
+pub struct WatchService {
+    db: Concord,
+    metrics: Metrics,
+}
+
+impl WatchService {
+    pub fn new(db: Concord, metrics: Metrics) -> Self {
+        WatchService { db, metrics }
+    }
+}
+
+type WatchStream = tonic::codegen::BoxStream<pb::WatchResponse>;
+
+#[tonic::async_trait]
+impl Watch for WatchService {
+    async fn watch(&self, request: Request<Streaming<pb::WatchRequest>>) -> Result<Response<WatchStream>, Status> {
+        let (out, rx) = mpsc::channel(STREAM_BUFFER);
+        let session =
+            Session { db: self.db.clone(), metrics: self.metrics.clone(), out, watches: HashMap::new(), next_id: 0 };
+        tokio::spawn(session.run(request.into_inner()));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx).map(Ok)) as WatchStream))
+    }
+}
+
+struct ActiveWatch {
+    forwarder: JoinHandle<()>,
+    progress: ProgressRequester,
+}
+
+/// The watches of one stream.
+struct Session {
+    db: Concord,
+    metrics: Metrics,
+    out: mpsc::Sender<pb::WatchResponse>,
+    watches: HashMap<i64, ActiveWatch>,
+    next_id: i64,
+}
+
+impl Session {
+    async fn run(mut self, mut requests: Streaming<pb::WatchRequest>) {
+        loop {
+            tokio::select! {
+                request = requests.next() => match request {
+                    Some(Ok(request)) => self.handle(request).await,
+                    Some(Err(status)) => {
+                        tracing::debug!(%status, "watch stream ended by the client");
+                        break;
+                    }
+                    None => break,
+                },
+                _ = self.out.closed() => break,
+            }
+        }
+        for (_, watch) in self.watches.drain() {
+            watch.forwarder.abort();
+        }
+    }
+
+    async fn handle(&mut self, request: pb::WatchRequest) {
+        match request.request_union {
+            Some(watch_request::RequestUnion::CreateRequest(create)) => {
+                let created = self.create(create).await;
+                self.metrics.count("Watch", (!created).then_some(tonic::Code::InvalidArgument));
+            }
+            Some(watch_request::RequestUnion::CancelRequest(cancel)) => {
+                if let Some(watch) = self.watches.remove(&cancel.watch_id) {
+                    watch.forwarder.abort();
+                    let resp = pb::WatchResponse {
+                        header: Some(current(&self.db)),
+                        watch_id: cancel.watch_id,
+                        canceled: true,
+                        ..Default::default()
+                    };
+                    let _ = self.out.send(resp).await;
+                }
+            }
+            Some(watch_request::RequestUnion::ProgressRequest(_)) => {
+                self.watches.retain(|_, w| !w.forwarder.is_finished());
+                if self.watches.is_empty() {
+                    let resp =
+                        pb::WatchResponse { header: Some(current(&self.db)), watch_id: -1, ..Default::default() };
+                    let _ = self.out.send(resp).await;
+                }
+                for watch in self.watches.values() {
+                    watch.progress.request();
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// Creates a watch; answers `created` (and `canceled` if it cannot be).
+    async fn create(&mut self, create: pb::WatchCreateRequest) -> bool {
+        let id = if create.watch_id != 0 {
+            create.watch_id
+        } else {
+            while self.watches.contains_key(&self.next_id) {
+                self.next_id += 1;
+            }
+            self.next_id
+        };
+        let refuse = |reason: String| pb::WatchResponse {
+            header: Some(current(&self.db)),
+            watch_id: id,
+            created: true,
+            canceled: true,
+            cancel_reason: reason,
+            ..Default::default()
+        };
+        if self.watches.contains_key(&id) {
+            let _ =
+                self.out.send(refuse("etcdserver: mvcc: duplicate watch ID provided on the WatchStream".into())).await;
+            return false;
+        }
+        let range = match key_range(create.key, create.range_end) {
+            Ok(range) => range,
+            Err(status) => {
+                let _ = self.out.send(refuse(status.message().to_string())).await;
+                return false;
+            }
+        };
+        let mut builder = self.db.watch(range).from_revision(create.start_revision);
+        if create.prev_kv {
+            builder = builder.prev_kv();
+        }
+        if create.progress_notify {
+            builder = builder.progress_notify();
+        }
+        for filter in &create.filters {
+            match pb::watch_create_request::FilterType::try_from(*filter) {
+                Ok(pb::watch_create_request::FilterType::Noput) => builder = builder.no_put(),
+                Ok(pb::watch_create_request::FilterType::Nodelete) => builder = builder.no_delete(),
+                Err(_) => {}
+            }
+        }
+        let watcher = match builder.await {
+            Ok(watcher) => watcher,
+            Err(e) => {
+                let _ = self.out.send(refuse(crate::status::to_status(e).message().to_string())).await;
+                return false;
+            }
+        };
+        let created = pb::WatchResponse {
+            header: Some(header(&self.db, watcher.created_revision())),
+            watch_id: id,
+            created: true,
+            ..Default::default()
+        };
+        if self.out.send(created).await.is_err() {
+            return false;
+        }
+        self.next_id = self.next_id.max(id + 1);
+        let progress = watcher.progress_requester();
+        let forwarder = tokio::spawn(forward(self.db.clone(), id, watcher, self.out.clone()));
+        self.watches.insert(id, ActiveWatch { forwarder, progress });
+        true
+    }
+}
+
+/// Forwards one watcher's messages onto the stream until it ends.
+async fn forward(db: Concord, id: i64, mut watcher: Watcher, out: mpsc::Sender<pb::WatchResponse>) {
+    while let Some(message) = watcher.next().await {
+        let (resp, last) = match message {
+            WatchMessage::Events { revision, events } => (
+                pb::WatchResponse {
+                    header: Some(header(&db, revision)),
+                    watch_id: id,
+                    events: events.into_iter().map(event_to_pb).collect(),
+                    ..Default::default()
+                },
+                false,
+            ),
+            WatchMessage::Progress { revision } => {
+                (pb::WatchResponse { header: Some(header(&db, revision)), watch_id: id, ..Default::default() }, false)
+            }
+            WatchMessage::Canceled { compact_revision } => (
+                pb::WatchResponse {
+                    header: Some(current(&db)),
+                    watch_id: id,
+                    canceled: true,
+                    compact_revision,
+                    cancel_reason: COMPACTED.into(),
+                    ..Default::default()
+                },
+                true,
+            ),
+        };
+        if out.send(resp).await.is_err() || last {
+            return;
+        }
+    }
+}
+
+fn event_to_pb(e: WatchEvent) -> mvccpb::Event {
+    let kind = match e.kind {
+        EventKind::Put => mvccpb::event::EventType::Put,
+        EventKind::Delete => mvccpb::event::EventType::Delete,
+    };
+    mvccpb::Event { r#type: kind as i32, kv: Some(kv_to_pb(e.kv)), prev_kv: e.prev_kv.map(kv_to_pb) }
+}
