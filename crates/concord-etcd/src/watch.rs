@@ -189,7 +189,7 @@ async fn forward(db: Concord, id: i64, mut watcher: Watcher, out: mpsc::Sender<p
                 pb::WatchResponse {
                     header: Some(header(&db, revision)),
                     watch_id: id,
-                    events: events.into_iter().map(event_to_pb).collect(),
+                    events: events.iter().cloned().map(event_to_pb).collect(),
                     ..Default::default()
                 },
                 false,

@@ -16,7 +16,7 @@ async fn collect(w: &mut Watcher, n: usize, within: Duration) -> Vec<WatchEvent>
     while events.len() < n {
         let left = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, w.next()).await {
-            Ok(Some(WatchMessage::Events { events: batch, .. })) => events.extend(batch),
+            Ok(Some(WatchMessage::Events { events: batch, .. })) => events.extend(batch.iter().cloned()),
             Ok(Some(WatchMessage::Progress { .. })) => {}
             Ok(other) => panic!("watch ended: {other:?} after {} events", events.len()),
             Err(_) => panic!("only {} of {n} events arrived", events.len()),

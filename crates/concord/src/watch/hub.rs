@@ -13,13 +13,16 @@
 //!   up from history (no gap), at its consumer's pace.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
 
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{WatchFilter, WatchMessage};
-use crate::types::{Revision, WatchEvent};
+use crate::types::{EventKind, Revision, WatchEvent};
 
 /// A watcher that is caught up and fed by [`WatchHub::publish`].
 pub(crate) struct LiveWatcher {
@@ -71,20 +74,28 @@ impl WatchHub {
         let mut inner = self.inner.lock();
         let mut demoted = Vec::new();
         let mut closed = Vec::new();
+        let batch = match captured {
+            None => None,
+            Some(events) if events.is_empty() => Some(None),
+            Some(events) => Some(Some(Batch::new(events))),
+        };
         for (id, watcher) in inner.live.iter_mut() {
-            let Some(events) = &captured else {
-                if watcher.next_rev <= revision {
-                    demoted.push(*id);
+            let events = match &batch {
+                // Applied without capture: whoever may have missed it catches up.
+                None => {
+                    if watcher.next_rev <= revision {
+                        demoted.push(*id);
+                    }
+                    continue;
                 }
-                continue;
+                Some(None) => continue,
+                Some(Some(batch)) => match batch.for_watcher(&watcher.filter, watcher.next_rev) {
+                    Some(events) => events,
+                    None => continue,
+                },
             };
-            let matching: Vec<WatchEvent> = events
-                .iter()
-                .filter(|e| e.revision() >= watcher.next_rev && watcher.filter.matches(e))
-                .map(|e| watcher.filter.shape(e.clone()))
-                .collect();
-            let Some(last) = matching.last().map(WatchEvent::revision) else { continue };
-            match watcher.tx.try_send(WatchMessage::Events { revision, events: matching }) {
+            let last = events.last().map_or(revision, WatchEvent::revision);
+            match watcher.tx.try_send(WatchMessage::Events { revision, events }) {
                 Ok(()) => watcher.next_rev = last + 1,
                 Err(mpsc::error::TrySendError::Full(_)) => demoted.push(*id),
                 Err(mpsc::error::TrySendError::Closed(_)) => closed.push(*id),
@@ -131,5 +142,63 @@ impl WatchHub {
     /// Number of watchers in existence.
     pub fn watcher_count(&self) -> usize {
         self.watchers.load(Ordering::SeqCst)
+    }
+}
+
+/// One published batch, shared by every watcher it fully concerns: most
+/// watchers of a busy prefix get the same `Arc` instead of a copy.
+struct Batch {
+    events: Arc<[WatchEvent]>,
+    without_prev: std::sync::OnceLock<Arc<[WatchEvent]>>,
+    first_key: Bytes,
+    last_key: Bytes,
+    first_rev: Revision,
+    has_put: bool,
+    has_delete: bool,
+}
+
+impl Batch {
+    fn new(events: Vec<WatchEvent>) -> Self {
+        let first_key = events.iter().map(|e| &e.kv.key).min().cloned().unwrap_or_default();
+        let last_key = events.iter().map(|e| &e.kv.key).max().cloned().unwrap_or_default();
+        let first_rev = events.first().map_or(0, WatchEvent::revision);
+        let has_put = events.iter().any(|e| e.kind == EventKind::Put);
+        let has_delete = events.iter().any(|e| e.kind == EventKind::Delete);
+        Batch {
+            events: events.into(),
+            without_prev: std::sync::OnceLock::new(),
+            first_key,
+            last_key,
+            first_rev,
+            has_put,
+            has_delete,
+        }
+    }
+
+    /// The events `filter` wants from revision `next_rev` on, or `None`.
+    fn for_watcher(&self, filter: &WatchFilter, next_rev: Revision) -> Option<Arc<[WatchEvent]>> {
+        // A range is an interval: holding the smallest and largest key of
+        // the batch means holding all of them.
+        let covers = next_rev <= self.first_rev
+            && filter.range.contains(&self.first_key)
+            && filter.range.contains(&self.last_key)
+            && !(filter.no_put && self.has_put)
+            && !(filter.no_delete && self.has_delete);
+        if covers {
+            return Some(if filter.prev_kv {
+                self.events.clone()
+            } else {
+                self.without_prev
+                    .get_or_init(|| self.events.iter().map(|e| WatchEvent { prev_kv: None, ..e.clone() }).collect())
+                    .clone()
+            });
+        }
+        let matching: Vec<WatchEvent> = self
+            .events
+            .iter()
+            .filter(|e| e.revision() >= next_rev && filter.matches(e))
+            .map(|e| filter.shape(e.clone()))
+            .collect();
+        (!matching.is_empty()).then(|| matching.into())
     }
 }

@@ -37,7 +37,7 @@ const REPLAY_BATCH: usize = 1000;
 pub enum WatchMessage {
     /// Changes, oldest first; `revision` is the store revision they bring
     /// the watcher up to.
-    Events { revision: Revision, events: Vec<WatchEvent> },
+    Events { revision: Revision, events: Arc<[WatchEvent]> },
     /// Every change up to `revision` has been delivered.
     Progress { revision: Revision },
     /// The watcher needs history that was compacted away; it has ended.
@@ -290,7 +290,7 @@ impl WatchTask {
             let matching: Vec<WatchEvent> =
                 events.into_iter().filter(|e| self.filter.matches(e)).map(|e| self.filter.shape(e)).collect();
             if !matching.is_empty() {
-                let message = WatchMessage::Events { revision: upto, events: matching };
+                let message = WatchMessage::Events { revision: upto, events: matching.into() };
                 // The consumer sets the pace here; apply is not involved.
                 if self.tx.send(message).await.is_err() {
                     return None;
