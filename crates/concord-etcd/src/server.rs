@@ -5,7 +5,7 @@ use std::future::Future;
 
 use concord::Concord;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 use crate::kv::KvService;
 use crate::lease::LeaseService;
@@ -60,6 +60,9 @@ pub async fn serve(
         .add_service(WatchServer::new(WatchService::new(db.clone(), metrics.clone())).max_decoding_message_size(max))
         .add_service(MaintenanceServer::new(MaintenanceService::new(db.clone(), metrics.clone())))
         .add_service(ClusterServer::new(ClusterService::new(db, options.urls, metrics)))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        // Nagle off on every accepted connection (the builder's tcp_nodelay
+        // only applies to listeners tonic binds itself): small responses
+        // must not wait for delayed ACKs.
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
         .await
 }
