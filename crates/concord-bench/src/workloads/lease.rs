@@ -83,7 +83,12 @@ pub async fn keep_alive(common: &Common, pool: &Pool, leases: u64) -> Result<Rep
     let mut streams = Vec::new();
     for client in 0..common.clients.max(1) {
         let (tx, rx) = mpsc::channel::<pb::LeaseKeepAliveRequest>(1);
-        let responses = pool.lease(client).lease_keep_alive(ReceiverStream::new(rx)).await.map_err(msg)?.into_inner();
+        // Some servers (etcd) send response headers only with the first
+        // response: send a request before waiting for the call to open.
+        tx.send(pb::LeaseKeepAliveRequest { id: ids[0] }).await.map_err(|e| e.to_string())?;
+        let mut responses =
+            pool.lease(client).lease_keep_alive(ReceiverStream::new(rx)).await.map_err(msg)?.into_inner();
+        responses.message().await.map_err(msg)?.ok_or("the keep-alive stream closed at once")?;
         streams.push(Arc::new(tokio::sync::Mutex::new((tx, responses))));
     }
     let streams = Arc::new(streams);
