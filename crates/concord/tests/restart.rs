@@ -81,3 +81,22 @@ async fn concurrent_acknowledged_writes_are_all_durable() {
     let r = m.db.kv().range(KeyRange::all()).count_only().await.unwrap();
     assert_eq!(r.count, 64 * 40);
 }
+
+#[tokio::test]
+async fn a_large_log_triggers_a_snapshot_by_size() {
+    let by_size = |c: concord::Config| c.snapshot_after_entries(1_000_000).snapshot_after_bytes(64 * 1024);
+    let m = common::open_with(by_size).await;
+    assert_eq!(m.db.status().snapshot_index, None);
+    let value = vec![b'v'; 1024];
+    for i in 0..200 {
+        m.db.kv().put(format!("big/{i:03}"), value.clone()).await.unwrap();
+    }
+    let start = std::time::Instant::now();
+    while m.db.status().snapshot_index.is_none() {
+        assert!(start.elapsed() < Duration::from_secs(10), "200 KiB of log never triggered a snapshot");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let m = m.restart(by_size).await;
+    let r = m.db.kv().range(KeyRange::prefix("big/")).count_only().await.unwrap();
+    assert_eq!(r.count, 200);
+}

@@ -41,8 +41,12 @@ pub struct Config {
     /// Keep the last N revisions of history, compacting older ones
     /// automatically. `None` keeps everything until `compact` is called.
     pub auto_compaction_retention: Option<u64>,
-    /// Build a snapshot (and purge the log) after this many log entries.
+    /// Build a snapshot (and purge the log) after this many log entries...
     pub snapshot_after_entries: u64,
+    /// ...or after this many bytes of log, whichever comes first (entries
+    /// carry batches of commands, so their count alone does not bound the
+    /// log's size, nor the replay at start).
+    pub snapshot_after_bytes: u64,
     /// Raft heartbeat interval; election timeouts are 3-6 times this.
     pub heartbeat_interval: Duration,
     /// Told the duration of every durable commit (for metrics).
@@ -86,6 +90,7 @@ impl Config {
             lease_expiry_batch: 1000,
             auto_compaction_retention: Some(100_000),
             snapshot_after_entries: 100_000,
+            snapshot_after_bytes: 64 * 1024 * 1024,
             heartbeat_interval: Duration::from_millis(100),
             fsync_observer: None,
             watch_buffer: 256,
@@ -140,6 +145,11 @@ impl Config {
 
     pub fn snapshot_after_entries(mut self, entries: u64) -> Self {
         self.snapshot_after_entries = entries;
+        self
+    }
+
+    pub fn snapshot_after_bytes(mut self, bytes: u64) -> Self {
+        self.snapshot_after_bytes = bytes;
         self
     }
 

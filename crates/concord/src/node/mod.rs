@@ -92,12 +92,20 @@ impl Concord {
             .map_err(|e| Error::Storage(format!("cannot open {}: {e}", path.display())))?;
         let stored_log = LogStore::load(&db).map_err(Error::Storage)?;
         let snapshot = log_writer::read_snapshot(&db).map_err(Error::Storage)?;
-        // From here on the writer thread alone owns the data file.
-        let writer = LogWriter::spawn(db, config.fsync_observer.clone()).map_err(|e| Error::Storage(e.to_string()))?;
-        let log = LogStore::new(stored_log, writer.sender());
-        let last_index = log.last_index();
+        let db = Arc::new(db);
+        // Only the writer thread writes the file; log reads share it.
+        let writer =
+            LogWriter::spawn(db.clone(), config.fsync_observer.clone()).map_err(|e| Error::Storage(e.to_string()))?;
         let (state_store, shared) =
             StateStore::load(snapshot, config.lease_limits, writer.sender()).map_err(Error::Storage)?;
+        let log = LogStore::new(
+            stored_log,
+            writer.sender(),
+            db,
+            shared.applied_index.clone(),
+            shared.log_bytes_since_snapshot.clone(),
+        );
+        let last_index = log.last_index();
 
         let raft = ConcordRaft::new(config.node_id, raft_config, SingleMemberNetwork, log, state_store)
             .await

@@ -18,6 +18,8 @@ pub struct MemberStatus {
     /// Index of the last entry in this member's log.
     pub raft_index: u64,
     pub raft_applied_index: u64,
+    /// Last log index covered by this member's latest snapshot.
+    pub snapshot_index: Option<u64>,
     /// The leader's member id, if one is known.
     pub leader: Option<u64>,
     pub is_leader: bool,
@@ -62,7 +64,7 @@ impl Concord {
 
     /// Identity, Raft position and sizes of this member.
     pub fn status(&self) -> MemberStatus {
-        let (term, last_index, applied, leader, is_leader) = {
+        let (term, last_index, applied, leader, is_leader, snapshot_index) = {
             let metrics = self.inner.raft.metrics();
             let m = metrics.borrow();
             (
@@ -71,6 +73,7 @@ impl Concord {
                 m.last_applied.map_or(0, |id| id.index),
                 m.current_leader,
                 m.state == openraft::ServerState::Leader,
+                m.snapshot.map(|id| id.index),
             )
         };
         let (revision, compact_revision, keys, leases) = {
@@ -89,6 +92,7 @@ impl Concord {
             raft_term: term,
             raft_index: last_index,
             raft_applied_index: applied,
+            snapshot_index,
             leader: leader.map(|node| member_id_of(name, node)),
             is_leader,
             db_size,

@@ -44,6 +44,7 @@ pub(super) fn spawn_all(node: &Concord, stop: watch::Receiver<bool>) -> Vec<Join
         tokio::spawn(expire_leases(ctx.clone(), stop.clone())),
         tokio::spawn(checkpoint_leases(ctx.clone(), stop.clone())),
     ];
+    tasks.push(tokio::spawn(snapshot_by_size(ctx.clone(), stop.clone())));
     if let Some(retention) = ctx.config.auto_compaction_retention {
         tasks.push(tokio::spawn(compact_history(ctx, retention, stop)));
     }
@@ -170,6 +171,27 @@ async fn compact_history(ctx: TaskContext, retention: u64, mut stop: watch::Rece
         let target = revision - retention as i64;
         if target > compacted {
             ctx.propose(Command::Compact { revision: target }, "automatic compaction").await;
+        }
+    }
+}
+
+/// Asks openraft for a snapshot once the log since the last one exceeds
+/// `snapshot_after_bytes` (its own policy counts entries only). Every member
+/// snapshots its own log, leader or not.
+async fn snapshot_by_size(ctx: TaskContext, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = stop.changed() => return,
+        }
+        let bytes = ctx.shared.log_bytes_since_snapshot.load(std::sync::atomic::Ordering::Relaxed);
+        if bytes > ctx.config.snapshot_after_bytes {
+            tracing::debug!(bytes, "log size reached the snapshot threshold");
+            // Reset now so a slow snapshot is not asked for twice.
+            ctx.shared.log_bytes_since_snapshot.store(0, std::sync::atomic::Ordering::Relaxed);
+            if ctx.raft.trigger().snapshot().await.is_err() {
+                return;
+            }
         }
     }
 }

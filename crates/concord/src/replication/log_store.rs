@@ -1,15 +1,18 @@
 //! openraft's log storage: entries and vote in redb, through the group-commit
-//! writer, with every unpurged entry also held decoded in memory.
+//! writer, with the entries not yet applied also held decoded in memory.
 //!
-//! The in-memory copy is what readers (apply, replication) see; it is
-//! updated before the write is sent, so an appended entry is readable at once
-//! as openraft requires, and it is durable when the writer calls back. The
-//! log between two snapshots is bounded by the snapshot policy, so the copy is
-//! too.
+//! The in-memory copy is what readers (apply, replication) normally see; it
+//! is updated before the write is sent, so an appended entry is readable at
+//! once as openraft requires, and it is durable when the writer calls back.
+//! Entries below the applied index are dropped from memory (they are durable
+//! by then) and read back from the data file if ever asked for (a lagging
+//! follower). The entry at the applied index stays, so the last log id and
+//! truncation points are always known in memory.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::RangeBounds;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
@@ -39,6 +42,12 @@ pub(crate) struct LogCache {
 pub struct LogStore {
     cache: Arc<Mutex<LogCache>>,
     writer: mpsc::Sender<WriteOp>,
+    db: Arc<Database>,
+    /// Highest applied index, set by the state machine; entries below it
+    /// may leave memory.
+    applied: Arc<AtomicU64>,
+    /// Encoded bytes appended since the last snapshot (drives snapshots).
+    bytes_since_snapshot: Arc<AtomicU64>,
 }
 
 pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -55,8 +64,39 @@ fn io_err(e: impl ToString) -> StorageError<NodeId> {
 
 impl LogStore {
     /// A log store over what [`Self::load`] read, writing through `writer`.
-    pub(crate) fn new(cache: LogCache, writer: mpsc::Sender<WriteOp>) -> Self {
-        LogStore { cache: Arc::new(Mutex::new(cache)), writer }
+    pub(crate) fn new(
+        cache: LogCache,
+        writer: mpsc::Sender<WriteOp>,
+        db: Arc<Database>,
+        applied: Arc<AtomicU64>,
+        bytes_since_snapshot: Arc<AtomicU64>,
+    ) -> Self {
+        LogStore { cache: Arc::new(Mutex::new(cache)), writer, db, applied, bytes_since_snapshot }
+    }
+
+    /// Applied entries are durable: memory keeps only the last applied one.
+    fn evict_applied(&self, cache: &mut LogCache) {
+        let applied = self.applied.load(Ordering::Acquire);
+        while cache.entries.first_key_value().is_some_and(|(index, _)| *index < applied) {
+            cache.entries.pop_first();
+        }
+    }
+
+    /// Entries `[from, to)` read back from the data file.
+    fn read_durable(&self, from: u64, to: u64) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
+        let read_err = |e: String| -> StorageError<NodeId> { StorageIOError::read_logs(AnyError::error(e)).into() };
+        let txn = self.db.begin_read().map_err(|e| read_err(e.to_string()))?;
+        let table = match txn.open_table(LOG) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(read_err(e.to_string())),
+        };
+        let mut entries = Vec::new();
+        for row in table.range(from..to).map_err(|e| read_err(e.to_string()))? {
+            let (_, bytes) = row.map_err(|e| read_err(e.to_string()))?;
+            entries.push(decode(bytes.value()).map_err(read_err)?);
+        }
+        Ok(entries)
     }
 
     /// Reads the log, vote and committed pointer from the data file.
@@ -111,8 +151,31 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
-        let cache = self.cache.lock();
-        Ok(cache.entries.range(range).map(|(_, e)| e.clone()).collect())
+        use std::ops::Bound;
+        let start = match range.start_bound() {
+            Bound::Included(s) => *s,
+            Bound::Excluded(s) => s + 1,
+            Bound::Unbounded => 0,
+        };
+        let (cached, first_cached) = {
+            let cache = self.cache.lock();
+            let cached: Vec<_> = cache.entries.range(range.clone()).map(|(_, e)| e.clone()).collect();
+            (cached, cache.entries.keys().next().copied())
+        };
+        match first_cached {
+            Some(first) if start >= first => Ok(cached),
+            _ => {
+                // Part of the range left memory after being applied.
+                let end = match range.end_bound() {
+                    Bound::Included(e) => e + 1,
+                    Bound::Excluded(e) => *e,
+                    Bound::Unbounded => u64::MAX,
+                };
+                let mut entries = self.read_durable(start, end.min(first_cached.unwrap_or(u64::MAX)))?;
+                entries.extend(cached);
+                Ok(entries)
+            }
+        }
     }
 }
 
@@ -159,13 +222,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut encoded = Vec::new();
+        let mut bytes = 0;
         {
             let mut cache = self.cache.lock();
             for entry in entries {
-                encoded.push((entry.log_id.index, encode(&entry)));
+                let data = encode(&entry);
+                bytes += data.len() as u64;
+                encoded.push((entry.log_id.index, data));
                 cache.entries.insert(entry.log_id.index, entry);
             }
+            self.evict_applied(&mut cache);
         }
+        self.bytes_since_snapshot.fetch_add(bytes, Ordering::Relaxed);
         self.writer
             .send(WriteOp::Append { entries: encoded, callback })
             .map_err(|_| io_err("the log writer has stopped"))
@@ -184,5 +252,46 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         let last_purged = encode(&log_id);
         self.write_and_wait(|ack| WriteOp::Purge { upto: log_id.index, last_purged, ack }).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    use super::*;
+
+    fn entry(index: u64) -> Entry<TypeConfig> {
+        Entry { log_id: LogId::new(CommittedLeaderId::new(1, 1), index), payload: EntryPayload::Blank }
+    }
+
+    #[tokio::test]
+    async fn entries_that_left_memory_are_read_back_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::create(dir.path().join("t.redb")).unwrap();
+        {
+            let txn = db.begin_write().unwrap();
+            {
+                let mut log = txn.open_table(LOG).unwrap();
+                for i in 1..=10 {
+                    log.insert(i, encode(&entry(i)).as_slice()).unwrap();
+                }
+            }
+            txn.commit().unwrap();
+        }
+        let cache = LogStore::load(&db).unwrap();
+        let applied = Arc::new(AtomicU64::new(8));
+        let (tx, _rx) = mpsc::channel();
+        let mut store = LogStore::new(cache, tx, Arc::new(db), applied, Arc::new(AtomicU64::new(0)));
+        store.evict_applied(&mut store.cache.clone().lock());
+        assert_eq!(store.cache.lock().entries.keys().copied().collect::<Vec<_>>(), [8, 9, 10]);
+        let all = store.try_get_log_entries(1..=10).await.unwrap();
+        assert_eq!(all.iter().map(|e| e.log_id.index).collect::<Vec<_>>(), (1..=10).collect::<Vec<_>>());
+        let middle = store.try_get_log_entries(5..9).await.unwrap();
+        assert_eq!(middle.iter().map(|e| e.log_id.index).collect::<Vec<_>>(), [5, 6, 7, 8]);
+        let recent = store.try_get_log_entries(9..).await.unwrap();
+        assert_eq!(recent.iter().map(|e| e.log_id.index).collect::<Vec<_>>(), [9, 10]);
+        let state = store.get_log_state().await.unwrap();
+        assert_eq!(state.last_log_id.map(|id| id.index), Some(10));
     }
 }

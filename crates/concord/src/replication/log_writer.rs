@@ -87,7 +87,7 @@ pub(crate) struct LogWriter {
 }
 
 impl LogWriter {
-    pub fn spawn(db: Database, observer: Option<FsyncObserver>) -> std::io::Result<Self> {
+    pub fn spawn(db: Arc<Database>, observer: Option<FsyncObserver>) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel();
         let poisoned = Arc::new(AtomicBool::new(false));
         let flag = poisoned.clone();
@@ -122,7 +122,7 @@ impl Drop for LogWriter {
     }
 }
 
-fn run(db: Database, rx: mpsc::Receiver<WriteOp>, poisoned: Arc<AtomicBool>, observer: Option<FsyncObserver>) {
+fn run(db: Arc<Database>, rx: mpsc::Receiver<WriteOp>, poisoned: Arc<AtomicBool>, observer: Option<FsyncObserver>) {
     let mut batch = Vec::with_capacity(64);
     let mut stop = false;
     while !stop {

@@ -7,6 +7,7 @@
 //! A snapshot is written before openraft purges the log it covers.
 
 use std::io::Cursor;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
@@ -45,6 +46,10 @@ pub struct Shared {
     pub deadline_moved: Notify,
     /// Receives every applied change, for watchers.
     pub hub: WatchHub,
+    /// Highest applied log index (the log store drops older entries from memory).
+    pub applied_index: Arc<AtomicU64>,
+    /// Log bytes appended since the last snapshot (a task triggers snapshots).
+    pub log_bytes_since_snapshot: Arc<AtomicU64>,
 }
 
 impl Shared {
@@ -112,6 +117,8 @@ impl StateStore {
             deadlines: Mutex::new(LeaseDeadlines::default()),
             deadline_moved: Notify::new(),
             hub: WatchHub::default(),
+            applied_index: Arc::new(AtomicU64::new(0)),
+            log_bytes_since_snapshot: Arc::new(AtomicU64::new(0)),
         });
         shared.reset_deadlines(&shared.applier.read().machine.state, Instant::now());
         Ok((StateStore { shared: shared.clone(), writer }, shared))
@@ -131,6 +138,7 @@ impl StateStore {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        self.shared.log_bytes_since_snapshot.store(0, Ordering::Relaxed);
         let (meta, data) = {
             let applier = self.shared.applier.read();
             let data = postcard::to_stdvec(&SnapshotBodyRef { state: &applier.machine.state }).map_err(sm_err)?;
@@ -186,6 +194,9 @@ impl RaftStateMachine<TypeConfig> for StateStore {
                     }
                 };
                 replies.push(applied);
+            }
+            if let Some(applied) = applier.last_applied {
+                self.shared.applied_index.store(applied.index, Ordering::Release);
             }
             let captured = applier.machine.state.kv.take_captured();
             (captured, applier.machine.kv().revision())
