@@ -83,18 +83,17 @@ impl LogStore {
     }
 
     /// Entries `[from, to)` read back from the data file.
-    fn read_durable(&self, from: u64, to: u64) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
-        let read_err = |e: String| -> StorageError<NodeId> { StorageIOError::read_logs(AnyError::error(e)).into() };
-        let txn = self.db.begin_read().map_err(|e| read_err(e.to_string()))?;
+    fn read_durable(&self, from: u64, to: u64) -> Result<Vec<Entry<TypeConfig>>, String> {
+        let txn = self.db.begin_read().map_err(|e| e.to_string())?;
         let table = match txn.open_table(LOG) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(read_err(e.to_string())),
+            Err(e) => return Err(e.to_string()),
         };
         let mut entries = Vec::new();
-        for row in table.range(from..to).map_err(|e| read_err(e.to_string()))? {
-            let (_, bytes) = row.map_err(|e| read_err(e.to_string()))?;
-            entries.push(decode(bytes.value()).map_err(read_err)?);
+        for row in table.range(from..to).map_err(|e| e.to_string())? {
+            let (_, bytes) = row.map_err(|e| e.to_string())?;
+            entries.push(decode(bytes.value())?);
         }
         Ok(entries)
     }
@@ -171,7 +170,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
                     Bound::Excluded(e) => *e,
                     Bound::Unbounded => u64::MAX,
                 };
-                let mut entries = self.read_durable(start, end.min(first_cached.unwrap_or(u64::MAX)))?;
+                let mut entries = self
+                    .read_durable(start, end.min(first_cached.unwrap_or(u64::MAX)))
+                    .map_err(|e| StorageIOError::read_logs(AnyError::error(e)))?;
                 entries.extend(cached);
                 Ok(entries)
             }
