@@ -164,19 +164,26 @@ impl KvStore {
         lease: LeaseId,
     ) -> Option<KeyValue> {
         let prev = self.get(key);
+        // Stored bytes get their own allocation: a request's `Bytes` may be a
+        // slice of a much larger network buffer that it would keep alive for
+        // as long as the version is retained.
         let value = match value {
-            Some(v) => v,
+            Some(v) => Bytes::copy_from_slice(&v),
             None => prev.as_ref().map(|p| p.value.clone()).unwrap_or_default(),
         };
         if prev.is_none() {
             self.live_keys += 1;
         }
+        let key = match self.keys.get_key_value(key.as_ref()) {
+            Some((stored, _)) => stored.clone(),
+            None => Bytes::copy_from_slice(key),
+        };
         let live = self.keys.entry(key.clone()).or_default().put(revision, value, lease);
         if let Some(captured) = &mut self.captured {
-            let kv = to_kv(key, revision, live, false);
+            let kv = to_kv(&key, revision, live, false);
             captured.push(WatchEvent { kind: EventKind::Put, kv, prev_kv: prev.clone() });
         }
-        self.changes.push_back((revision, key.clone()));
+        self.changes.push_back((revision, key));
         prev
     }
 
@@ -193,10 +200,11 @@ impl KvStore {
     /// Deletes one key at `revision` if it exists.
     pub(crate) fn delete_key(&mut self, revision: Revision, key: &Bytes) -> bool {
         let prev = if self.captured.is_some() { self.get(key) } else { None };
+        let Some(stored) = self.keys.get_key_value(key.as_ref()).map(|(k, _)| k.clone()) else { return false };
         let deleted = self.keys.get_mut(key.as_ref()).is_some_and(|h| h.delete(revision));
         if deleted {
             self.live_keys -= 1;
-            self.changes.push_back((revision, key.clone()));
+            self.changes.push_back((revision, stored));
             if let Some(captured) = &mut self.captured {
                 captured.push(WatchEvent::deleted(key.clone(), revision, prev));
             }

@@ -49,6 +49,8 @@ pub struct Config {
     pub snapshot_after_bytes: u64,
     /// Raft heartbeat interval; election timeouts are 3-6 times this.
     pub heartbeat_interval: Duration,
+    /// Memory redb may use to cache pages of the data file.
+    pub storage_cache_bytes: usize,
     /// Told the duration of every durable commit (for metrics).
     pub fsync_observer: Option<FsyncObserver>,
     /// Messages buffered per watcher before it is switched to catching up
@@ -92,6 +94,7 @@ impl Config {
             snapshot_after_entries: 100_000,
             snapshot_after_bytes: 64 * 1024 * 1024,
             heartbeat_interval: Duration::from_millis(100),
+            storage_cache_bytes: 32 * 1024 * 1024,
             fsync_observer: None,
             watch_buffer: 256,
             watch_progress_interval: Duration::from_secs(600),

@@ -88,7 +88,11 @@ impl Concord {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| Error::Storage(format!("cannot create {}: {e}", config.data_dir.display())))?;
         let path = config.data_dir.join("concord.redb");
-        let db = redb::Database::create(&path)
+        // redb caches up to 1 GiB by default; the log is written far more
+        // than read (memory holds what apply needs), so a small cache does.
+        let db = redb::Database::builder()
+            .set_cache_size(config.storage_cache_bytes)
+            .create(&path)
             .map_err(|e| Error::Storage(format!("cannot open {}: {e}", path.display())))?;
         let stored_log = LogStore::load(&db).map_err(Error::Storage)?;
         let snapshot = log_writer::read_snapshot(&db).map_err(Error::Storage)?;

@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use bytes::Bytes;
+
 use crate::command::{ApplyError, DeleteRequest, DeleteResponse, LeaseChoice, LeaseEffect, PutRequest, PutResponse};
 use crate::types::{LeaseId, Revision};
 
@@ -102,8 +104,9 @@ impl StateMachine {
         if old_lease != 0 && old_lease != new_lease {
             self.detach(old_lease, &req.key, effects);
         }
-        if new_lease != 0 {
-            self.state.leases.attach(new_lease, &req.key);
+        if new_lease != 0 && old_lease != new_lease {
+            // A copy, for the same reason the store copies keys.
+            self.state.leases.attach(new_lease, &Bytes::copy_from_slice(&req.key));
         }
         PutResponse {
             revision,
