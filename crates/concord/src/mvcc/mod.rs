@@ -321,6 +321,23 @@ mod tests {
     }
 
     #[test]
+    fn stored_bytes_do_not_pin_the_request_buffer() {
+        let network_buffer = Bytes::from(vec![7u8; 1 << 20]);
+        let inside = |b: &Bytes| {
+            let start = network_buffer.as_ptr() as usize;
+            (start..start + network_buffer.len()).contains(&(b.as_ptr() as usize))
+        };
+        let (key, value) = (network_buffer.slice(0..16), network_buffer.slice(16..48));
+        let mut s = KvStore::default();
+        s.put(2, &key, Some(value), 0);
+        s.commit_revision(2);
+        let (stored_key, history) = s.keys.iter().next().unwrap();
+        assert!(!inside(stored_key));
+        assert!(!inside(&history.latest().unwrap().value));
+        assert!(!inside(&s.changes[0].1));
+    }
+
+    #[test]
     fn reads_at_past_revisions_see_the_past() {
         let mut s = KvStore::default();
         s.put(2, &b("a"), Some(b("1")), 0);
