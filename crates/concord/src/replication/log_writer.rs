@@ -125,6 +125,9 @@ impl Drop for LogWriter {
 fn run(db: Arc<Database>, rx: mpsc::Receiver<WriteOp>, poisoned: Arc<AtomicBool>, observer: Option<FsyncObserver>) {
     let mut batch = Vec::with_capacity(64);
     let mut stop = false;
+    // The committed pointer rides along with the next durable write instead
+    // of costing an fsync of its own (a stale pointer is safe).
+    let mut pending_committed: Option<Vec<u8>> = None;
     while !stop {
         let Ok(first) = rx.recv() else { break };
         batch.push(first);
@@ -139,11 +142,23 @@ fn run(db: Arc<Database>, rx: mpsc::Receiver<WriteOp>, poisoned: Arc<AtomicBool>
             Err("the data file failed earlier; this member has stopped writing".to_string())
         } else {
             let start = std::time::Instant::now();
-            let result = write_batch(&db, &mut batch);
-            if let Some(observe) = &observer {
-                observe(start.elapsed());
+            let durable = batch
+                .iter()
+                .any(|op| !matches!(op, WriteOp::ReadSnapshot { .. } | WriteOp::Stop | WriteOp::Committed { .. }));
+            for op in &batch {
+                if let WriteOp::Committed { committed } = op {
+                    pending_committed = Some(committed.clone());
+                }
             }
-            result
+            if durable {
+                let result = write_batch(&db, &batch, pending_committed.take());
+                if let Some(observe) = &observer {
+                    observe(start.elapsed());
+                }
+                result
+            } else {
+                Ok(())
+            }
         };
         if let Err(e) = &result {
             tracing::error!(error = %e, "durable write failed; refusing all further writes");
@@ -156,12 +171,9 @@ fn run(db: Arc<Database>, rx: mpsc::Receiver<WriteOp>, poisoned: Arc<AtomicBool>
     drop(db);
 }
 
-/// Applies every write op of the batch in one transaction and commits it.
-fn write_batch(db: &Database, batch: &mut [WriteOp]) -> Result<(), String> {
-    let has_writes = batch.iter().any(|op| !matches!(op, WriteOp::ReadSnapshot { .. } | WriteOp::Stop));
-    if !has_writes {
-        return Ok(());
-    }
+/// Applies every write op of the batch, and the latest committed pointer, in
+/// one transaction and commits it (one fsync).
+fn write_batch(db: &Database, batch: &[WriteOp], committed: Option<Vec<u8>>) -> Result<(), String> {
     let txn = db.begin_write().map_err(|e| e.to_string())?;
     {
         let mut log = txn.open_table(LOG).map_err(|e| e.to_string())?;
@@ -184,15 +196,17 @@ fn write_batch(db: &Database, batch: &mut [WriteOp]) -> Result<(), String> {
                 WriteOp::Vote { vote, .. } => {
                     meta.insert(META_VOTE, vote.as_slice()).map_err(|e| e.to_string())?;
                 }
-                WriteOp::Committed { committed } => {
-                    meta.insert(META_COMMITTED, committed.as_slice()).map_err(|e| e.to_string())?;
-                }
+                // Written once below, the latest value only.
+                WriteOp::Committed { .. } => {}
                 WriteOp::Snapshot { meta: m, data, .. } => {
                     snap.insert(SNAPSHOT_META, m.as_slice()).map_err(|e| e.to_string())?;
                     snap.insert(SNAPSHOT_DATA, data.as_slice()).map_err(|e| e.to_string())?;
                 }
                 WriteOp::ReadSnapshot { .. } | WriteOp::Stop => {}
             }
+        }
+        if let Some(committed) = committed {
+            meta.insert(META_COMMITTED, committed.as_slice()).map_err(|e| e.to_string())?;
         }
     }
     txn.commit().map_err(|e| e.to_string())
