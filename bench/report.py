@@ -56,34 +56,45 @@ out.append("- Client: `concord-bench` over gRPC on 127.0.0.1, the same parameter
 if quick == "1":
     out.append("**Quick smoke run: small totals, figures are indicative only.**\n")
 
-out.append("| workload | metric | etcd | Concord | Concord/etcd |")
-out.append("|---|---|---:|---:|---:|")
+def table(title, rows):
+    out.append(f"### {title}\n")
+    out.append("| metric | etcd | Concord | Concord/etcd |")
+    out.append("|---|---:|---:|---:|")
+    out.extend(rows)
+    out.append("")
+
+
 for name in order:
     e, c = runs[name].get("etcd"), runs[name].get("concord")
     wl = (c or e or {}).get("workload", "")
-    errs = f" (errors: etcd {e.get('errors') if e else '?'}, Concord {c.get('errors') if c else '?'})" \
-        if (e and e.get("errors")) or (c and c.get("errors")) else ""
+    rows = []
+
+    def row(label, ev, cv, with_ratio=True):
+        rows.append(f"| {label} | {fmt(ev)} | {fmt(cv)} | {ratio(cv, ev) if with_ratio else ''} |")
+
     if wl == "lease-expiry":
         for label, key in [("lateness p50 ms", "p50_ms"), ("lateness p99 ms", "p99_ms"), ("lateness max ms", "max_ms")]:
-            out.append(f"| {name}{errs} | {label} | {fmt(e and e.get(key))} | {fmt(c and c.get(key))} | {ratio(c and c.get(key), e and e.get(key))} |")
-        out.append(f"| {name} | expired early | {fmt(extra(e, 'early'))} | {fmt(extra(c, 'early'))} | |")
-        continue
-    if wl == "lease-revoke":
+            row(label, e and e.get(key), c and c.get(key))
+        row("expired early", extra(e, "early"), extra(c, "early"), False)
+        row("never expired", extra(e, "never_expired"), extra(c, "never_expired"), False)
+    elif wl == "lease-revoke":
         for label, key in [("revoke p50 ms", "p50_ms"), ("revoke max ms", "max_ms")]:
-            out.append(f"| {name}{errs} | {label} | {fmt(e and e.get(key))} | {fmt(c and c.get(key))} | {ratio(c and c.get(key), e and e.get(key))} |")
-        continue
-    if wl == "watch":
-        for label, key in [("puts/s without watchers", "puts_per_sec_without_watchers"), ("puts/s with watchers", "puts_per_sec_with_watchers")]:
-            out.append(f"| {name}{errs} | {label} | {fmt(extra(e, key))} | {fmt(extra(c, key))} | {ratio(extra(c, key), extra(e, key))} |")
-        out.append(f"| {name} | throughput change % | {fmt(extra(e, 'throughput_change_pct'))} | {fmt(extra(c, 'throughput_change_pct'))} | |")
+            row(label, e and e.get(key), c and c.get(key))
+    elif wl == "watch":
+        for label, key in [("puts/s without watchers", "puts_per_sec_without_watchers"),
+                           ("puts/s with watchers", "puts_per_sec_with_watchers")]:
+            row(label, extra(e, key), extra(c, key))
+        row("throughput change %", extra(e, "throughput_change_pct"), extra(c, "throughput_change_pct"), False)
         for label, key in [("delivery p50 ms", "p50_ms"), ("delivery p99 ms", "p99_ms")]:
-            out.append(f"| {name} | {label} | {fmt(e and e.get(key))} | {fmt(c and c.get(key))} | {ratio(c and c.get(key), e and e.get(key))} |")
-        continue
-    out.append(f"| {name}{errs} | ops/s | {fmt(e and e.get('ops_per_sec'))} | {fmt(c and c.get('ops_per_sec'))} | {ratio(c and c.get('ops_per_sec'), e and e.get('ops_per_sec'))} |")
-    for label, key in [("p50 ms", "p50_ms"), ("p99 ms", "p99_ms")]:
-        out.append(f"| {name} | {label} | {fmt(e and e.get(key))} | {fmt(c and c.get(key))} | {ratio(c and c.get(key), e and e.get(key))} |")
+            row(label, e and e.get(key), c and c.get(key))
+    else:
+        row("ops/s", e and e.get("ops_per_sec"), c and c.get("ops_per_sec"))
+        for label, key in [("p50 ms", "p50_ms"), ("p90 ms", "p90_ms"), ("p99 ms", "p99_ms"), ("p99.9 ms", "p999_ms"), ("max ms", "max_ms")]:
+            row(label, e and e.get(key), c and c.get(key))
+    row("errors", e and e.get("errors"), c and c.get("errors"), False)
+    table(name, rows)
 
-out.append("")
+out.append("### memory\n")
 out.append("| memory | etcd | Concord | Concord/etcd |")
 out.append("|---|---:|---:|---:|")
 pe, pc = int(peak_e or 0), int(peak_c or 0)

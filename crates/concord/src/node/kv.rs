@@ -345,6 +345,11 @@ impl History {
         self.limit = limit;
         self
     }
+
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
 }
 
 impl IntoFuture for History {
