@@ -35,8 +35,9 @@ use crate::command::{Applied, ApplyError, Command};
 use crate::error::{Error, Result};
 use crate::replication::ConcordRaft;
 use crate::replication::log_store::LogStore;
-use crate::replication::log_writer::{self, LogWriter};
+use crate::replication::log_writer::LogWriter;
 use crate::replication::network::SingleMemberNetwork;
+use crate::replication::snapshot_store::SnapshotStore;
 use crate::replication::state_store::{Shared, StateStore};
 use crate::state_machine::StateMachine;
 use crate::types::{KeyRange, Revision};
@@ -95,13 +96,12 @@ impl Concord {
             .create(&path)
             .map_err(|e| Error::Storage(format!("cannot open {}: {e}", path.display())))?;
         let stored_log = LogStore::load(&db).map_err(Error::Storage)?;
-        let snapshot = log_writer::read_snapshot(&db).map_err(Error::Storage)?;
+        let snapshots = SnapshotStore::open(&config.data_dir.join("snapshot.redb")).map_err(Error::Storage)?;
         let db = Arc::new(db);
         // Only the writer thread writes the file; log reads share it.
         let writer =
             LogWriter::spawn(db.clone(), config.fsync_observer.clone()).map_err(|e| Error::Storage(e.to_string()))?;
-        let (state_store, shared) =
-            StateStore::load(snapshot, config.lease_limits, writer.sender()).map_err(Error::Storage)?;
+        let (state_store, shared) = StateStore::load(snapshots, config.lease_limits).map_err(Error::Storage)?;
         let log = LogStore::new(
             stored_log,
             writer.sender(),

@@ -22,6 +22,10 @@ use crate::replication::state_store::Shared;
 const CHECKPOINT_BATCH: usize = 1000;
 /// Pause after a failed proposal before trying again.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
+/// How often automatic compaction looks, and the fewest revisions it
+/// compacts at once while writes keep coming.
+const COMPACTION_PERIOD: Duration = Duration::from_millis(100);
+const COMPACTION_MIN_STEP: i64 = 1000;
 /// The expiry task re-checks at least this often, even with no deadline near.
 const EXPIRY_MAX_SLEEP: Duration = Duration::from_secs(1);
 
@@ -156,12 +160,16 @@ async fn checkpoint_leases(ctx: TaskContext, mut stop: watch::Receiver<bool>) {
 
 /// Keeps the last `retention` revisions of history.
 async fn compact_history(ctx: TaskContext, retention: u64, mut stop: watch::Receiver<bool>) {
+    let mut last_seen = 0;
     loop {
         if !ctx.until_leader(&mut stop).await {
             return;
         }
+        // Often and in small steps: a compaction runs under the state
+        // machine's write lock, so one big step every second (25k revisions
+        // at 25k puts/s) showed up as 30-45 ms write latency spikes.
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = tokio::time::sleep(COMPACTION_PERIOD) => {}
             _ = stop.changed() => return,
         }
         let (revision, compacted) = {
@@ -169,7 +177,11 @@ async fn compact_history(ctx: TaskContext, retention: u64, mut stop: watch::Rece
             (applier.machine.kv().revision(), applier.machine.kv().compact_revision())
         };
         let target = revision - retention as i64;
-        if target > compacted {
+        // Small steps are left to pile up while writes continue; once the
+        // store is idle, whatever is due is compacted.
+        let idle = revision == last_seen;
+        last_seen = revision;
+        if target > compacted && (target - compacted >= COMPACTION_MIN_STEP || idle) {
             ctx.propose(Command::Compact { revision: target }, "automatic compaction").await;
         }
     }

@@ -1,7 +1,8 @@
 //! The one thread that writes the data file, with group commit.
 //!
-//! Every durable write (log entries, vote, committed pointer, truncation,
-//! purge, snapshot) is a [`WriteOp`] sent to this thread. It takes every op
+//! Every durable write of the log (entries, vote, committed pointer,
+//! truncation, purge) is a [`WriteOp`] sent to this thread. (Snapshots have
+//! their own file: see `snapshot_store`.) It takes every op
 //! that is waiting, applies them in arrival order inside ONE redb write
 //! transaction, commits it (one fsync), and only then acknowledges each op.
 //! So a burst of N appends costs one fsync, and IO stays serialized as
@@ -17,7 +18,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use openraft::storage::LogFlushed;
-use redb::{Database, ReadableDatabase, TableDefinition};
+use redb::{Database, TableDefinition};
 use tokio::sync::oneshot;
 
 use super::TypeConfig;
@@ -25,21 +26,15 @@ use crate::node::FsyncObserver;
 
 pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
-pub(crate) const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
 
 pub(crate) const META_VOTE: &str = "vote";
 pub(crate) const META_COMMITTED: &str = "committed";
 pub(crate) const META_LAST_PURGED: &str = "last_purged";
-pub(crate) const SNAPSHOT_META: &str = "meta";
-pub(crate) const SNAPSHOT_DATA: &str = "data";
 
 /// Most ops folded into one transaction.
 const MAX_BATCH: usize = 4096;
 
 pub(crate) type Ack = oneshot::Sender<Result<(), String>>;
-
-/// A stored snapshot as `(meta, data)` bytes.
-pub(crate) type StoredSnapshot = (Vec<u8>, Vec<u8>);
 
 pub(crate) enum WriteOp {
     /// Encoded entries `(index, bytes)`; the callback fires once they are durable.
@@ -65,15 +60,6 @@ pub(crate) enum WriteOp {
     /// Not acknowledged: a stale committed pointer is safe.
     Committed {
         committed: Vec<u8>,
-    },
-    Snapshot {
-        meta: Vec<u8>,
-        data: Arc<Vec<u8>>,
-        ack: Ack,
-    },
-    /// Read the stored snapshot (kept on this thread so it alone owns the file).
-    ReadSnapshot {
-        reply: oneshot::Sender<Result<Option<StoredSnapshot>, String>>,
     },
     /// Finish what came before, close the file, end the thread.
     Stop,
@@ -142,9 +128,7 @@ fn run(db: Arc<Database>, rx: mpsc::Receiver<WriteOp>, poisoned: Arc<AtomicBool>
             Err("the data file failed earlier; this member has stopped writing".to_string())
         } else {
             let start = std::time::Instant::now();
-            let durable = batch
-                .iter()
-                .any(|op| !matches!(op, WriteOp::ReadSnapshot { .. } | WriteOp::Stop | WriteOp::Committed { .. }));
+            let durable = batch.iter().any(|op| !matches!(op, WriteOp::Stop | WriteOp::Committed { .. }));
             for op in &batch {
                 if let WriteOp::Committed { committed } = op {
                     pending_committed = Some(committed.clone());
@@ -165,7 +149,7 @@ fn run(db: Arc<Database>, rx: mpsc::Receiver<WriteOp>, poisoned: Arc<AtomicBool>
             poisoned.store(true, Ordering::SeqCst);
         }
         for op in batch.drain(..) {
-            finish(op, &result, &db);
+            finish(op, &result);
         }
     }
     drop(db);
@@ -178,7 +162,6 @@ fn write_batch(db: &Database, batch: &[WriteOp], committed: Option<Vec<u8>>) -> 
     {
         let mut log = txn.open_table(LOG).map_err(|e| e.to_string())?;
         let mut meta = txn.open_table(META).map_err(|e| e.to_string())?;
-        let mut snap = txn.open_table(SNAPSHOT).map_err(|e| e.to_string())?;
         for op in batch.iter() {
             match op {
                 WriteOp::Append { entries, .. } => {
@@ -198,11 +181,7 @@ fn write_batch(db: &Database, batch: &[WriteOp], committed: Option<Vec<u8>>) -> 
                 }
                 // Written once below, the latest value only.
                 WriteOp::Committed { .. } => {}
-                WriteOp::Snapshot { meta: m, data, .. } => {
-                    snap.insert(SNAPSHOT_META, m.as_slice()).map_err(|e| e.to_string())?;
-                    snap.insert(SNAPSHOT_DATA, data.as_slice()).map_err(|e| e.to_string())?;
-                }
-                WriteOp::ReadSnapshot { .. } | WriteOp::Stop => {}
+                WriteOp::Stop => {}
             }
         }
         if let Some(committed) = committed {
@@ -212,37 +191,15 @@ fn write_batch(db: &Database, batch: &[WriteOp], committed: Option<Vec<u8>>) -> 
     txn.commit().map_err(|e| e.to_string())
 }
 
-fn finish(op: WriteOp, result: &Result<(), String>, db: &Database) {
+fn finish(op: WriteOp, result: &Result<(), String>) {
     match op {
         WriteOp::Append { callback, .. } => {
             let io = result.clone().map_err(std::io::Error::other);
             callback.log_io_completed(io);
         }
-        WriteOp::Truncate { ack, .. }
-        | WriteOp::Purge { ack, .. }
-        | WriteOp::Vote { ack, .. }
-        | WriteOp::Snapshot { ack, .. } => {
+        WriteOp::Truncate { ack, .. } | WriteOp::Purge { ack, .. } | WriteOp::Vote { ack, .. } => {
             let _ = ack.send(result.clone());
         }
         WriteOp::Committed { .. } | WriteOp::Stop => {}
-        WriteOp::ReadSnapshot { reply } => {
-            let _ = reply.send(read_snapshot(db));
-        }
     }
-}
-
-/// The stored snapshot as `(meta, data)` bytes.
-pub(crate) fn read_snapshot(db: &Database) -> Result<Option<StoredSnapshot>, String> {
-    let txn = db.begin_read().map_err(|e| e.to_string())?;
-    let table = match txn.open_table(SNAPSHOT) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-        Err(e) => return Err(e.to_string()),
-    };
-    let meta = table.get(SNAPSHOT_META).map_err(|e| e.to_string())?;
-    let data = table.get(SNAPSHOT_DATA).map_err(|e| e.to_string())?;
-    Ok(match (meta, data) {
-        (Some(m), Some(d)) => Some((m.value().to_vec(), d.value().to_vec())),
-        _ => None,
-    })
 }

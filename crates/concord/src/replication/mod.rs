@@ -3,6 +3,7 @@
 //! - [`log_writer`]: the single thread that writes the data file (group commit);
 //! - [`log_store`]: openraft's log storage (entries, vote, committed pointer);
 //! - [`state_store`]: openraft's state machine (apply, snapshots, deadlines);
+//! - [`snapshot_store`]: snapshots, in a file of their own;
 //! - [`network`]: the peer network (none, for a single member).
 //!
 //! Every state change, from the embedded API or a leader task, is a
@@ -12,6 +13,7 @@
 pub(crate) mod log_store;
 pub(crate) mod log_writer;
 pub(crate) mod network;
+pub(crate) mod snapshot_store;
 pub(crate) mod state_store;
 
 use std::io::Cursor;

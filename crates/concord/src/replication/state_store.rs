@@ -7,8 +7,8 @@
 //! A snapshot is written before openraft purges the log it covers.
 
 use std::io::Cursor;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, mpsc};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
@@ -17,12 +17,12 @@ use openraft::{
 };
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::TypeConfig;
 use super::log_store::{decode, encode};
-use super::log_writer::{StoredSnapshot, WriteOp};
+use super::snapshot_store::{SnapshotStore, StoredSnapshot};
 use crate::command::{Applied, LeaseEffect, Reply};
 use crate::lease::deadlines::LeaseDeadlines;
 use crate::lease::{LeaseLimits, ttl_ms};
@@ -89,7 +89,7 @@ struct SnapshotBodyRef<'a> {
 /// The openraft state-machine handle.
 pub struct StateStore {
     shared: Arc<Shared>,
-    writer: mpsc::Sender<WriteOp>,
+    snapshots: SnapshotStore,
 }
 
 fn sm_err(e: impl ToString) -> StorageError<NodeId> {
@@ -98,11 +98,8 @@ fn sm_err(e: impl ToString) -> StorageError<NodeId> {
 
 impl StateStore {
     /// Restores the state machine from the stored snapshot, if any.
-    pub(crate) fn load(
-        snapshot: Option<StoredSnapshot>,
-        limits: LeaseLimits,
-        writer: mpsc::Sender<WriteOp>,
-    ) -> Result<(Self, Arc<Shared>), String> {
+    pub(crate) fn load(snapshots: SnapshotStore, limits: LeaseLimits) -> Result<(Self, Arc<Shared>), String> {
+        let snapshot: Option<StoredSnapshot> = snapshots.read()?;
         let mut applier =
             Applier { machine: StateMachine::new(limits), last_applied: None, membership: StoredMembership::default() };
         if let Some((meta, data)) = snapshot {
@@ -121,7 +118,7 @@ impl StateStore {
             log_bytes_since_snapshot: Arc::new(AtomicU64::new(0)),
         });
         shared.reset_deadlines(&shared.applier.read().machine.state, Instant::now());
-        Ok((StateStore { shared: shared.clone(), writer }, shared))
+        Ok((StateStore { shared: shared.clone(), snapshots }, shared))
     }
 
     async fn persist_snapshot(
@@ -129,16 +126,14 @@ impl StateStore {
         meta: &SnapshotMeta<NodeId, BasicNode>,
         data: Arc<Vec<u8>>,
     ) -> Result<(), StorageError<NodeId>> {
-        let (ack, done) = oneshot::channel();
-        let op = WriteOp::Snapshot { meta: encode(meta), data, ack };
-        self.writer.send(op).map_err(|_| sm_err("the log writer has stopped"))?;
-        done.await.map_err(|_| sm_err("the log writer has stopped"))?.map_err(sm_err)
+        self.snapshots.write(encode(meta), data).await.map_err(sm_err)
     }
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
         self.shared.log_bytes_since_snapshot.store(0, Ordering::Relaxed);
+        let started = std::time::Instant::now();
         let (meta, data) = {
             let applier = self.shared.applier.read();
             let data = postcard::to_stdvec(&SnapshotBodyRef { state: &applier.machine.state }).map_err(sm_err)?;
@@ -153,8 +148,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateStore {
             };
             (meta, Arc::new(data))
         };
+        // Apply waited for the encoding above (the state is under its lock).
+        let locked = started.elapsed();
         self.persist_snapshot(&meta, data.clone()).await?;
-        tracing::debug!(last = ?meta.last_log_id, bytes = data.len(), "snapshot written");
+        tracing::debug!(last = ?meta.last_log_id, bytes = data.len(), ?locked, total = ?started.elapsed(), "snapshot written");
         let data = Arc::try_unwrap(data).unwrap_or_else(|shared| (*shared).clone());
         Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
     }
@@ -219,7 +216,7 @@ impl RaftStateMachine<TypeConfig> for StateStore {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        StateStore { shared: self.shared.clone(), writer: self.writer.clone() }
+        StateStore { shared: self.shared.clone(), snapshots: self.snapshots.clone() }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
@@ -248,9 +245,7 @@ impl RaftStateMachine<TypeConfig> for StateStore {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
-        let (reply, rx) = oneshot::channel();
-        self.writer.send(WriteOp::ReadSnapshot { reply }).map_err(|_| sm_err("the log writer has stopped"))?;
-        let stored = rx.await.map_err(|_| sm_err("the log writer has stopped"))?.map_err(sm_err)?;
+        let stored = self.snapshots.read_async().await.map_err(sm_err)?;
         let Some((meta, data)) = stored else {
             return Ok(None);
         };
