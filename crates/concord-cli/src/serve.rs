@@ -48,7 +48,7 @@ pub struct ServeArgs {
     /// everything [default: 100000].
     #[arg(long, env = "CONCORD_AUTO_COMPACTION_RETENTION")]
     auto_compaction_retention: Option<u64>,
-    /// Log filter, e.g. `info` or `concord=debug` [default: info].
+    /// Log filter, e.g. `info` or `concord=debug` [default: info,openraft=warn].
     #[arg(long, env = "CONCORD_LOG_LEVEL")]
     log_level: Option<String>,
     /// A TOML file with any of the settings above, keys named like the flags
@@ -114,7 +114,7 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
         max_request_bytes: args.max_request_bytes.or(file.max_request_bytes).unwrap_or(1536 * 1024),
         max_concurrent_streams: args.max_concurrent_streams.or(file.max_concurrent_streams).unwrap_or(1024),
         auto_compaction_retention: args.auto_compaction_retention.or(file.auto_compaction_retention).unwrap_or(100_000),
-        log_level: args.log_level.or(file.log_level).unwrap_or_else(|| "info".into()),
+        log_level: args.log_level.or(file.log_level).unwrap_or_else(|| "info,openraft=warn".into()),
     })
 }
 
