@@ -35,6 +35,7 @@ pub fn to_status(error: Error) -> Status {
         // A lease id that cannot exist is a lease that does not exist.
         Error::InvalidLeaseId(_) | Error::LeaseNotFound(_) => (Code::NotFound, LEASE_NOT_FOUND.into()),
         Error::LeaseExists(_) => (Code::FailedPrecondition, LEASE_EXISTS.into()),
+        Error::AnonymousLease(_) => (Code::FailedPrecondition, format!("etcdserver: {error}")),
         Error::TooManyTxnOps { .. } => (Code::InvalidArgument, TOO_MANY_OPS.into()),
         Error::DuplicateKey => (Code::InvalidArgument, DUPLICATE_KEY.into()),
         Error::KeyNotFound => (Code::InvalidArgument, KEY_NOT_FOUND.into()),

@@ -47,6 +47,9 @@ pub enum Command {
     LeaseCheckpoint {
         checkpoints: Vec<LeaseCheckpoint>,
     },
+    /// Sets the lease limits apply enforces (the replicated ones). Proposed
+    /// once when a cluster is created, from the creating member's settings.
+    SetLeaseLimits(crate::lease::LeaseLimits),
     /// Several commands proposed together (group commit): each is applied in
     /// order exactly as it would be alone. Batches do not nest.
     Batch(Vec<Command>),
@@ -197,6 +200,7 @@ pub enum Reply {
         expired: u64,
     },
     Checkpointed,
+    LimitsSet,
     /// One result per command of a [`Command::Batch`], in order.
     Batch(Vec<Applied>),
     /// A Raft-internal entry (blank or membership): nothing to reply.
@@ -254,6 +258,8 @@ pub enum ApplyError {
     LeaseNotFound(LeaseId),
     #[error("lease {0} already exists")]
     LeaseExists(LeaseId),
+    #[error("lease {0} is a key's own TTL lease; no other key can be attached to it")]
+    AnonymousLease(LeaseId),
     #[error("key not found")]
     KeyNotFound,
     #[error("lease {lease} already has {max} keys attached")]

@@ -36,6 +36,10 @@ pub enum Error {
     LeaseNotFound(LeaseId),
     #[error("lease {0} already exists")]
     LeaseExists(LeaseId),
+    /// Only the key that created an anonymous (`put(..).ttl(..)`) lease can
+    /// be attached to it.
+    #[error("lease {0} is a key's own TTL lease; no other key can be attached to it")]
+    AnonymousLease(LeaseId),
     #[error("key not found")]
     KeyNotFound,
     #[error("lease {lease} already has {max} keys attached")]
@@ -74,6 +78,7 @@ impl From<ApplyError> for Error {
         match e {
             ApplyError::LeaseNotFound(id) => Error::LeaseNotFound(id),
             ApplyError::LeaseExists(id) => Error::LeaseExists(id),
+            ApplyError::AnonymousLease(id) => Error::AnonymousLease(id),
             ApplyError::KeyNotFound => Error::KeyNotFound,
             ApplyError::TooManyKeysOnLease { lease, max } => Error::TooManyKeysOnLease { lease, max },
             ApplyError::TooManyLeases { max } => Error::TooManyLeases { max },

@@ -34,6 +34,8 @@ struct Model {
     at: BTreeMap<i64, BTreeMap<Vec<u8>, ModelKv>>,
     leases: BTreeMap<i64, BTreeSet<Vec<u8>>>,
     generations: BTreeMap<i64, u64>,
+    /// Grants and keep-alives draw generations from one counter.
+    next_generation: u64,
     next_lease: i64,
 }
 
@@ -46,6 +48,7 @@ impl Model {
             at: BTreeMap::from([(1, BTreeMap::new())]),
             leases: BTreeMap::new(),
             generations: BTreeMap::new(),
+            next_generation: 1,
             next_lease: 1,
         }
     }
@@ -162,7 +165,8 @@ fn step(sm: &mut StateMachine, model: &mut Model, op: &Op) -> Applied {
             assert_eq!(id, model.next_lease);
             model.next_lease += 1;
             model.leases.insert(id, BTreeSet::new());
-            model.generations.insert(id, 0);
+            model.generations.insert(id, model.next_generation);
+            model.next_generation += 1;
             applied
         }
         Op::Revoke { lease } => {
@@ -181,7 +185,10 @@ fn step(sm: &mut StateMachine, model: &mut Model, op: &Op) -> Applied {
             let id = *lease as i64;
             let applied = sm.apply(&Command::LeaseKeepAlive { id, ttl_secs: None }, &mut effects);
             match model.generations.get_mut(&id) {
-                Some(g) => *g += 1,
+                Some(g) => {
+                    *g = model.next_generation;
+                    model.next_generation += 1;
+                }
                 None => assert!(applied.result.is_err()),
             }
             applied

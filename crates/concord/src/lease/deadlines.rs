@@ -7,6 +7,12 @@
 //! resumes each lease from its last recorded remaining time. Only the leader
 //! acts on the tracker (by proposing expiry and checkpoint commands).
 //!
+//! Two orders are kept: by deadline (for expiry) and by the time each
+//! lease's remaining time was last recorded in the log (for checkpoints), so
+//! both the next expiry and the stalest record are found without scanning,
+//! and checkpoints serve the oldest records first: no lease starves however
+//! many there are.
+//!
 //! Time is always passed in (`now`), which keeps this logic testable without
 //! sleeping.
 
@@ -26,11 +32,15 @@ struct Tracked {
     recorded_at: Instant,
 }
 
-/// Deadlines of every active lease, ordered for the expiry task.
+/// Deadlines of every active lease, ordered for the expiry task and for
+/// the checkpoint task.
 #[derive(Debug, Default)]
 pub struct LeaseDeadlines {
     leases: HashMap<LeaseId, Tracked>,
+    /// `(deadline, id)` of every lease.
     queue: BTreeSet<(Instant, LeaseId)>,
+    /// `(recorded_at, id)` of every lease.
+    records: BTreeSet<(Instant, LeaseId)>,
 }
 
 impl LeaseDeadlines {
@@ -60,21 +70,25 @@ impl LeaseDeadlines {
     fn set(&mut self, id: LeaseId, tracked: Tracked) -> bool {
         if let Some(old) = self.leases.insert(id, tracked) {
             self.queue.remove(&(old.deadline, id));
+            self.records.remove(&(old.recorded_at, id));
         }
         let earliest = self.queue.first().is_none_or(|(d, _)| tracked.deadline < *d);
         self.queue.insert((tracked.deadline, id));
+        self.records.insert((tracked.recorded_at, id));
         earliest
     }
 
     pub fn remove(&mut self, id: LeaseId) {
         if let Some(old) = self.leases.remove(&id) {
             self.queue.remove(&(old.deadline, id));
+            self.records.remove(&(old.recorded_at, id));
         }
     }
 
     pub fn clear(&mut self) {
         self.leases.clear();
         self.queue.clear();
+        self.records.clear();
     }
 
     pub fn len(&self) -> usize {
@@ -106,23 +120,27 @@ impl LeaseDeadlines {
             .collect()
     }
 
-    /// Up to `max` leases whose recorded remaining time is older than
-    /// `interval` and which are still running: the measurements the leader
-    /// should write to the log. Sorted by id so the command is deterministic.
-    pub fn due_checkpoints(&self, now: Instant, interval: Duration, max: usize) -> Vec<LeaseCheckpoint> {
-        let mut due: Vec<LeaseCheckpoint> = self
-            .leases
+    /// Up to `max` running leases whose remaining time was last recorded
+    /// `age` or longer ago, oldest record first: the measurements the leader
+    /// should write to the log. Leases past their deadline are left to the
+    /// expiry task.
+    pub fn due_checkpoints(&self, now: Instant, age: Duration, max: usize) -> Vec<LeaseCheckpoint> {
+        self.records
             .iter()
-            .filter(|(_, t)| t.deadline > now && now.saturating_duration_since(t.recorded_at) >= interval)
-            .map(|(id, t)| LeaseCheckpoint {
-                id: *id,
-                generation: t.generation,
-                remaining_ms: t.deadline.saturating_duration_since(now).as_millis() as u64,
-            })
-            .collect();
-        due.sort_unstable_by_key(|c| c.id);
-        due.truncate(max);
-        due
+            .take_while(|(recorded_at, _)| now.saturating_duration_since(*recorded_at) >= age)
+            .map(|(_, id)| (*id, self.leases[id]))
+            .filter(|(_, t)| t.deadline > now)
+            .take(max)
+            .map(|(id, t)| checkpoint_of(id, &t, now))
+            .collect()
+    }
+
+    /// A measurement of every running lease (for a clean shutdown).
+    pub fn all_checkpoints(&self, now: Instant) -> Vec<LeaseCheckpoint> {
+        let mut all: Vec<LeaseCheckpoint> =
+            (self.leases.iter()).filter(|(_, t)| t.deadline > now).map(|(id, t)| checkpoint_of(*id, t, now)).collect();
+        all.sort_unstable_by_key(|c| c.id);
+        all
     }
 
     /// On becoming leader: no lease may run out sooner than `grace` from now,
@@ -135,6 +153,14 @@ impl LeaseDeadlines {
         for (id, t) in late {
             self.set(id, Tracked { deadline: floor, ..t });
         }
+    }
+}
+
+fn checkpoint_of(id: LeaseId, t: &Tracked, now: Instant) -> LeaseCheckpoint {
+    LeaseCheckpoint {
+        id,
+        generation: t.generation,
+        remaining_ms: t.deadline.saturating_duration_since(now).as_millis() as u64,
     }
 }
 
@@ -187,6 +213,43 @@ mod tests {
         d.observe(&applied, t0 + 3 * s + Duration::from_millis(5));
         assert_eq!(d.remaining(7, t0 + 4 * s), Some(Duration::from_secs(6)));
         assert!(d.due_checkpoints(t0 + 3 * s + Duration::from_millis(500), s, 10).is_empty());
+    }
+
+    /// Issue: the checkpoint round sorted every lease by id and kept the
+    /// first 16,000, so above that low ids were served again before high ids
+    /// ever were.
+    #[test]
+    fn checkpoint_starvation_oldest_record_first() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let mut d = LeaseDeadlines::default();
+        for id in 1..=100 {
+            d.observe(&deadline(id, 0, 60_000), t0);
+        }
+        let mut served = BTreeSet::new();
+        let mut now = t0;
+        for round in 0..10 {
+            now += s;
+            let due = d.due_checkpoints(now, s, 10);
+            assert_eq!(due.len(), 10, "round {round}");
+            for c in due {
+                assert!(served.insert(c.id), "lease {} served twice before every lease was served once", c.id);
+                let applied =
+                    LeaseEffect::Deadline { id: c.id, generation: 0, remaining_ms: c.remaining_ms, checkpoint: true };
+                d.observe(&applied, now);
+            }
+        }
+        assert_eq!(served.len(), 100);
+    }
+
+    #[test]
+    fn all_checkpoints_cover_every_running_lease() {
+        let t0 = Instant::now();
+        let mut d = LeaseDeadlines::default();
+        d.observe(&deadline(2, 5, 5_000), t0);
+        d.observe(&deadline(1, 4, 100), t0);
+        let all = d.all_checkpoints(t0 + Duration::from_millis(2_500));
+        assert_eq!(all, vec![LeaseCheckpoint { id: 2, generation: 5, remaining_ms: 2_500 }]);
     }
 
     #[test]

@@ -12,8 +12,13 @@
 //!   the set of live keys whose latest version names that lease;
 //! - lease ids are positive; ids picked by the store come from `next_id`,
 //!   which only grows, so they are never reused;
-//! - `generation` grows on every keep-alive, so a command proposed about an
-//!   older generation (expiry, checkpoint) cannot touch a renewed lease.
+//! - generations come from one store-wide counter (`next_generation`) that
+//!   every grant and keep-alive advances, so a generation never repeats for
+//!   an id: a command proposed about an older lease or an older renewal
+//!   (expiry, checkpoint) cannot touch a renewed lease, nor a lease revoked
+//!   and granted again under the same client-chosen id;
+//! - an anonymous lease (a key's own TTL) holds exactly one key: other keys
+//!   cannot be attached to it, so it is dropped exactly when its key goes.
 
 pub mod deadlines;
 
@@ -49,16 +54,20 @@ pub struct LeaseRecord {
 pub struct Lessor {
     leases: BTreeMap<LeaseId, LeaseRecord>,
     next_id: LeaseId,
+    /// The generation the next grant or keep-alive gets; only grows.
+    next_generation: u64,
 }
 
 impl Default for Lessor {
     fn default() -> Self {
-        Lessor { leases: BTreeMap::new(), next_id: 1 }
+        Lessor { leases: BTreeMap::new(), next_id: 1, next_generation: 1 }
     }
 }
 
-/// Lease limits enforced at apply. Every member must run with the same ones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Lease limits enforced at apply. They are part of the replicated state
+/// (`State::lease_limits`) and change only through a command, so every
+/// member enforces the same ones whatever its local configuration says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseLimits {
     pub max_leases: u64,
     pub max_keys_per_lease: u64,
@@ -90,6 +99,12 @@ impl Lessor {
 
     pub fn is_empty(&self) -> bool {
         self.leases.is_empty()
+    }
+
+    fn take_generation(&mut self) -> u64 {
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        generation
     }
 
     /// The id the next store-picked grant will get.
@@ -134,7 +149,7 @@ impl Lessor {
             ttl_secs,
             granted_at,
             remaining_ms: ttl_ms(ttl_secs),
-            generation: 0,
+            generation: self.take_generation(),
             anonymous,
             keys: BTreeSet::new(),
         };
@@ -143,11 +158,15 @@ impl Lessor {
 
     /// Resets a lease to its (possibly new) TTL and bumps its generation.
     pub(crate) fn renew(&mut self, id: LeaseId, ttl_secs: Option<i64>) -> Result<&LeaseRecord, ApplyError> {
-        let lease = self.leases.get_mut(&id).ok_or(ApplyError::LeaseNotFound(id))?;
+        if !self.leases.contains_key(&id) {
+            return Err(ApplyError::LeaseNotFound(id));
+        }
+        let generation = self.take_generation();
+        let lease = self.leases.get_mut(&id).expect("checked above");
         if let Some(ttl) = ttl_secs {
             lease.ttl_secs = ttl;
         }
-        lease.generation += 1;
+        lease.generation = generation;
         lease.remaining_ms = ttl_ms(lease.ttl_secs);
         Ok(lease)
     }
@@ -166,6 +185,9 @@ impl Lessor {
     /// Whether `key` may be attached to `id` without breaking a limit.
     pub(crate) fn check_attach(&self, id: LeaseId, key: &[u8], limits: &LeaseLimits) -> Result<(), ApplyError> {
         let lease = self.leases.get(&id).ok_or(ApplyError::LeaseNotFound(id))?;
+        if lease.anonymous && !lease.keys.contains(key) {
+            return Err(ApplyError::AnonymousLease(id));
+        }
         if !lease.keys.contains(key) && lease.keys.len() as u64 >= limits.max_keys_per_lease {
             return Err(ApplyError::TooManyKeysOnLease { lease: id, max: limits.max_keys_per_lease });
         }
@@ -222,11 +244,36 @@ mod tests {
     fn checkpoint_of_an_older_generation_is_ignored() {
         let mut l = Lessor::default();
         let id = l.grant(None, 60, 1, false).unwrap().id;
-        assert!(l.checkpoint(id, 0, 30_000));
+        let first = l.get(id).unwrap().generation;
+        assert!(l.checkpoint(id, first, 30_000));
         assert_eq!(l.get(id).unwrap().remaining_ms, 30_000);
         l.renew(id, None).unwrap();
-        assert!(!l.checkpoint(id, 0, 1_000), "a stale measurement must not shorten a renewed lease");
+        assert!(!l.checkpoint(id, first, 1_000), "a stale measurement must not shorten a renewed lease");
         assert_eq!(l.get(id).unwrap().remaining_ms, 60_000);
+    }
+
+    #[test]
+    fn generations_never_repeat_for_a_regranted_id() {
+        let mut l = Lessor::default();
+        let old = l.grant(Some(42), 1, 1, false).unwrap().generation;
+        l.remove(42);
+        let new = l.grant(Some(42), 60, 2, false).unwrap().generation;
+        assert_ne!(old, new);
+        assert!(!l.checkpoint(42, old, 800), "a checkpoint of the revoked lease must not touch the new one");
+        assert_eq!(l.get(42).unwrap().remaining_ms, 60_000);
+        // Renewals draw from the same counter: no two (id, generation) pairs repeat.
+        let renewed = l.renew(42, None).unwrap().generation;
+        assert!(renewed > new);
+    }
+
+    #[test]
+    fn other_keys_cannot_join_an_anonymous_lease() {
+        let limits = LeaseLimits::default();
+        let mut l = Lessor::default();
+        let id = l.grant(None, 10, 1, true).unwrap().id;
+        l.attach(id, &Bytes::from_static(b"a"));
+        assert!(l.check_attach(id, b"a", &limits).is_ok());
+        assert_eq!(l.check_attach(id, b"b", &limits).unwrap_err(), ApplyError::AnonymousLease(id));
     }
 
     #[test]

@@ -30,13 +30,18 @@ pub struct Config {
     /// How long `open` waits for the member to become ready.
     pub open_timeout: Duration,
     pub limits: Limits,
-    /// Applied by the state machine: every member must use the same.
+    /// The lease limits of a *new* cluster. Apply enforces the limits held
+    /// in the replicated state, so a member that opens existing data ignores
+    /// this (with a warning when it differs); change them with
+    /// [`Concord::set_lease_limits`].
     pub lease_limits: LeaseLimits,
     /// How stale a lease's recorded remaining time may get before the leader
     /// writes a fresh measurement to the log. Bounds how much longer than
     /// its TTL a lease can live across a restart.
     pub lease_checkpoint_interval: Duration,
-    /// Most leases expired by one command.
+    /// Most leases expired by one command. 0 pauses expiry (leases past
+    /// their deadline are then only refused renewal): for maintenance and
+    /// for tests that need a lease past its deadline but not yet expired.
     pub lease_expiry_batch: usize,
     /// Keep the last N revisions of history, compacting older ones
     /// automatically. `None` keeps everything until `compact` is called.
@@ -138,6 +143,11 @@ impl Config {
 
     pub fn lease_checkpoint_interval(mut self, interval: Duration) -> Self {
         self.lease_checkpoint_interval = interval;
+        self
+    }
+
+    pub fn lease_expiry_batch(mut self, leases: usize) -> Self {
+        self.lease_expiry_batch = leases;
         self
     }
 

@@ -33,6 +33,7 @@ pub use txn::{NumberCompare, Txn, ValueCompare};
 
 use crate::command::{Applied, ApplyError, Command};
 use crate::error::{Error, Result};
+use crate::lease::LeaseLimits;
 use crate::replication::ConcordRaft;
 use crate::replication::log_store::LogStore;
 use crate::replication::log_writer::LogWriter;
@@ -101,7 +102,7 @@ impl Concord {
         // Only the writer thread writes the file; log reads share it.
         let writer =
             LogWriter::spawn(db.clone(), config.fsync_observer.clone()).map_err(|e| Error::Storage(e.to_string()))?;
-        let (state_store, shared) = StateStore::load(snapshots, config.lease_limits).map_err(Error::Storage)?;
+        let (state_store, shared) = StateStore::load(snapshots).map_err(Error::Storage)?;
         let log = LogStore::new(
             stored_log,
             writer.sender(),
@@ -133,6 +134,7 @@ impl Concord {
             }),
         };
         node.wait_ready(last_index).await?;
+        node.set_initial_lease_limits().await?;
         let handles = tasks::spawn_all(&node, stop_rx);
         node.inner.tasks.lock().extend(handles);
         tracing::info!(data_dir = %node.inner.config.data_dir.display(), revision = node.revision(), "concord is ready");
@@ -157,6 +159,43 @@ impl Concord {
         }
         tracing::debug!(node = id, "member is leader and caught up");
         Ok(())
+    }
+
+    /// A new cluster takes its lease limits from the settings of the member
+    /// that creates it; afterwards they are part of the replicated state and
+    /// change only through [`Concord::set_lease_limits`].
+    async fn set_initial_lease_limits(&self) -> Result<()> {
+        let (in_state, in_force) = {
+            let applier = self.inner.shared.applier.read();
+            (applier.machine.state.lease_limits, *applier.machine.limits())
+        };
+        if in_state.is_none() {
+            return self.set_lease_limits(self.inner.config.lease_limits).await;
+        }
+        if in_force != self.inner.config.lease_limits {
+            tracing::warn!(
+                ?in_force,
+                configured = ?self.inner.config.lease_limits,
+                "the cluster's lease limits differ from this member's settings; the cluster's apply \
+                 (settings only choose the limits of a new cluster; use set_lease_limits to change them)"
+            );
+        }
+        Ok(())
+    }
+
+    /// Changes the lease limits of the whole cluster (replicated, so every
+    /// member enforces the same). Leases and keys already over a lowered
+    /// limit stay; only new ones are refused.
+    pub async fn set_lease_limits(&self, limits: LeaseLimits) -> Result<()> {
+        if limits.max_leases == 0 || limits.max_keys_per_lease == 0 {
+            return Err(Error::InvalidRequest("lease limits must be positive".into()));
+        }
+        self.execute(Command::SetLeaseLimits(limits), self.default_timeout()).await.map(|_| ())
+    }
+
+    /// The lease limits the cluster enforces (from the replicated state).
+    pub fn lease_limits(&self) -> LeaseLimits {
+        *self.inner.shared.applier.read().machine.limits()
     }
 
     /// Key-value operations.
@@ -193,6 +232,9 @@ impl Concord {
     /// every pending write is durable. Other handles fail with
     /// [`Error::Shutdown`] afterwards.
     pub async fn shutdown(&self) -> Result<()> {
+        if self.is_leader() {
+            tasks::checkpoint_all_leases(&self.inner.raft, &self.inner.shared, self.default_timeout()).await;
+        }
         let _ = self.inner.stop_tasks.send(true);
         let tasks: Vec<_> = self.inner.tasks.lock().drain(..).collect();
         for task in tasks {
@@ -208,6 +250,12 @@ impl Concord {
             }
         }
         Ok(())
+    }
+
+    fn is_leader(&self) -> bool {
+        let metrics = self.inner.raft.metrics();
+        let m = metrics.borrow();
+        m.current_leader == Some(self.inner.config.node_id) && m.state == ServerState::Leader
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {

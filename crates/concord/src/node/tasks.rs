@@ -18,8 +18,12 @@ use crate::command::Command;
 use crate::replication::ConcordRaft;
 use crate::replication::state_store::Shared;
 
-/// Most checkpoints written by one command.
+/// Most checkpoints written by one command, and commands per round.
 const CHECKPOINT_BATCH: usize = 1000;
+const CHECKPOINT_BATCHES_PER_ROUND: usize = 16;
+/// How old a lease's record must be to be checkpointed right after this
+/// member starts leading (see [`checkpoint_leases`]).
+const FIRST_CHECKPOINT_AGE: Duration = Duration::from_millis(250);
 /// Pause after a failed proposal before trying again.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// How often automatic compaction looks, and the fewest revisions it
@@ -137,24 +141,60 @@ async fn expire_leases(ctx: TaskContext, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Writes the remaining time of long-running leases to the log, so a restart
+/// Writes the remaining time of running leases to the log, so a restart
 /// resumes them from a recent measurement.
+///
+/// A record is due once it is `lease_checkpoint_interval` old, except right
+/// after this member starts leading: then the age at which a record is due
+/// starts at [`FIRST_CHECKPOINT_AGE`] and grows with half the time spent
+/// leading, up to the interval. A member that restarts (or loses leadership)
+/// over and over thus still records at least half of each term's time on
+/// every lease, short leases included, so a lease nobody keeps alive runs
+/// out whatever the restart rhythm; in a steady state each lease costs one
+/// record per interval. Records are served oldest first, in batches.
 async fn checkpoint_leases(ctx: TaskContext, mut stop: watch::Receiver<bool>) {
     let interval = ctx.config.lease_checkpoint_interval.max(Duration::from_millis(10));
     loop {
         if !ctx.until_leader(&mut stop).await {
             return;
         }
-        tokio::select! {
-            _ = tokio::time::sleep(interval / 4) => {}
-            _ = stop.changed() => return,
-        }
-        let due = ctx.shared.deadlines.lock().due_checkpoints(Instant::now(), interval, CHECKPOINT_BATCH * 16);
-        for chunk in due.chunks(CHECKPOINT_BATCH) {
-            if !ctx.propose(Command::LeaseCheckpoint { checkpoints: chunk.to_vec() }, "lease checkpoint").await {
-                break;
+        let leading_since = Instant::now();
+        while ctx.is_leader() {
+            let age = (leading_since.elapsed() / 2).clamp(FIRST_CHECKPOINT_AGE.min(interval), interval);
+            tokio::select! {
+                _ = tokio::time::sleep((age / 4).max(Duration::from_millis(10))) => {}
+                _ = stop.changed() => return,
+            }
+            for _ in 0..CHECKPOINT_BATCHES_PER_ROUND {
+                let due = ctx.shared.deadlines.lock().due_checkpoints(Instant::now(), age, CHECKPOINT_BATCH);
+                if due.is_empty()
+                    || !ctx.propose(Command::LeaseCheckpoint { checkpoints: due }, "lease checkpoint").await
+                {
+                    break;
+                }
             }
         }
+    }
+}
+
+/// Records every running lease's remaining time (a clean shutdown), so a
+/// restart resumes each lease where it was. Only a leader proposes.
+pub(super) async fn checkpoint_all_leases(raft: &ConcordRaft, shared: &Shared, timeout: Duration) {
+    let all = shared.deadlines.lock().all_checkpoints(Instant::now());
+    for chunk in all.chunks(CHECKPOINT_BATCH) {
+        let command = Command::LeaseCheckpoint { checkpoints: chunk.to_vec() };
+        let proposal = async {
+            raft.ensure_linearizable().await.map_err(|e| e.to_string())?;
+            raft.client_write(command).await.map_err(|e| e.to_string())
+        };
+        match tokio::time::timeout(timeout, proposal).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return tracing::warn!(error = %e, "final lease checkpoint not written"),
+            Err(_) => return tracing::warn!("final lease checkpoint timed out"),
+        }
+    }
+    if !all.is_empty() {
+        tracing::debug!(leases = all.len(), "remaining lease time recorded before shutdown");
     }
 }
 

@@ -25,7 +25,7 @@ use super::log_store::{decode, encode};
 use super::snapshot_store::{SnapshotStore, StoredSnapshot};
 use crate::command::{Applied, LeaseEffect, Reply};
 use crate::lease::deadlines::LeaseDeadlines;
-use crate::lease::{LeaseLimits, ttl_ms};
+use crate::lease::ttl_ms;
 use crate::state_machine::{State, StateMachine};
 use crate::watch::hub::WatchHub;
 
@@ -98,14 +98,14 @@ fn sm_err(e: impl ToString) -> StorageError<NodeId> {
 
 impl StateStore {
     /// Restores the state machine from the stored snapshot, if any.
-    pub(crate) fn load(snapshots: SnapshotStore, limits: LeaseLimits) -> Result<(Self, Arc<Shared>), String> {
+    pub(crate) fn load(snapshots: SnapshotStore) -> Result<(Self, Arc<Shared>), String> {
         let snapshot: Option<StoredSnapshot> = snapshots.read()?;
         let mut applier =
-            Applier { machine: StateMachine::new(limits), last_applied: None, membership: StoredMembership::default() };
+            Applier { machine: StateMachine::default(), last_applied: None, membership: StoredMembership::default() };
         if let Some((meta, data)) = snapshot {
             let meta: SnapshotMeta<NodeId, BasicNode> = decode(&meta)?;
             let body: SnapshotBody = decode(&data)?;
-            applier.machine = StateMachine::with_state(body.state, limits);
+            applier.machine = StateMachine::with_state(body.state);
             applier.last_applied = meta.last_log_id;
             applier.membership = meta.last_membership;
         }
@@ -232,8 +232,7 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         let body: SnapshotBody = decode(&data).map_err(sm_err)?;
         self.persist_snapshot(meta, Arc::new(data)).await?;
         let mut applier = self.shared.applier.write();
-        let limits = *applier.machine.limits();
-        applier.machine = StateMachine::with_state(body.state, limits);
+        applier.machine = StateMachine::with_state(body.state);
         applier.last_applied = meta.last_log_id;
         applier.membership = meta.last_membership.clone();
         self.shared.reset_deadlines(&applier.machine.state, Instant::now());

@@ -26,24 +26,32 @@ use crate::mvcc::KvStore;
 pub struct State {
     pub kv: KvStore,
     pub leases: Lessor,
+    /// The lease limits apply enforces. Replicated (never read from local
+    /// settings), so replay and every member decide alike; `None` until the
+    /// creating member's `SetLeaseLimits` is applied (defaults meanwhile).
+    pub lease_limits: Option<LeaseLimits>,
 }
 
-/// The replicated data plus the limits apply enforces.
+/// The replicated data and the deterministic rules that change it.
 #[derive(Debug, Clone, Default)]
 pub struct StateMachine {
     pub state: State,
+    /// `state.lease_limits` or the defaults, kept at hand for apply.
     limits: LeaseLimits,
 }
 
 impl StateMachine {
+    /// A fresh state whose lease limits are already set to `limits`.
     pub fn new(limits: LeaseLimits) -> Self {
-        StateMachine { state: State::default(), limits }
+        Self::with_state(State { lease_limits: Some(limits), ..State::default() })
     }
 
-    pub fn with_state(state: State, limits: LeaseLimits) -> Self {
+    pub fn with_state(state: State) -> Self {
+        let limits = state.lease_limits.unwrap_or_default();
         StateMachine { state, limits }
     }
 
+    /// The lease limits in force.
     pub fn limits(&self) -> &LeaseLimits {
         &self.limits
     }
@@ -80,6 +88,11 @@ impl StateMachine {
                     }
                 }
                 Ok(Reply::Checkpointed)
+            }
+            Command::SetLeaseLimits(limits) => {
+                self.state.lease_limits = Some(*limits);
+                self.limits = *limits;
+                Ok(Reply::LimitsSet)
             }
             Command::Batch(commands) => {
                 let results = commands

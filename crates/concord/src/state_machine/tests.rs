@@ -44,6 +44,10 @@ impl Harness {
         }
     }
 
+    fn generation(&self, id: i64) -> u64 {
+        self.sm.leases().get(id).unwrap().generation
+    }
+
     fn value(&self, key: &str) -> Option<KeyValue> {
         self.sm.kv().get(key.as_bytes())
     }
@@ -122,6 +126,64 @@ fn anonymous_leases_come_and_go_with_their_key() {
     assert!(h.effects.contains(&LeaseEffect::Removed { id }));
 }
 
+/// Issue: a client revokes lease 42 and grants it again while an expiry (or
+/// checkpoint) computed for the old lease waits to be proposed.
+#[test]
+fn stale_expiry_and_checkpoint_do_not_touch_a_regranted_lease() {
+    let mut h = Harness::new();
+    h.ok(Command::LeaseGrant { id: Some(42), ttl_secs: 1 });
+    let old = h.generation(42);
+    h.ok(Command::LeaseRevoke { id: 42 });
+    h.ok(Command::LeaseGrant { id: Some(42), ttl_secs: 60 });
+    h.ok(put("k", "v", LeaseChoice::Lease(42)));
+    h.ok(Command::LeaseCheckpoint {
+        checkpoints: vec![LeaseCheckpoint { id: 42, generation: old, remaining_ms: 800 }],
+    });
+    assert_eq!(h.sm.leases().get(42).unwrap().remaining_ms, 60_000, "old checkpoint shortened the new lease");
+    assert_eq!(h.ok(Command::LeaseExpire { leases: vec![(42, old)] }), Reply::LeasesExpired { expired: 0 });
+    assert!(h.value("k").is_some(), "old expiry deleted the new lease's key");
+}
+
+/// Issue: `[DeleteRange(a), Put(b, lease = anonymous lease of a)]` emptied and
+/// dropped the anonymous lease before attaching `b`, leaving `b` on a lease
+/// that does not exist.
+#[test]
+fn a_txn_cannot_attach_a_key_to_an_anonymous_lease_it_empties() {
+    let mut h = Harness::new();
+    let Reply::Put(resp) = h.ok(put("a", "v", LeaseChoice::Anonymous { ttl_secs: 10 })) else { panic!() };
+    let anon = resp.lease.unwrap();
+    let leased_b =
+        TxnOp::Put(PutRequest { key: b("b"), value: Some(b("v")), lease: LeaseChoice::Lease(anon), prev_kv: false });
+    for first in
+        [TxnOp::DeleteRange(DeleteRequest { range: KeyRange::key("a"), prev_kv: false }), txn_put("a", "no lease")]
+    {
+        let before = h.sm.state.clone();
+        let txn = TxnRequest { compare: vec![], success: vec![first, leased_b.clone()], failure: vec![] };
+        assert_eq!(h.apply(Command::Txn(txn)).result, Err(ApplyError::AnonymousLease(anon)));
+        assert_eq!(h.sm.state, before, "a refused txn changed the state");
+    }
+    // On its own too: an anonymous lease belongs to its key alone.
+    assert_eq!(h.apply(put("b", "v", LeaseChoice::Lease(anon))).result, Err(ApplyError::AnonymousLease(anon)));
+    // Its own key may be re-put on it (etcd's ignore_lease or naming it).
+    h.ok(put("a", "v2", LeaseChoice::Lease(anon)));
+    assert_eq!(h.lease_keys(anon), vec![b("a")]);
+}
+
+#[test]
+fn lease_limits_live_in_the_replicated_state() {
+    let mut h = Harness::new();
+    h.ok(Command::SetLeaseLimits(LeaseLimits { max_leases: 1, max_keys_per_lease: 1 }));
+    assert_eq!(h.sm.state.lease_limits, Some(LeaseLimits { max_leases: 1, max_keys_per_lease: 1 }));
+    h.grant(10);
+    assert_eq!(
+        h.apply(Command::LeaseGrant { id: None, ttl_secs: 10 }).result,
+        Err(ApplyError::TooManyLeases { max: 1 })
+    );
+    // A state rebuilt from a snapshot enforces the same, whatever the local settings.
+    let restored = StateMachine::with_state(h.sm.state.clone());
+    assert_eq!(restored.limits(), &LeaseLimits { max_leases: 1, max_keys_per_lease: 1 });
+}
+
 #[test]
 fn expiry_skips_leases_renewed_since_the_leader_looked() {
     let mut h = Harness::new();
@@ -129,9 +191,10 @@ fn expiry_skips_leases_renewed_since_the_leader_looked() {
     let c = h.grant(10);
     h.ok(put("a", "v", LeaseChoice::Lease(a)));
     h.ok(put("c", "v", LeaseChoice::Lease(c)));
+    let (ga, gc) = (h.generation(a), h.generation(c));
     h.ok(Command::LeaseKeepAlive { id: c, ttl_secs: None });
     let before = h.sm.kv().revision();
-    let reply = h.ok(Command::LeaseExpire { leases: vec![(a, 0), (c, 0), (999, 0)] });
+    let reply = h.ok(Command::LeaseExpire { leases: vec![(a, ga), (c, gc), (999, 0)] });
     assert_eq!(reply, Reply::LeasesExpired { expired: 1 });
     assert!(h.value("a").is_none());
     assert!(h.value("c").is_some());
@@ -142,11 +205,13 @@ fn expiry_skips_leases_renewed_since_the_leader_looked() {
 fn keep_alive_resets_remaining_and_can_change_the_ttl() {
     let mut h = Harness::new();
     let id = h.grant(10);
-    h.ok(Command::LeaseCheckpoint { checkpoints: vec![LeaseCheckpoint { id, generation: 0, remaining_ms: 3_000 }] });
+    let generation = h.generation(id);
+    h.ok(Command::LeaseCheckpoint { checkpoints: vec![LeaseCheckpoint { id, generation, remaining_ms: 3_000 }] });
     assert_eq!(h.sm.leases().get(id).unwrap().remaining_ms, 3_000);
     assert_eq!(h.ok(Command::LeaseKeepAlive { id, ttl_secs: Some(20) }), Reply::LeaseKeptAlive { id, ttl_secs: 20 });
     let lease = h.sm.leases().get(id).unwrap();
-    assert_eq!((lease.remaining_ms, lease.generation), (20_000, 1));
+    assert_eq!(lease.remaining_ms, 20_000);
+    assert!(lease.generation > generation);
     assert_eq!(h.apply(Command::LeaseKeepAlive { id: 77, ttl_secs: None }).result, Err(ApplyError::LeaseNotFound(77)));
 }
 
