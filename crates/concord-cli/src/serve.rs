@@ -148,6 +148,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         .fsync_observer(metrics.fsync_observer());
     let mut config = config;
     config.limits.max_value_bytes = settings.max_request_bytes;
+    config.limits.max_request_bytes = settings.max_request_bytes;
 
     let client_listener = TcpListener::bind(settings.listen_client)
         .await

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use concord::limits::{MAX_TTL_SECS, MIN_TTL_SECS};
 use concord::{Concord, Error};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -24,11 +24,13 @@ const KEEP_ALIVES_IN_FLIGHT: usize = 256;
 pub struct LeaseService {
     db: Concord,
     metrics: Metrics,
+    /// Becomes true when the server shuts down: keep-alive streams end.
+    stopping: watch::Receiver<bool>,
 }
 
 impl LeaseService {
-    pub fn new(db: Concord, metrics: Metrics) -> Self {
-        LeaseService { db, metrics }
+    pub fn new(db: Concord, metrics: Metrics, stopping: watch::Receiver<bool>) -> Self {
+        LeaseService { db, metrics, stopping }
     }
 }
 
@@ -82,9 +84,15 @@ impl Lease for LeaseService {
         let (tx, rx) = mpsc::channel(KEEP_ALIVES_IN_FLIGHT);
         let db = self.db.clone();
         let metrics = self.metrics.clone();
+        let mut stopping = self.stopping.clone();
         tokio::spawn(async move {
             let in_flight = Arc::new(Semaphore::new(KEEP_ALIVES_IN_FLIGHT));
-            while let Some(item) = requests.next().await {
+            loop {
+                let item = tokio::select! {
+                    item = requests.next() => item,
+                    () = crate::watch::stopped(&mut stopping) => break,
+                };
+                let Some(item) = item else { break };
                 let req = match item {
                     Ok(req) => req,
                     Err(status) => {

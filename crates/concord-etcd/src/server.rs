@@ -2,9 +2,11 @@
 //! stream limits.
 
 use std::future::Future;
+use std::time::Duration;
 
 use concord::Concord;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
 
 use crate::kv::KvService;
@@ -42,8 +44,14 @@ impl Default for ServerOptions {
     }
 }
 
+/// How long in-flight requests get to finish after shutdown is asked for;
+/// after that the server returns anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 /// Serves the etcd v3 API for `db` on `listener` until `shutdown` resolves;
-/// then stops accepting, lets in-flight requests finish, and returns.
+/// then stops accepting, ends every watch and keep-alive stream (a client
+/// that keeps a stream open must not keep the server alive), lets in-flight
+/// requests finish for up to [`SHUTDOWN_GRACE`], and returns.
 pub async fn serve(
     db: Concord,
     listener: TcpListener,
@@ -52,17 +60,39 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let max = options.max_request_bytes * DECODE_HEADROOM + GRPC_OVERHEAD_BYTES;
-    tonic::transport::Server::builder()
+    let (stopping_tx, stopping) = watch::channel(false);
+    let signal = async move {
+        shutdown.await;
+        let _ = stopping_tx.send(true);
+    };
+    let server = tonic::transport::Server::builder()
         .max_concurrent_streams(options.max_concurrent_streams)
         .tcp_nodelay(true)
         .add_service(KvServer::new(KvService::new(db.clone(), metrics.clone())).max_decoding_message_size(max))
-        .add_service(LeaseServer::new(LeaseService::new(db.clone(), metrics.clone())).max_decoding_message_size(max))
-        .add_service(WatchServer::new(WatchService::new(db.clone(), metrics.clone())).max_decoding_message_size(max))
+        .add_service(
+            LeaseServer::new(LeaseService::new(db.clone(), metrics.clone(), stopping.clone()))
+                .max_decoding_message_size(max),
+        )
+        .add_service(
+            WatchServer::new(WatchService::new(db.clone(), metrics.clone(), stopping.clone()))
+                .max_decoding_message_size(max),
+        )
         .add_service(MaintenanceServer::new(MaintenanceService::new(db.clone(), metrics.clone())))
         .add_service(ClusterServer::new(ClusterService::new(db, options.urls, metrics)))
         // Nagle off on every accepted connection (the builder's tcp_nodelay
         // only applies to listeners tonic binds itself): small responses
         // must not wait for delayed ACKs.
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
-        .await
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), signal);
+    let mut stopped = stopping;
+    let grace_over = async move {
+        let _ = stopped.wait_for(|s| *s).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        served = server => served,
+        () = grace_over => {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "requests still open after the shutdown grace period; stopping anyway");
+            Ok(())
+        }
+    }
 }

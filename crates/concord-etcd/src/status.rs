@@ -20,6 +20,7 @@ pub const LEASE_NOT_FOUND: &str = "etcdserver: requested lease not found";
 pub const LEASE_EXISTS: &str = "etcdserver: lease already exists";
 pub const LEASE_TTL_TOO_LARGE: &str = "etcdserver: too large lease TTL";
 pub const REQUEST_TOO_LARGE: &str = "etcdserver: request is too large";
+pub const TOO_MANY_REQUESTS: &str = "etcdserver: too many requests";
 pub const TIMEOUT: &str = "etcdserver: request timed out";
 pub const NOT_LEADER: &str = "etcdserver: not leader";
 pub const NO_LEADER: &str = "etcdserver: no leader";
@@ -29,14 +30,17 @@ pub const STOPPED: &str = "etcdserver: server stopped";
 pub fn to_status(error: Error) -> Status {
     let (code, message): (Code, String) = match &error {
         Error::EmptyKey => (Code::InvalidArgument, EMPTY_KEY.into()),
-        Error::KeyTooLarge { .. } | Error::ValueTooLarge { .. } => (Code::InvalidArgument, REQUEST_TOO_LARGE.into()),
+        Error::KeyTooLarge { .. } | Error::ValueTooLarge { .. } | Error::RequestTooLarge { .. } => {
+            (Code::InvalidArgument, REQUEST_TOO_LARGE.into())
+        }
         Error::InvalidTtl { ttl, .. } if *ttl > MAX_TTL_SECS => (Code::OutOfRange, LEASE_TTL_TOO_LARGE.into()),
         Error::InvalidTtl { .. } => (Code::InvalidArgument, format!("etcdserver: {error}")),
         // A lease id that cannot exist is a lease that does not exist.
         Error::InvalidLeaseId(_) | Error::LeaseNotFound(_) => (Code::NotFound, LEASE_NOT_FOUND.into()),
         Error::LeaseExists(_) => (Code::FailedPrecondition, LEASE_EXISTS.into()),
         Error::AnonymousLease(_) => (Code::FailedPrecondition, format!("etcdserver: {error}")),
-        Error::TooManyTxnOps { .. } => (Code::InvalidArgument, TOO_MANY_OPS.into()),
+        Error::TooManyTxnOps { .. } | Error::TxnTooDeep { .. } => (Code::InvalidArgument, TOO_MANY_OPS.into()),
+        Error::TooManyRequests { .. } => (Code::ResourceExhausted, TOO_MANY_REQUESTS.into()),
         Error::DuplicateKey => (Code::InvalidArgument, DUPLICATE_KEY.into()),
         Error::KeyNotFound => (Code::InvalidArgument, KEY_NOT_FOUND.into()),
         Error::Compacted { .. } => (Code::OutOfRange, COMPACTED.into()),

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use concord::watch::ProgressRequester;
 use concord::{Concord, EventKind, WatchEvent, WatchMessage, Watcher};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
@@ -22,14 +22,20 @@ use crate::status::COMPACTED;
 /// Responses buffered per stream.
 const STREAM_BUFFER: usize = 1024;
 
+/// Most watches on one stream (each costs a task and a buffer). etcd has no
+/// such limit; a create beyond it is refused like any failed create.
+pub const MAX_WATCHES_PER_STREAM: usize = 10_000;
+
 pub struct WatchService {
     db: Concord,
     metrics: Metrics,
+    /// Becomes true when the server shuts down: every stream ends.
+    stopping: watch::Receiver<bool>,
 }
 
 impl WatchService {
-    pub fn new(db: Concord, metrics: Metrics) -> Self {
-        WatchService { db, metrics }
+    pub fn new(db: Concord, metrics: Metrics, stopping: watch::Receiver<bool>) -> Self {
+        WatchService { db, metrics, stopping }
     }
 }
 
@@ -41,7 +47,7 @@ impl Watch for WatchService {
         let (out, rx) = mpsc::channel(STREAM_BUFFER);
         let session =
             Session { db: self.db.clone(), metrics: self.metrics.clone(), out, watches: HashMap::new(), next_id: 0 };
-        tokio::spawn(session.run(request.into_inner()));
+        tokio::spawn(session.run(request.into_inner(), self.stopping.clone()));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx).map(Ok)) as WatchStream))
     }
 }
@@ -61,9 +67,10 @@ struct Session {
 }
 
 impl Session {
-    async fn run(mut self, mut requests: Streaming<pb::WatchRequest>) {
+    async fn run(mut self, mut requests: Streaming<pb::WatchRequest>, mut stopping: watch::Receiver<bool>) {
         loop {
             tokio::select! {
+                () = stopped(&mut stopping) => break,
                 request = requests.next() => match request {
                     Some(Ok(request)) => self.handle(request).await,
                     Some(Err(status)) => {
@@ -99,6 +106,8 @@ impl Session {
                 }
             }
             Some(watch_request::RequestUnion::ProgressRequest(_)) => {
+                // Cheap however often it comes: requests to a watcher that
+                // has not answered the last one yet are merged into it.
                 self.watches.retain(|_, w| !w.forwarder.is_finished());
                 if self.watches.is_empty() {
                     let resp =
@@ -118,25 +127,36 @@ impl Session {
         let id = if create.watch_id != 0 {
             create.watch_id
         } else {
-            while self.watches.contains_key(&self.next_id) {
+            while self.is_taken(self.next_id) {
                 self.next_id += 1;
             }
             self.next_id
         };
-        let refuse = |reason: String| pb::WatchResponse {
-            header: Some(current(&self.db)),
+        let now = current(&self.db);
+        let refuse = move |reason: String| pb::WatchResponse {
+            header: Some(now.clone()),
             watch_id: id,
             created: true,
             canceled: true,
             cancel_reason: reason,
             ..Default::default()
         };
-        if self.watches.contains_key(&id) {
+        if self.is_taken(id) {
             let _ =
                 self.out.send(refuse("etcdserver: mvcc: duplicate watch ID provided on the WatchStream".into())).await;
             return false;
         }
-        let range = match key_range(create.key, create.range_end) {
+        if self.watches.len() >= MAX_WATCHES_PER_STREAM {
+            self.watches.retain(|_, w| !w.forwarder.is_finished());
+            if self.watches.len() >= MAX_WATCHES_PER_STREAM {
+                let reason = format!("etcdserver: too many watches on one stream (limit {MAX_WATCHES_PER_STREAM})");
+                let _ = self.out.send(refuse(reason)).await;
+                return false;
+            }
+        }
+        // etcd watches an empty key as "\0" (with a range end, every key from it).
+        let key = if create.key.is_empty() { bytes::Bytes::from_static(b"\0") } else { create.key };
+        let range = match key_range(key, create.range_end) {
             Ok(range) => range,
             Err(status) => {
                 let _ = self.out.send(refuse(status.message().to_string())).await;
@@ -178,6 +198,26 @@ impl Session {
         let forwarder = tokio::spawn(forward(self.db.clone(), id, watcher, self.out.clone()));
         self.watches.insert(id, ActiveWatch { forwarder, progress });
         true
+    }
+}
+
+/// Resolves once the server is shutting down.
+pub(crate) async fn stopped(stopping: &mut watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|s| *s).await;
+}
+
+impl Session {
+    /// Whether `id` names a watch of this stream that is still running (a
+    /// finished one, canceled for compaction, frees its id at once).
+    fn is_taken(&mut self, id: i64) -> bool {
+        match self.watches.get(&id) {
+            Some(w) if w.forwarder.is_finished() => {
+                self.watches.remove(&id);
+                false
+            }
+            Some(_) => true,
+            None => false,
+        }
     }
 }
 

@@ -26,8 +26,12 @@ pub enum Error {
     InvalidTtl { ttl: i64, min: i64, max: i64 },
     #[error("lease id {0} is invalid: lease ids are positive")]
     InvalidLeaseId(LeaseId),
-    #[error("transaction has {ops} operations in one list; the limit is {max}")]
+    #[error("transaction has {ops} operations; the limit is {max}")]
     TooManyTxnOps { ops: usize, max: usize },
+    #[error("transactions are nested more than {max} deep")]
+    TxnTooDeep { max: usize },
+    #[error("request is {size} bytes; the limit is {max}")]
+    RequestTooLarge { size: usize, max: usize },
     #[error("invalid request: {0}")]
     InvalidRequest(String),
 
@@ -53,9 +57,17 @@ pub enum Error {
     #[error("a transaction writes the same key twice")]
     DuplicateKey,
 
+    // ---- refused for load: nothing was written ----
+    /// Too many writes are waiting to be proposed; try again shortly
+    /// (etcd: "too many requests").
+    #[error("too many requests are waiting to be committed ({pending}); try again later")]
+    TooManyRequests { pending: usize },
+
     // ---- no decision ----
-    /// The request did not complete in time. A write may still be applied
-    /// later (as with any consensus system).
+    /// The request did not complete in time. A write whose deadline passed
+    /// before it was proposed was dropped and changed nothing; one that was
+    /// already proposed has an unknown outcome: it may still be applied
+    /// (etcd's "request timed out" means the same).
     #[error("request timed out after {0:?}")]
     Timeout(Duration),
     /// This member is not the leader and cannot serve the request.

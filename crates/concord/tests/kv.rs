@@ -192,6 +192,11 @@ async fn calls_honour_their_timeout() {
     assert_eq!(err, Error::Timeout(Duration::ZERO));
     let err = m.db.lease().grant(10).timeout(Duration::ZERO).await.unwrap_err();
     assert_eq!(err, Error::Timeout(Duration::ZERO));
+    // The contract: a deadline that passed before proposing writes nothing.
+    // A later write is applied after anything the timed-out calls proposed.
+    m.db.kv().put("after", "v").await.unwrap();
+    assert!(m.db.kv().get("k").await.unwrap().is_none(), "a call that timed out before proposing wrote its key");
+    assert!(m.db.lease().list().include_anonymous().await.unwrap().is_empty(), "a timed-out grant granted");
 }
 
 #[tokio::test]

@@ -25,6 +25,11 @@ async fn collect(w: &mut Watcher, n: usize, within: Duration) -> Vec<WatchEvent>
     events
 }
 
+/// The next message, or a panic after 5 s: a test never waits forever.
+async fn next(w: &mut Watcher) -> Option<WatchMessage> {
+    tokio::time::timeout(Duration::from_secs(5), w.next()).await.expect("no watch message within 5 s")
+}
+
 /// Asserts nothing more arrives for a little while.
 async fn quiet(w: &mut Watcher) {
     if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(200), w.next()).await {
@@ -117,13 +122,78 @@ async fn a_compacted_start_revision_cancels_the_watch() {
         m.db.kv().put("k", format!("{i}")).await.unwrap();
     }
     m.db.kv().compact(4).await.unwrap();
-    let mut w = m.db.watch(KeyRange::key("k")).from_revision(2).await.unwrap();
-    assert_eq!(w.next().await, Some(WatchMessage::Canceled { compact_revision: 4 }));
-    assert_eq!(w.next().await, None);
+    let mut w = m.db.watch(KeyRange::key("k")).from_revision(3).await.unwrap();
+    assert_eq!(next(&mut w).await, Some(WatchMessage::Canceled { compact_revision: 4 }));
+    assert_eq!(next(&mut w).await, None);
     // Just above the compaction point still works.
     let mut w = m.db.watch(KeyRange::key("k")).from_revision(5).await.unwrap();
     let e = collect(&mut w, 2, Duration::from_secs(5)).await;
     assert_eq!(e.iter().map(|e| e.revision()).collect::<Vec<_>>(), [5, 6]);
+}
+
+/// etcd cancels only when start < compact revision; starting exactly at it
+/// was canceled here.
+#[tokio::test]
+async fn a_watch_starting_exactly_at_the_compaction_revision_is_served() {
+    let m = common::open().await;
+    for i in 0..5 {
+        m.db.kv().put("k", format!("{i}")).await.unwrap();
+    }
+    m.db.kv().compact(4).await.unwrap();
+    let mut w = m.db.watch(KeyRange::key("k")).from_revision(4).await.unwrap();
+    let e = collect(&mut w, 3, Duration::from_secs(5)).await;
+    assert_eq!(e.iter().map(|e| e.revision()).collect::<Vec<_>>(), [4, 5, 6]);
+    // And after a later compaction the entries at the old point go.
+    m.db.kv().compact(6).await.unwrap();
+    let mut w = m.db.watch(KeyRange::key("k")).from_revision(5).await.unwrap();
+    assert_eq!(next(&mut w).await, Some(WatchMessage::Canceled { compact_revision: 6 }));
+}
+
+/// A progress notification for a watch that starts in the future reported
+/// the start revision, which the store has not reached.
+#[tokio::test]
+async fn progress_of_a_future_watch_reports_the_current_revision() {
+    let m = common::open().await;
+    m.db.kv().put("x", "1").await.unwrap();
+    let current = m.db.revision();
+    let mut w = m.db.watch(KeyRange::key("k")).from_revision(current + 10).await.unwrap();
+    w.request_progress();
+    assert_eq!(next(&mut w).await, Some(WatchMessage::Progress { revision: current }));
+}
+
+/// `Concord::shutdown()` left `Watcher::next()` waiting forever.
+#[tokio::test]
+async fn shutdown_ends_every_watch_stream() {
+    let m = common::open().await;
+    let mut live = m.db.watch(KeyRange::key("k")).await.unwrap();
+    m.db.kv().put("k", "v").await.unwrap();
+    assert!(matches!(next(&mut live).await, Some(WatchMessage::Events { .. })));
+    // A watcher whose consumer is not reading (catching up or stalled) ends too.
+    let stalled = m.db.watch(KeyRange::key("k")).from_revision(1).await.unwrap();
+    m.db.shutdown().await.unwrap();
+    assert_eq!(next(&mut live).await, None);
+    let mut stalled = stalled;
+    let mut ended = false;
+    for _ in 0..4 {
+        if next(&mut stalled).await.is_none() {
+            ended = true;
+            break;
+        }
+    }
+    assert!(ended, "a stalled watcher's stream did not end");
+    assert_eq!(m.db.watch(KeyRange::key("k")).await.err(), Some(concord::Error::Shutdown));
+}
+
+/// A flood of progress requests costs one notification, not a queue.
+#[tokio::test]
+async fn progress_requests_are_merged() {
+    let m = common::open().await;
+    let mut w = m.db.watch(KeyRange::key("p")).await.unwrap();
+    for _ in 0..100_000 {
+        w.request_progress();
+    }
+    assert!(matches!(next(&mut w).await, Some(WatchMessage::Progress { .. })));
+    quiet(&mut w).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -196,8 +266,11 @@ async fn progress_and_cancel_on_drop() {
 #[tokio::test]
 async fn periodic_progress_notifications() {
     let m = common::open_with(|c| c.watch_progress_interval(Duration::from_millis(100))).await;
-    let mut w = m.db.watch(KeyRange::key("quiet")).progress_notify().await.unwrap();
     m.db.kv().put("elsewhere", "1").await.unwrap();
+    let mut w = m.db.watch(KeyRange::key("quiet")).progress_notify().await.unwrap();
     let got = tokio::time::timeout(Duration::from_secs(5), w.next()).await.unwrap();
-    assert!(matches!(got, Some(WatchMessage::Progress { revision }) if revision >= 1), "{got:?}");
+    assert_eq!(got, Some(WatchMessage::Progress { revision: 2 }), "progress must report the revision reached");
+    // And again, periodically, without being asked.
+    let again = tokio::time::timeout(Duration::from_secs(5), w.next()).await.unwrap();
+    assert_eq!(again, Some(WatchMessage::Progress { revision: 2 }));
 }

@@ -7,8 +7,10 @@
 //! - every version of every key has `mod_revision <= revision`;
 //! - a read at `r` with `compact_revision <= r <= revision` sees exactly the
 //!   keys whose version visible at `r` is live;
-//! - `changes` lists `(revision, key)` for every version written, in revision
-//!   order, so compaction visits only the keys it can shrink.
+//! - `changes` lists `(revision, key)` for every version written after the
+//!   compaction point, and at it, in revision order, so compaction visits
+//!   only the keys it can shrink and a watch can start exactly at the
+//!   compaction revision (as etcd serves it).
 //!
 //! The store does not choose revisions: the state machine opens a write at
 //! `revision + 1`, applies every change of one command at that revision, and
@@ -229,9 +231,10 @@ impl KvStore {
     /// Watch events of keys in `range` from revision `from` on, oldest
     /// first, in apply order within a revision. Stops after the revision in
     /// which `limit` events were reached (a revision is never split).
-    /// Fails if `from` is at or below the compaction point.
+    /// Fails if `from` is below the compaction point (etcd serves a watch
+    /// that starts exactly at it).
     pub fn events_since(&self, from: Revision, range: &KeyRange, limit: usize) -> Result<Vec<WatchEvent>, ApplyError> {
-        if from <= self.compact_revision {
+        if from < self.compact_revision {
             return Err(ApplyError::Compacted { compact_revision: self.compact_revision });
         }
         let start = self.changes.partition_point(|(rev, _)| *rev < from);
@@ -267,8 +270,10 @@ impl KvStore {
         if revision <= self.compact_revision {
             return Err(ApplyError::Compacted { compact_revision: self.compact_revision });
         }
+        // Changes at `revision` itself stay listed: their versions are the
+        // ones visible at `revision`, which compaction keeps.
         while let Some((rev, _)) = self.changes.front() {
-            if *rev > revision {
+            if *rev >= revision {
                 break;
             }
             let (_, key) = self.changes.pop_front().expect("front exists");

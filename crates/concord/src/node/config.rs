@@ -63,6 +63,9 @@ pub struct Config {
     pub watch_buffer: usize,
     /// How often a watcher that asked for progress notifications gets one.
     pub watch_progress_interval: Duration,
+    /// Most writes waiting to be proposed; more are refused at once with
+    /// `Error::TooManyRequests` (etcd's "too many requests").
+    pub max_pending_proposals: usize,
 }
 
 impl std::fmt::Debug for Config {
@@ -103,6 +106,7 @@ impl Config {
             fsync_observer: None,
             watch_buffer: 256,
             watch_progress_interval: Duration::from_secs(600),
+            max_pending_proposals: 10_000,
         }
     }
 
@@ -113,6 +117,11 @@ impl Config {
 
     pub fn watch_progress_interval(mut self, interval: Duration) -> Self {
         self.watch_progress_interval = interval;
+        self
+    }
+
+    pub fn max_pending_proposals(mut self, proposals: usize) -> Self {
+        self.max_pending_proposals = proposals;
         self
     }
 

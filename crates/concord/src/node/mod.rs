@@ -124,7 +124,7 @@ impl Concord {
         let (stop_tasks, stop_rx) = watch::channel(false);
         let node = Concord {
             inner: Arc::new(Inner {
-                proposer: proposer::Proposer::spawn(raft.clone()),
+                proposer: proposer::Proposer::spawn(raft.clone(), config.max_pending_proposals),
                 raft,
                 shared,
                 config,
@@ -240,6 +240,7 @@ impl Concord {
         for task in tasks {
             let _ = task.await;
         }
+        self.inner.shared.hub.close();
         self.inner.raft.shutdown().await.map_err(|e| Error::Storage(format!("raft did not stop cleanly: {e}")))?;
         let writer = self.inner.writer.lock().take();
         if let Some(writer) = writer {
@@ -268,7 +269,7 @@ impl Concord {
 
     /// Proposes a command and waits until it is durable and applied.
     pub(crate) async fn write(&self, command: Command, timeout: Duration) -> Result<Applied> {
-        match tokio::time::timeout(timeout, self.inner.proposer.propose(command)).await {
+        match tokio::time::timeout(timeout, self.inner.proposer.propose(command, timeout)).await {
             Err(_) => Err(Error::Timeout(timeout)),
             Ok(result) => result,
         }

@@ -16,11 +16,19 @@
 //! uncontended write skips two task hand-offs. The in-flight slot is one
 //! semaphore permit shared by both paths, so at most one proposal is ever
 //! in flight either way.
+//!
+//! Bounded work: at most `max_pending` commands wait for the batching task
+//! (more get [`Error::TooManyRequests`] at once, as etcd answers "too many
+//! requests" when apply lags), and a command whose caller gave up (its
+//! deadline passed or its future was dropped) before it was taken is dropped
+//! unproposed: a timeout reported before proposing means nothing was written.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::time::Instant;
 
 use crate::command::{Applied, Command, Reply};
 use crate::error::Error;
@@ -36,7 +44,23 @@ const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 
 struct Proposal {
     command: Command,
+    deadline: Instant,
+    timeout: Duration,
     reply: oneshot::Sender<Result<Applied, Error>>,
+}
+
+impl Proposal {
+    /// Whether the caller still waits; answers it `Timeout` if its deadline passed.
+    fn still_wanted(self, now: Instant) -> Option<Proposal> {
+        if self.reply.is_closed() {
+            return None;
+        }
+        if now >= self.deadline {
+            let _ = self.reply.send(Err(Error::Timeout(self.timeout)));
+            return None;
+        }
+        Some(self)
+    }
 }
 
 /// Handle for proposing commands; cheap to clone.
@@ -48,28 +72,39 @@ pub(crate) struct Proposer {
     in_flight: Arc<Semaphore>,
     /// Proposals sent to the batching task and not yet taken by it.
     queued: Arc<AtomicUsize>,
+    max_pending: usize,
 }
 
 impl Proposer {
     /// Starts the batching task. It ends when every handle is dropped.
-    pub fn spawn(raft: ConcordRaft) -> Self {
+    pub fn spawn(raft: ConcordRaft, max_pending: usize) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let in_flight = Arc::new(Semaphore::new(1));
         let queued = Arc::new(AtomicUsize::new(0));
         tokio::spawn(run(raft.clone(), rx, in_flight.clone(), queued.clone()));
-        Proposer { tx, raft, in_flight, queued }
+        Proposer { tx, raft, in_flight, queued, max_pending: max_pending.max(1) }
     }
 
-    /// Proposes `command`; resolves once it is durable and applied.
-    pub async fn propose(&self, command: Command) -> Result<Applied, Error> {
+    /// Proposes `command` unless `timeout` runs out first; resolves once it
+    /// is durable and applied. The caller bounds the wait itself; here the
+    /// deadline only decides whether the command is still worth proposing.
+    pub async fn propose(&self, command: Command, timeout: Duration) -> Result<Applied, Error> {
+        let deadline = Instant::now() + timeout;
+        if timeout.is_zero() {
+            return Err(Error::Timeout(timeout));
+        }
         if self.queued.load(Ordering::Acquire) == 0 {
             if let Ok(_slot) = self.in_flight.clone().try_acquire_owned() {
                 return self.raft.client_write(command).await.map(|r| r.data).map_err(write_error);
             }
         }
+        let pending = self.queued.fetch_add(1, Ordering::AcqRel);
+        if pending >= self.max_pending {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(Error::TooManyRequests { pending });
+        }
         let (reply, rx) = oneshot::channel();
-        self.queued.fetch_add(1, Ordering::AcqRel);
-        if self.tx.send(Proposal { command, reply }).is_err() {
+        if self.tx.send(Proposal { command, deadline, timeout, reply }).is_err() {
             self.queued.fetch_sub(1, Ordering::AcqRel);
             return Err(Error::Shutdown);
         }
@@ -87,20 +122,31 @@ async fn run(
         // Wait for a proposal made directly by a caller to finish.
         let Ok(_slot) = in_flight.acquire().await else { return };
         // Everything that arrived while the previous batch was in flight
-        // joins this one.
-        let mut bytes = first.command.payload_size();
-        let mut batch = vec![first];
+        // joins this one; callers that gave up meanwhile are left out.
+        let now = Instant::now();
+        let mut taken = 1;
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        if let Some(p) = first.still_wanted(now) {
+            bytes += p.command.payload_size();
+            batch.push(p);
+        }
         while batch.len() < MAX_BATCH_COMMANDS && bytes < MAX_BATCH_BYTES {
             match rx.try_recv() {
                 Ok(p) => {
-                    bytes += p.command.payload_size();
-                    batch.push(p);
+                    taken += 1;
+                    if let Some(p) = p.still_wanted(now) {
+                        bytes += p.command.payload_size();
+                        batch.push(p);
+                    }
                 }
                 Err(_) => break,
             }
         }
-        queued.fetch_sub(batch.len(), Ordering::AcqRel);
-        propose_batch(&raft, batch).await;
+        queued.fetch_sub(taken, Ordering::AcqRel);
+        if !batch.is_empty() {
+            propose_batch(&raft, batch).await;
+        }
     }
 }
 

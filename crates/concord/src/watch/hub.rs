@@ -40,13 +40,25 @@ struct HubInner {
 }
 
 /// Routes applied changes to live watchers.
-#[derive(Default)]
 pub struct WatchHub {
     inner: Mutex<HubInner>,
     /// Watchers in existence (live or catching up); apply records events
     /// only while this is non-zero.
     watchers: AtomicUsize,
     next_id: AtomicUsize,
+    /// Set when the member shuts down: every watcher's task ends.
+    closed: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for WatchHub {
+    fn default() -> Self {
+        WatchHub {
+            inner: Mutex::default(),
+            watchers: AtomicUsize::new(0),
+            next_id: AtomicUsize::new(0),
+            closed: tokio::sync::watch::Sender::new(false),
+        }
+    }
 }
 
 impl WatchHub {
@@ -55,9 +67,23 @@ impl WatchHub {
         self.watchers.load(Ordering::SeqCst) > 0
     }
 
-    pub(crate) fn register(&self) -> u64 {
+    /// A new watcher's id, or `None` once the hub is closed.
+    pub(crate) fn register(&self) -> Option<u64> {
+        if *self.closed.borrow() {
+            return None;
+        }
         self.watchers.fetch_add(1, Ordering::SeqCst);
-        self.next_id.fetch_add(1, Ordering::SeqCst) as u64
+        Some(self.next_id.fetch_add(1, Ordering::SeqCst) as u64)
+    }
+
+    /// Ends every watcher (the member is shutting down): their streams end.
+    pub(crate) fn close(&self) {
+        self.closed.send_replace(true);
+        self.inner.lock().live.clear();
+    }
+
+    pub(crate) fn closed(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.closed.subscribe()
     }
 
     /// Forgets watcher `id` (live or not) when its task ends.
@@ -127,12 +153,14 @@ impl WatchHub {
 
     /// Queues a progress notification behind the events already queued for a
     /// live watcher. Returns false if the watcher is not live (or its buffer
-    /// is full; it will be demoted by the next batch anyway).
-    pub(crate) fn notify_progress(&self, id: u64) -> bool {
+    /// is full; it will be demoted by the next batch anyway). `applied` is
+    /// the store's revision: a watcher that starts in the future is told the
+    /// revision the store has reached, not its start.
+    pub(crate) fn notify_progress(&self, id: u64, applied: Revision) -> bool {
         let inner = self.inner.lock();
         match inner.live.get(&id) {
             Some(w) => {
-                let revision = inner.last_published.max(w.next_rev - 1);
+                let revision = inner.last_published.max((w.next_rev - 1).min(applied));
                 w.tx.try_send(WatchMessage::Progress { revision }).is_ok()
             }
             None => false,

@@ -19,7 +19,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::command::ApplyError;
 use crate::error::Result;
@@ -135,25 +137,50 @@ impl IntoFuture for WatchBuilder {
             let next_rev = if self.start_revision > 0 { self.start_revision } else { current + 1 };
             let config = self.node.config();
             let (tx, rx) = mpsc::channel(config.watch_buffer.max(1));
-            let (control_tx, control_rx) = mpsc::unbounded_channel();
-            let id = shared.hub.register();
+            let control = Arc::new(ProgressFlag::default());
+            let Some(id) = shared.hub.register() else {
+                return Err(crate::Error::Shutdown);
+            };
             let progress = self.progress_notify.then_some(config.watch_progress_interval);
-            let task = WatchTask { shared, id, filter: self.filter, next_rev, tx, control: control_rx, progress };
+            let task =
+                WatchTask { shared, id, filter: self.filter, next_rev, tx, control: control.clone(), progress };
             tokio::spawn(task.run());
-            Ok(Watcher { id, rx, control: control_tx, created_revision: current })
+            Ok(Watcher { id, rx, control, created_revision: current })
         })
     }
 }
 
-enum Control {
-    Progress,
+/// A progress request: a flag, so a flood of requests costs one
+/// notification, not a queue that grows while the watcher catches up.
+#[derive(Default)]
+struct ProgressFlag {
+    requested: AtomicBool,
+    notify: Notify,
+}
+
+impl ProgressFlag {
+    fn request(&self) {
+        if !self.requested.swap(true, Ordering::AcqRel) {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Waits for a request and clears it.
+    async fn requested(&self) {
+        loop {
+            if self.requested.swap(false, Ordering::AcqRel) {
+                return;
+            }
+            self.notify.notified().await;
+        }
+    }
 }
 
 /// A stream of [`WatchMessage`]s; dropping it cancels the watch.
 pub struct Watcher {
     id: u64,
     rx: mpsc::Receiver<WatchMessage>,
-    control: mpsc::UnboundedSender<Control>,
+    control: Arc<ProgressFlag>,
     created_revision: Revision,
 }
 
@@ -165,7 +192,7 @@ impl Watcher {
 
     /// Asks for a [`WatchMessage::Progress`] once the watcher is caught up.
     pub fn request_progress(&self) {
-        let _ = self.control.send(Control::Progress);
+        self.control.request();
     }
 
     /// A handle that can ask for progress from another task (for example
@@ -189,12 +216,13 @@ impl Watcher {
 /// [`Watcher::progress_requester`].
 #[derive(Clone)]
 pub struct ProgressRequester {
-    control: mpsc::UnboundedSender<Control>,
+    control: Arc<ProgressFlag>,
 }
 
 impl ProgressRequester {
+    /// Requests made while one is pending are merged into it.
     pub fn request(&self) {
-        let _ = self.control.send(Control::Progress);
+        self.control.request();
     }
 }
 
@@ -215,15 +243,26 @@ struct WatchTask {
     /// The first revision not yet delivered.
     next_rev: Revision,
     tx: mpsc::Sender<WatchMessage>,
-    control: mpsc::UnboundedReceiver<Control>,
+    control: Arc<ProgressFlag>,
     progress: Option<Duration>,
 }
 
 impl WatchTask {
+    /// Runs until the consumer goes away, the watch is canceled, or the
+    /// member shuts down (which ends every watcher's stream).
     async fn run(mut self) {
-        let (hub, id) = (self.shared.clone(), self.id);
-        self.watch().await;
-        hub.hub.unregister(id);
+        let (shared, id) = (self.shared.clone(), self.id);
+        let mut closed = shared.hub.closed();
+        tokio::select! {
+            _ = self.watch() => {}
+            _ = closed.wait_for(|closed| *closed) => {}
+        }
+        shared.hub.unregister(id);
+    }
+
+    fn notify_progress(&self) -> bool {
+        let applied = self.shared.applier.read().machine.kv().revision();
+        self.shared.hub.notify_progress(self.id, applied)
     }
 
     async fn watch(&mut self) {
@@ -231,7 +270,7 @@ impl WatchTask {
         loop {
             let Some(demoted) = self.catch_up().await else { return };
             if progress_pending {
-                progress_pending = !self.shared.hub.notify_progress(self.id);
+                progress_pending = !self.notify_progress();
             }
             let mut demoted = demoted;
             let mut ticker =
@@ -254,11 +293,8 @@ impl WatchTask {
                         Err(_) => return,
                     },
                     _ = self.tx.closed() => return,
-                    control = self.control.recv() => match control {
-                        Some(Control::Progress) => progress_pending = !self.shared.hub.notify_progress(self.id),
-                        None => return,
-                    },
-                    _ = tick => { self.shared.hub.notify_progress(self.id); }
+                    _ = self.control.requested() => progress_pending = !self.notify_progress(),
+                    _ = tick => { self.notify_progress(); }
                 }
             }
         }
