@@ -35,6 +35,9 @@ pub struct ServeArgs {
     /// Client URL to advertise to clients (MemberList) [default: the listen URL].
     #[arg(long, env = "CONCORD_ADVERTISE_CLIENT_URLS")]
     advertise_client_urls: Option<String>,
+    /// Peer URL to advertise to the cluster (MemberList) [default: http://localhost:2380, as etcd].
+    #[arg(long, env = "CONCORD_INITIAL_ADVERTISE_PEER_URLS")]
+    initial_advertise_peer_urls: Option<String>,
     /// URL for /health and /metrics over HTTP [default: http://127.0.0.1:2381].
     #[arg(long, env = "CONCORD_LISTEN_METRICS_URLS")]
     listen_metrics_urls: Option<String>,
@@ -65,6 +68,7 @@ struct FileSettings {
     data_dir: Option<PathBuf>,
     listen_client_urls: Option<String>,
     advertise_client_urls: Option<String>,
+    initial_advertise_peer_urls: Option<String>,
     listen_metrics_urls: Option<String>,
     max_request_bytes: Option<usize>,
     max_concurrent_streams: Option<u32>,
@@ -80,6 +84,7 @@ struct Settings {
     listen_client: SocketAddr,
     client_url: String,
     advertise_client_urls: Vec<String>,
+    advertise_peer_urls: Vec<String>,
     listen_metrics: Option<SocketAddr>,
     max_request_bytes: usize,
     max_concurrent_streams: u32,
@@ -100,6 +105,8 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
         args.listen_client_urls.or(file.listen_client_urls).unwrap_or_else(|| "http://127.0.0.1:2379".into());
     let listen_client = parse_url(&client_url, "--listen-client-urls")?;
     let advertise = args.advertise_client_urls.or(file.advertise_client_urls).unwrap_or_else(|| client_url.clone());
+    let peer = (args.initial_advertise_peer_urls.or(file.initial_advertise_peer_urls))
+        .unwrap_or_else(|| "http://localhost:2380".into());
     let metrics_url =
         args.listen_metrics_urls.or(file.listen_metrics_urls).unwrap_or_else(|| "http://127.0.0.1:2381".into());
     let listen_metrics =
@@ -110,6 +117,7 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
         listen_client,
         client_url,
         advertise_client_urls: advertise.split(',').map(|s| s.trim().to_string()).collect(),
+        advertise_peer_urls: peer.split(',').map(|s| s.trim().to_string()).collect(),
         listen_metrics,
         max_request_bytes: args.max_request_bytes.or(file.max_request_bytes).unwrap_or(1536 * 1024),
         max_concurrent_streams: args.max_concurrent_streams.or(file.max_concurrent_streams).unwrap_or(1024),
@@ -190,7 +198,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let options = ServerOptions {
         max_request_bytes: settings.max_request_bytes,
         max_concurrent_streams: settings.max_concurrent_streams,
-        urls: MemberUrls { client_urls: settings.advertise_client_urls, peer_urls: Vec::new() },
+        urls: MemberUrls { client_urls: settings.advertise_client_urls, peer_urls: settings.advertise_peer_urls },
     };
     let mut stop = stop_rx;
     let shutdown = async move {

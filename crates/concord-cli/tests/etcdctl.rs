@@ -184,7 +184,7 @@ fn endpoint_status_health_and_member_list() {
     );
     assert_shape(
         &ok(s.etcdctl(&["member", "list"])),
-        &format!(r"{ID}, started, default, , http://{}, false\n", regex::escape(&s.endpoint)),
+        &format!(r"{ID}, started, default, http://localhost:2380, http://{}, false\n", regex::escape(&s.endpoint)),
     );
 }
 

@@ -149,7 +149,8 @@ impl Lease for LeaseService {
     ) -> Result<Response<pb::LeaseLeasesResponse>, Status> {
         self.metrics
             .track("LeaseLeases", false, async {
-                let leases = self.db.lease().list().await.map_err(to_status)?;
+                // Anonymous (per-key TTL) leases too: their ids appear on keys.
+                let leases = self.db.lease().list().include_anonymous().await.map_err(to_status)?;
                 Ok(Response::new(pb::LeaseLeasesResponse {
                     header: Some(current(&self.db)),
                     leases: leases.into_iter().map(|l| pb::LeaseStatus { id: l.id }).collect(),

@@ -91,7 +91,9 @@ impl Cluster for ClusterService {
                     client_ur_ls: self.urls.client_urls.clone(),
                     is_learner: false,
                 };
-                Ok(Response::new(pb::MemberListResponse { header: Some(current(&self.db)), members: vec![member] }))
+                // etcd's cluster responses carry no store revision.
+                let header = crate::header::header(&self.db, 0);
+                Ok(Response::new(pb::MemberListResponse { header: Some(header), members: vec![member] }))
             })
             .await
     }

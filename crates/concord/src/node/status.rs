@@ -23,7 +23,7 @@ pub struct MemberStatus {
     /// The leader's member id, if one is known.
     pub leader: Option<u64>,
     pub is_leader: bool,
-    /// Size of the data file in bytes.
+    /// Size of the data files (log and snapshot) in bytes.
     pub db_size: u64,
     pub keys: u64,
     pub leases: u64,
@@ -81,7 +81,10 @@ impl Concord {
             let kv = applier.machine.kv();
             (kv.revision(), kv.compact_revision(), kv.live_keys(), applier.machine.leases().len() as u64)
         };
-        let db_size = std::fs::metadata(self.inner.config.data_dir.join("concord.redb")).map_or(0, |m| m.len());
+        let db_size = ["concord.redb", "snapshot.redb"]
+            .iter()
+            .map(|file| std::fs::metadata(self.inner.config.data_dir.join(file)).map_or(0, |m| m.len()))
+            .sum();
         let name = &self.inner.config.name;
         MemberStatus {
             member_id: self.member_id(),

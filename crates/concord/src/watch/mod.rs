@@ -142,8 +142,7 @@ impl IntoFuture for WatchBuilder {
                 return Err(crate::Error::Shutdown);
             };
             let progress = self.progress_notify.then_some(config.watch_progress_interval);
-            let task =
-                WatchTask { shared, id, filter: self.filter, next_rev, tx, control: control.clone(), progress };
+            let task = WatchTask { shared, id, filter: self.filter, next_rev, tx, control: control.clone(), progress };
             tokio::spawn(task.run());
             Ok(Watcher { id, rx, control, created_revision: current })
         })
