@@ -134,7 +134,7 @@ impl Session {
         };
         let now = current(&self.db);
         let refuse = move |reason: String| pb::WatchResponse {
-            header: Some(now.clone()),
+            header: Some(now),
             watch_id: id,
             created: true,
             canceled: true,
