@@ -87,8 +87,7 @@ impl Concord {
     /// Opens (or creates) a member.
     pub async fn open_with(config: Config) -> Result<Concord> {
         let raft_config = Arc::new(config.raft_config()?);
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|e| Error::Storage(format!("cannot create {}: {e}", config.data_dir.display())))?;
+        let created = crate::replication::files::create_data_dir(&config.data_dir).map_err(Error::Storage)?;
         let path = config.data_dir.join("concord.redb");
         // redb caches up to 1 GiB by default; the log is written far more
         // than read (memory holds what apply needs), so a small cache does.
@@ -98,6 +97,12 @@ impl Concord {
             .map_err(|e| Error::Storage(format!("cannot open {}: {e}", path.display())))?;
         let stored_log = LogStore::load(&db).map_err(Error::Storage)?;
         let snapshots = SnapshotStore::open(&config.data_dir.join("snapshot.redb")).map_err(Error::Storage)?;
+        // The files' directory entries must be durable before anything
+        // written in them is acknowledged.
+        crate::replication::files::sync_dir(&config.data_dir).map_err(Error::Storage)?;
+        if let Some(parent) = created {
+            crate::replication::files::sync_dir(&parent).map_err(Error::Storage)?;
+        }
         let db = Arc::new(db);
         // Only the writer thread writes the file; log reads share it.
         let writer =

@@ -4,12 +4,14 @@
 //! - [`log_store`]: openraft's log storage (entries, vote, committed pointer);
 //! - [`state_store`]: openraft's state machine (apply, snapshots, deadlines);
 //! - [`snapshot_store`]: snapshots, in a file of their own;
+//! - [`files`]: the data directory itself (created and fsynced);
 //! - [`network`]: the peer network (none, for a single member).
 //!
 //! Every state change, from the embedded API or a leader task, is a
 //! [`Command`] written through `Raft::client_write`; a single-member cluster
 //! is a one-voter Raft group and takes exactly the same path.
 
+pub(crate) mod files;
 pub(crate) mod log_store;
 pub(crate) mod log_writer;
 pub(crate) mod network;

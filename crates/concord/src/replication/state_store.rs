@@ -121,12 +121,14 @@ impl StateStore {
         Ok((StateStore { shared: shared.clone(), snapshots }, shared))
     }
 
+    /// Stores a snapshot unless a newer one is stored; returns whether it was.
     async fn persist_snapshot(
         &self,
         meta: &SnapshotMeta<NodeId, BasicNode>,
         data: Arc<Vec<u8>>,
-    ) -> Result<(), StorageError<NodeId>> {
-        self.snapshots.write(encode(meta), data).await.map_err(sm_err)
+    ) -> Result<bool, StorageError<NodeId>> {
+        let last_index = meta.last_log_id.map(|id| id.index);
+        self.snapshots.write(last_index, encode(meta), data).await.map_err(sm_err)
     }
 }
 
@@ -150,7 +152,13 @@ impl RaftSnapshotBuilder<TypeConfig> for StateStore {
         };
         // Apply waited for the encoding above (the state is under its lock).
         let locked = started.elapsed();
-        self.persist_snapshot(&meta, data.clone()).await?;
+        if !self.persist_snapshot(&meta, data.clone()).await? {
+            // A newer snapshot was installed while this one was built.
+            tracing::debug!(last = ?meta.last_log_id, "a newer snapshot is stored; the built one is dropped");
+            if let Some(newer) = self.get_current_snapshot().await? {
+                return Ok(newer);
+            }
+        }
         tracing::debug!(last = ?meta.last_log_id, bytes = data.len(), ?locked, total = ?started.elapsed(), "snapshot written");
         let data = Arc::try_unwrap(data).unwrap_or_else(|shared| (*shared).clone());
         Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
