@@ -9,11 +9,23 @@ use concord::Config;
 use concord_etcd::{Metrics, ServerOptions};
 
 fn bench(endpoint: &str, args: &[&str]) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_concord-bench"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_concord-bench"))
         .args(["--endpoints", endpoint, "--json"])
         .args(args)
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("run concord-bench");
+    // Bounded: a wedged run fails the test instead of hanging it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("concord-bench {args:?} did not finish within 120 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "concord-bench {args:?} failed:\n{stdout}\n{stderr}");

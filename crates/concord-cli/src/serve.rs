@@ -104,7 +104,9 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
     let client_url =
         args.listen_client_urls.or(file.listen_client_urls).unwrap_or_else(|| "http://127.0.0.1:2379".into());
     let listen_client = parse_url(&client_url, "--listen-client-urls")?;
-    let advertise = args.advertise_client_urls.or(file.advertise_client_urls).unwrap_or_else(|| client_url.clone());
+    // Without an explicit advertise URL, the listen URL is advertised (with
+    // the port actually bound, once known, if it was 0).
+    let advertise = args.advertise_client_urls.or(file.advertise_client_urls).unwrap_or_default();
     let peer = (args.initial_advertise_peer_urls.or(file.initial_advertise_peer_urls))
         .unwrap_or_else(|| "http://localhost:2380".into());
     let metrics_url =
@@ -116,7 +118,7 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
         data_dir: args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("concord.data")),
         listen_client,
         client_url,
-        advertise_client_urls: advertise.split(',').map(|s| s.trim().to_string()).collect(),
+        advertise_client_urls: advertise.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
         advertise_peer_urls: peer.split(',').map(|s| s.trim().to_string()).collect(),
         listen_metrics,
         max_request_bytes: args.max_request_bytes.or(file.max_request_bytes).unwrap_or(1536 * 1024),
@@ -146,7 +148,9 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let settings = settings(args)?;
     let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level)
         .map_err(|e| format!("--log-level {}: {e}", settings.log_level))?;
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    use std::io::IsTerminal;
+    let colors = std::io::stderr().is_terminal();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colors).init();
 
     let metrics = Metrics::new();
     let retention = (settings.auto_compaction_retention > 0).then_some(settings.auto_compaction_retention);
@@ -195,10 +199,15 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
 
     let addr = client_listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%addr, name = %settings.name, data_dir = %settings.data_dir.display(), "serving the etcd v3 API");
+    let client_urls = if settings.advertise_client_urls.is_empty() {
+        vec![format!("http://{addr}")]
+    } else {
+        settings.advertise_client_urls
+    };
     let options = ServerOptions {
         max_request_bytes: settings.max_request_bytes,
         max_concurrent_streams: settings.max_concurrent_streams,
-        urls: MemberUrls { client_urls: settings.advertise_client_urls, peer_urls: settings.advertise_peer_urls },
+        urls: MemberUrls { client_urls, peer_urls: settings.advertise_peer_urls },
     };
     let mut stop = stop_rx;
     let shutdown = async move {

@@ -60,10 +60,12 @@ fn lease_and_kv_subcommands() {
 #[test]
 fn client_reports_an_unreachable_endpoint() {
     let port = common::free_port();
-    let out = Command::new(env!("CARGO_BIN_EXE_concord"))
-        .args(["get", "k", &format!("--endpoints=127.0.0.1:{port}"), "--command-timeout=2"])
-        .output()
-        .unwrap();
+    let out = common::run_bounded(Command::new(env!("CARGO_BIN_EXE_concord")).args([
+        "get",
+        "k",
+        &format!("--endpoints=127.0.0.1:{port}"),
+        "--command-timeout=2",
+    ]));
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).starts_with(&format!("Error: cannot connect to 127.0.0.1:{port}")), "{}", stderr(&out));
     assert_eq!(stderr(&out).lines().count(), 1);
@@ -102,10 +104,11 @@ fn config_file_and_flags() {
     let bad = tempfile::tempdir().unwrap();
     let bad_file = bad.path().join("bad.toml");
     std::fs::write(&bad_file, "no-such-setting = 1\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_concord"))
-        .args(["serve", "--config-file", bad_file.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = common::run_bounded(Command::new(env!("CARGO_BIN_EXE_concord")).args([
+        "serve",
+        "--config-file",
+        bad_file.to_str().unwrap(),
+    ]));
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("unknown field `no-such-setting`"), "{}", stderr(&out));
 }
@@ -138,7 +141,7 @@ fn health_and_metrics_endpoints() {
 
 #[test]
 fn help_explains_every_serve_flag() {
-    let out = Command::new(env!("CARGO_BIN_EXE_concord")).args(["serve", "--help"]).output().unwrap();
+    let out = common::run_bounded(Command::new(env!("CARGO_BIN_EXE_concord")).args(["serve", "--help"]));
     let help = stdout(&out);
     for flag in [
         "--name",

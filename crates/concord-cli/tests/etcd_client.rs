@@ -27,6 +27,11 @@ fn status_of(e: Error) -> (Code, String) {
     }
 }
 
+/// Awaits `f`, failing the test after 10 s: a stream read never hangs a test.
+async fn bounded<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(std::time::Duration::from_secs(10), f).await.expect("nothing arrived within 10 s")
+}
+
 async fn revision(c: &mut Client) -> i64 {
     c.get("any", None).await.unwrap().header().unwrap().revision()
 }
@@ -41,7 +46,7 @@ async fn keep_alive_stream_renews_and_reports_unknown_leases_as_ttl_zero() {
     let (mut keeper, mut stream) = c.lease_keep_alive(lease.id()).await.unwrap();
     for _ in 0..3 {
         keeper.keep_alive().await.unwrap();
-        let resp = stream.message().await.unwrap().unwrap();
+        let resp = bounded(stream.message()).await.unwrap().unwrap();
         assert_eq!((resp.id(), resp.ttl()), (lease.id(), 5));
     }
     let ttl = c.lease_time_to_live(lease.id(), Some(LeaseTimeToLiveOptions::new().with_keys())).await.unwrap();
@@ -77,7 +82,7 @@ async fn one_stream_carries_many_leases() {
     let mut stream = raw.lease_keep_alive(tokio_stream::iter(requests)).await.unwrap().into_inner();
     let mut seen = BTreeMap::new();
     while seen.len() < n {
-        let resp = stream.message().await.unwrap().expect("a response per request");
+        let resp = bounded(stream.message()).await.unwrap().expect("a response per request");
         seen.insert(resp.id, resp.ttl);
     }
     for (id, ttl) in &ttls {
@@ -162,7 +167,8 @@ async fn bad_input_is_refused_and_writes_nothing() {
     assert_eq!(revision(&mut c).await, before, "nothing was written");
     assert!(c.get("x", None).await.unwrap().kvs().is_empty());
 
-    // TTL 0 and negative are raised to the minimum, as etcd does.
+    // TTL 0 and negative are raised to the minimum as etcd raises them (to
+    // Concord's 1 s, where etcd's minimum is 2 s).
     for ttl in [0, -5] {
         let lease = c.lease_grant(ttl, None).await.unwrap();
         assert_eq!(lease.ttl(), 1);
@@ -197,7 +203,7 @@ async fn watch_stream_with_many_watches_progress_and_cancel() {
     c.put("a/1", "x", None).await.unwrap();
     let options = WatchOptions::new().with_prefix().with_start_revision(1).with_prev_key();
     let mut stream = c.watch("a/", Some(options)).await.unwrap();
-    let created = stream.message().await.unwrap().unwrap();
+    let created = bounded(stream.message()).await.unwrap().unwrap();
     assert!(created.created());
     let first = created.watch_id();
     stream.watch("b", None).await.unwrap();
@@ -206,7 +212,7 @@ async fn watch_stream_with_many_watches_progress_and_cancel() {
     let mut seen = Vec::new();
     let mut wrote = false;
     while seen.len() < 4 {
-        let resp = stream.message().await.unwrap().unwrap();
+        let resp = bounded(stream.message()).await.unwrap().unwrap();
         if resp.created() {
             second = Some(resp.watch_id());
         }
@@ -234,7 +240,7 @@ async fn watch_stream_with_many_watches_progress_and_cancel() {
     stream.request_progress().await.unwrap();
     let rev = c.get("b", None).await.unwrap().header().unwrap().revision();
     loop {
-        let resp = stream.message().await.unwrap().unwrap();
+        let resp = bounded(stream.message()).await.unwrap().unwrap();
         if resp.events().is_empty() && !resp.created() && !resp.canceled() {
             assert!(resp.header().unwrap().revision() >= rev);
             break;
@@ -242,7 +248,7 @@ async fn watch_stream_with_many_watches_progress_and_cancel() {
     }
     stream.cancel(first).await.unwrap();
     loop {
-        let resp = stream.message().await.unwrap().unwrap();
+        let resp = bounded(stream.message()).await.unwrap().unwrap();
         if resp.canceled() {
             assert_eq!(resp.watch_id(), first);
             break;
@@ -250,6 +256,6 @@ async fn watch_stream_with_many_watches_progress_and_cancel() {
     }
     c.put("a/2", "after cancel", None).await.unwrap();
     c.put("b", "still watched", None).await.unwrap();
-    let resp = stream.message().await.unwrap().unwrap();
+    let resp = bounded(stream.message()).await.unwrap().unwrap();
     assert_eq!(resp.watch_id(), second.unwrap(), "the canceled watch sends nothing more");
 }

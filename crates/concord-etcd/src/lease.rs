@@ -48,7 +48,8 @@ impl Lease for LeaseService {
                 if req.ttl > MAX_TTL_SECS {
                     return Err(Status::out_of_range(LEASE_TTL_TOO_LARGE));
                 }
-                // As etcd: a TTL below the minimum is raised to it.
+                // As etcd, a TTL below the minimum is raised to it (but the
+                // minimum is Concord's 1 s, not etcd's 2 s: see MIN_TTL_SECS).
                 let mut grant = self.db.lease().grant(req.ttl.max(MIN_TTL_SECS));
                 if req.id != 0 {
                     grant = grant.id(req.id);

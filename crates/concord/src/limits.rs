@@ -5,7 +5,9 @@ use crate::command::{Compare, CompareTarget, LeaseChoice, PutRequest, TxnOp, Txn
 use crate::error::{Error, Result};
 use crate::types::{KeyRange, LeaseId, RangeEnd};
 
-/// The smallest TTL a lease may have, in seconds.
+/// The smallest TTL a lease may have, in seconds. A deliberate difference
+/// from etcd, whose minimum is 1.5 election timeouts (2 s with its
+/// defaults): Concord's expiry is exact to milliseconds, so 1 s leases work.
 pub const MIN_TTL_SECS: i64 = 1;
 /// The largest TTL a lease may have, in seconds (etcd's limit).
 pub const MAX_TTL_SECS: i64 = 9_000_000_000;

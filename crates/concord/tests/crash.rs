@@ -62,15 +62,29 @@ async fn acknowledged_writes_and_leases_survive_sigkill() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // Lines are read on a thread, so a silent child cannot stall the
+    // deadline check below.
+    let stdout = child.stdout.take().unwrap();
+    let (line_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
 
     let mut acked = Vec::new();
     let mut granting_at = None;
     let mut lease_id = None;
     let mut lease_seen_at = None;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while let Some(Ok(line)) = lines.next() {
-        assert!(Instant::now() < deadline, "the child made no progress");
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = match lines.recv_timeout(left) {
+            Ok(line) => line,
+            Err(e) => panic!("the child made no progress in time ({e}); {} writes acknowledged", acked.len()),
+        };
         // libtest may print "test crash_child ... " before the first line.
         let Some(at) = line.find('@') else { continue };
         let line = &line[at + 1..];

@@ -19,8 +19,40 @@ pub struct Server {
     pub dir: TempDir,
 }
 
+/// A port nobody listens on right now (only for a client that must find
+/// nothing there: a server always binds port 0 and reports what it got, so
+/// parallel tests never race for a port).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Runs a command to completion, failing the test after 60 s.
+pub fn run_bounded(cmd: &mut Command) -> Output {
+    let child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    wait_bounded(child, CLIENT_LIMIT, &format!("{cmd:?}"))
+}
+
+/// Longest any single etcdctl or concord client run may take in a test.
+const CLIENT_LIMIT: Duration = Duration::from_secs(60);
+
+/// Waits for `child` to exit, killing it (and failing the test) after `limit`.
+pub fn wait_bounded(mut child: Child, limit: Duration, what: &str) -> Output {
+    let deadline = Instant::now() + limit;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{what} did not finish within {limit:?}\nstdout: {}\nstderr: {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 impl Server {
@@ -32,33 +64,48 @@ impl Server {
         Server::start_in(tempfile::tempdir().unwrap(), args)
     }
 
-    /// Starts `concord serve` on `dir` (data in `dir/data`).
+    /// Starts `concord serve` on `dir` (data in `dir/data`), on ports the
+    /// server binds itself (port 0) and reports in its log.
     pub fn start_in(dir: TempDir, args: &[&str]) -> Server {
-        let (client, metrics) = (free_port(), free_port());
-        let endpoint = format!("127.0.0.1:{client}");
-        let metrics = format!("127.0.0.1:{metrics}");
         let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_concord"))
             .arg("serve")
             .arg("--data-dir")
             .arg(dir.path().join("data"))
-            .arg(format!("--listen-client-urls=http://{endpoint}"))
-            .arg(format!("--listen-metrics-urls=http://{metrics}"))
+            .arg("--listen-client-urls=http://127.0.0.1:0")
+            .arg("--listen-metrics-urls=http://127.0.0.1:0")
             .args(args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start concord serve");
-        let server = Server { child: Some(child), endpoint, metrics, dir };
+        let mut server = Server { child: Some(child), endpoint: String::new(), metrics: String::new(), dir };
         server.wait_ready();
         server
     }
 
-    fn wait_ready(&self) {
+    /// Reads the bound addresses from the log, then waits for /health.
+    fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
+        let address = |log: &str, message: &str| {
+            let line = log.lines().find(|l| l.contains(message))?;
+            let at = line.find("addr=")? + 5;
+            Some(line[at..].split_whitespace().next()?.to_string())
+        };
         while Instant::now() < deadline {
-            if let Some((200, _)) = http_get(&self.metrics, "/health") {
-                return;
+            let log = self.log();
+            if let (Some(endpoint), Some(metrics)) =
+                (address(&log, "serving the etcd v3 API"), address(&log, "serving /health and /metrics"))
+            {
+                (self.endpoint, self.metrics) = (endpoint, metrics);
+                if let Some((200, _)) = http_get(&self.metrics, "/health") {
+                    return;
+                }
+            }
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("concord serve exited ({status}); log:\n{}", self.log());
+                }
             }
             std::thread::sleep(Duration::from_millis(25));
         }
@@ -110,13 +157,15 @@ impl Server {
             input.write_all(text.as_bytes()).unwrap();
         }
         drop(input);
-        child.wait_with_output().unwrap()
+        wait_bounded(child, CLIENT_LIMIT, &format!("etcdctl {args:?}"))
     }
 
     /// Starts a long-running client command (etcdctl or concord) whose
     /// output is read later; it is killed when the returned guard drops.
     pub fn spawn_background(&self, program: &str, args: &[&str]) -> Background {
-        let out_path = self.dir.path().join(format!("bg-{}.out", free_port()));
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let out_path = self.dir.path().join(format!("bg-{n}.out"));
         let out = std::fs::File::create(&out_path).unwrap();
         let mut cmd = Command::new(program);
         if program.ends_with("etcdctl") {
@@ -132,11 +181,14 @@ impl Server {
 
     /// Runs our own `concord` client subcommands against this server.
     pub fn concord(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_concord"))
+        let child = Command::new(env!("CARGO_BIN_EXE_concord"))
             .args(args)
             .arg(format!("--endpoints={}", self.endpoint))
-            .output()
-            .expect("run concord")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run concord");
+        wait_bounded(child, CLIENT_LIMIT, &format!("concord {args:?}"))
     }
 }
 
