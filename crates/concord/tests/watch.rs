@@ -96,6 +96,21 @@ async fn ranges_filters_and_prev_kv() {
     assert_eq!((key(&e[0]), e[0].kind), ("p/x".into(), EventKind::Delete));
     let e = collect(&mut puts_only, 4, Duration::from_secs(5)).await;
     assert!(e.iter().all(|e| e.kind == EventKind::Put));
+    // The delete of p/x must not be the next event: the next is this put.
+    kv.put("last", "x").await.unwrap();
+    let e = collect(&mut puts_only, 1, Duration::from_secs(5)).await;
+    assert_eq!((key(&e[0]), e[0].kind), ("last".into(), EventKind::Put), "no_delete let a delete through");
+    // The same filters when replaying history.
+    let mut replayed = m.db.watch(KeyRange::all()).from_revision(1).no_delete().await.unwrap();
+    let e = collect(&mut replayed, 5, Duration::from_secs(5)).await;
+    let keys: Vec<String> = e.iter().map(key).collect();
+    assert_eq!(keys, ["p/x", "p/x", "c", "d", "last"]);
+    assert!(e.iter().all(|e| e.kind == EventKind::Put));
+    let mut replayed = m.db.watch(KeyRange::all()).from_revision(1).no_put().await.unwrap();
+    let e = collect(&mut replayed, 1, Duration::from_secs(5)).await;
+    assert_eq!((key(&e[0]), e[0].kind), ("p/x".into(), EventKind::Delete));
+    quiet(&mut replayed).await;
+    quiet(&mut puts_only).await;
     quiet(&mut range).await;
     quiet(&mut single).await;
 }

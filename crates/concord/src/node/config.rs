@@ -52,6 +52,9 @@ pub struct Config {
     /// carry batches of commands, so their count alone does not bound the
     /// log's size, nor the replay at start).
     pub snapshot_after_bytes: u64,
+    /// Log entries kept after a snapshot covers them (for followers that
+    /// lag a little; older ones are purged).
+    pub logs_kept_after_snapshot: u64,
     /// Raft heartbeat interval; election timeouts are 3-6 times this.
     pub heartbeat_interval: Duration,
     /// Memory redb may use to cache pages of the data file.
@@ -101,6 +104,7 @@ impl Config {
             auto_compaction_retention: Some(100_000),
             snapshot_after_entries: 100_000,
             snapshot_after_bytes: 64 * 1024 * 1024,
+            logs_kept_after_snapshot: 1000,
             heartbeat_interval: Duration::from_millis(100),
             storage_cache_bytes: 32 * 1024 * 1024,
             fsync_observer: None,
@@ -175,6 +179,11 @@ impl Config {
         self
     }
 
+    pub fn logs_kept_after_snapshot(mut self, entries: u64) -> Self {
+        self.logs_kept_after_snapshot = entries;
+        self
+    }
+
     /// Opens the member.
     pub async fn open(self) -> Result<Concord> {
         Concord::open_with(self).await
@@ -188,7 +197,7 @@ impl Config {
             election_timeout_min: heartbeat * 3,
             election_timeout_max: heartbeat * 6,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_after_entries.max(1)),
-            max_in_snapshot_log_to_keep: 1000,
+            max_in_snapshot_log_to_keep: self.logs_kept_after_snapshot,
             ..Default::default()
         };
         config.validate().map_err(|e| crate::Error::InvalidRequest(format!("raft configuration: {e}")))

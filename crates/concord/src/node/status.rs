@@ -20,6 +20,8 @@ pub struct MemberStatus {
     pub raft_applied_index: u64,
     /// Last log index covered by this member's latest snapshot.
     pub snapshot_index: Option<u64>,
+    /// Last log index removed from the log (covered by a snapshot).
+    pub purged_index: Option<u64>,
     /// The leader's member id, if one is known.
     pub leader: Option<u64>,
     pub is_leader: bool,
@@ -64,7 +66,7 @@ impl Concord {
 
     /// Identity, Raft position and sizes of this member.
     pub fn status(&self) -> MemberStatus {
-        let (term, last_index, applied, leader, is_leader, snapshot_index) = {
+        let (term, last_index, applied, leader, is_leader, snapshot_index, purged_index) = {
             let metrics = self.inner.raft.metrics();
             let m = metrics.borrow();
             (
@@ -74,6 +76,7 @@ impl Concord {
                 m.current_leader,
                 m.state == openraft::ServerState::Leader,
                 m.snapshot.map(|id| id.index),
+                m.purged.map(|id| id.index),
             )
         };
         let (revision, compact_revision, keys, leases) = {
@@ -96,6 +99,7 @@ impl Concord {
             raft_index: last_index,
             raft_applied_index: applied,
             snapshot_index,
+            purged_index,
             leader: leader.map(|node| member_id_of(name, node)),
             is_leader,
             db_size,

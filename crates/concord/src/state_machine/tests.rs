@@ -201,6 +201,30 @@ fn expiry_skips_leases_renewed_since_the_leader_looked() {
     assert_eq!(h.sm.kv().revision(), before + 1);
 }
 
+/// One `LeaseExpire` carrying several leases: each lease's keys go at one
+/// revision of their own (invariant 5), in the command's lease order.
+#[test]
+fn batched_expiry_gives_each_lease_its_own_revision() {
+    let mut h = Harness::new();
+    let a = h.grant(10);
+    let c = h.grant(10);
+    for (key, lease) in [("a1", a), ("a2", a), ("c1", c), ("c2", c)] {
+        h.ok(put(key, "v", LeaseChoice::Lease(lease)));
+    }
+    let before = h.sm.kv().revision();
+    let leases = vec![(a, h.generation(a)), (c, h.generation(c))];
+    assert_eq!(h.ok(Command::LeaseExpire { leases }), Reply::LeasesExpired { expired: 2 });
+    assert_eq!(h.sm.kv().revision(), before + 2);
+    let deleted_at = |key: &str| {
+        let history = h.sm.kv().history(key.as_bytes(), 0, 0, 0).unwrap();
+        history.last().unwrap().revision()
+    };
+    assert_eq!(deleted_at("a1"), before + 1);
+    assert_eq!(deleted_at("a2"), before + 1);
+    assert_eq!(deleted_at("c1"), before + 2);
+    assert_eq!(deleted_at("c2"), before + 2);
+}
+
 #[test]
 fn keep_alive_resets_remaining_and_can_change_the_ttl() {
     let mut h = Harness::new();
