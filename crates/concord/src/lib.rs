@@ -45,8 +45,10 @@ pub use lease::LeaseLimits;
 pub use limits::Limits;
 pub use node::{
     Concord, Config, Consistency, Kv, LeaseGrant, LeaseInfo, LeaseKeepAlive, LeaseRevoke, Leases, MemberStatus,
-    NumberCompare, Txn, ValueCompare,
+    NumberCompare, StorageFactory, Txn, ValueCompare,
 };
+/// What a [`StorageFactory`] returns: redb's storage interface.
+pub use redb::StorageBackend;
 pub use types::{Event, EventKind, KeyRange, KeyValue, LeaseId, RangeEnd, Revision, WatchEvent, prefix_end};
 pub use watch::{WatchMessage, Watcher};
 

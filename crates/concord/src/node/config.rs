@@ -1,7 +1,6 @@
 //! How to open a member: data directory, timeouts, limits, background tasks.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Result;
@@ -9,9 +8,8 @@ use crate::lease::LeaseLimits;
 use crate::limits::Limits;
 use crate::node::Concord;
 
-/// Called with the duration of every durable commit of the data file (one
-/// fsync'd batch), for metrics.
-pub type FsyncObserver = Arc<dyn Fn(Duration) + Send + Sync>;
+pub use crate::replication::files::StorageFactory;
+pub use crate::replication::log_writer::FsyncObserver;
 
 /// Options for [`Concord::open_with`]. Start from [`Config::new`] and
 /// change what you need.
@@ -61,6 +59,10 @@ pub struct Config {
     pub storage_cache_bytes: usize,
     /// Told the duration of every durable commit (for metrics).
     pub fsync_observer: Option<FsyncObserver>,
+    /// Where the data files' bytes live; `None` (the default) is the real
+    /// files in `data_dir`. Tests plug in disks that lose unsynced writes on
+    /// "power loss" or whose fsync fails.
+    pub storage: Option<StorageFactory>,
     /// Messages buffered per watcher before it is switched to catching up
     /// from history.
     pub watch_buffer: usize,
@@ -108,6 +110,7 @@ impl Config {
             heartbeat_interval: Duration::from_millis(100),
             storage_cache_bytes: 32 * 1024 * 1024,
             fsync_observer: None,
+            storage: None,
             watch_buffer: 256,
             watch_progress_interval: Duration::from_secs(600),
             max_pending_proposals: 10_000,
@@ -136,6 +139,11 @@ impl Config {
 
     pub fn fsync_observer(mut self, observer: FsyncObserver) -> Self {
         self.fsync_observer = Some(observer);
+        self
+    }
+
+    pub fn storage(mut self, storage: StorageFactory) -> Self {
+        self.storage = Some(storage);
         self
     }
 

@@ -25,7 +25,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use config::{Config, FsyncObserver};
+pub use config::{Config, FsyncObserver, StorageFactory};
 pub use kv::{Delete, Get, History, Kv, Put, Range};
 pub use lease::{Grant, Info, KeepAlive, LeaseGrant, LeaseInfo, LeaseKeepAlive, LeaseRevoke, Leases, List, Revoke};
 pub use status::MemberStatus;
@@ -91,12 +91,11 @@ impl Concord {
         let path = config.data_dir.join("concord.redb");
         // redb caches up to 1 GiB by default; the log is written far more
         // than read (memory holds what apply needs), so a small cache does.
-        let db = redb::Database::builder()
-            .set_cache_size(config.storage_cache_bytes)
-            .create(&path)
-            .map_err(|e| Error::Storage(format!("cannot open {}: {e}", path.display())))?;
+        let db = crate::replication::files::open_database(&path, config.storage_cache_bytes, config.storage.as_ref())
+            .map_err(Error::Storage)?;
         let stored_log = LogStore::load(&db).map_err(Error::Storage)?;
-        let snapshots = SnapshotStore::open(&config.data_dir.join("snapshot.redb")).map_err(Error::Storage)?;
+        let snapshots = SnapshotStore::open(&config.data_dir.join("snapshot.redb"), config.storage.as_ref())
+            .map_err(Error::Storage)?;
         // The files' directory entries must be durable before anything
         // written in them is acknowledged.
         crate::replication::files::sync_dir(&config.data_dir).map_err(Error::Storage)?;

@@ -22,7 +22,10 @@ use redb::{Database, TableDefinition};
 use tokio::sync::oneshot;
 
 use super::TypeConfig;
-use crate::node::FsyncObserver;
+
+/// Called with the duration of every durable commit of the data file (one
+/// fsync'd batch), for metrics.
+pub type FsyncObserver = Arc<dyn Fn(std::time::Duration) + Send + Sync>;
 
 pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");

@@ -33,11 +33,8 @@ pub(crate) struct SnapshotStore {
 }
 
 impl SnapshotStore {
-    pub fn open(path: &Path) -> Result<Self, String> {
-        let db = Database::builder()
-            .set_cache_size(4 * 1024 * 1024)
-            .create(path)
-            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    pub fn open(path: &Path, storage: Option<&super::files::StorageFactory>) -> Result<Self, String> {
+        let db = super::files::open_database(path, 4 * 1024 * 1024, storage)?;
         Ok(SnapshotStore { db: Arc::new(db) })
     }
 
@@ -106,7 +103,7 @@ mod tests {
     #[tokio::test]
     async fn an_older_snapshot_never_replaces_a_newer_one() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SnapshotStore::open(&dir.path().join("snapshot.redb")).unwrap();
+        let store = SnapshotStore::open(&dir.path().join("snapshot.redb"), None).unwrap();
         assert!(store.write(Some(10), b"meta10".to_vec(), Arc::new(b"data10".to_vec())).await.unwrap());
         assert!(!store.write(Some(5), b"meta5".to_vec(), Arc::new(b"data5".to_vec())).await.unwrap());
         assert!(!store.write(None, b"empty".to_vec(), Arc::new(Vec::new())).await.unwrap());

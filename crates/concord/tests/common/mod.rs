@@ -1,6 +1,8 @@
 //! Shared helpers for integration tests: a member on a fresh data directory.
 #![allow(dead_code)]
 
+pub mod disk;
+
 use std::time::Duration;
 
 use concord::{Concord, Config};

@@ -1,0 +1,131 @@
+//! A simulated disk for durability tests: every data file lives in memory,
+//! split into what was synced (`durable`) and what was only written. A
+//! "power loss" keeps only the synced bytes; a "failing disk" refuses fsync.
+//! Unlike SIGKILL, which leaves the page cache intact, this shows a missing
+//! or misplaced fsync.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use concord::{StorageBackend, StorageFactory};
+
+#[derive(Debug, Default, Clone)]
+struct FileImage {
+    /// What survives a power loss.
+    durable: Vec<u8>,
+    /// What readers see now (durable + unsynced writes).
+    current: Vec<u8>,
+}
+
+/// The disk: files by path.
+#[derive(Debug, Default)]
+pub struct Disk {
+    files: Mutex<HashMap<PathBuf, FileImage>>,
+    /// After a power loss the old disk accepts nothing more.
+    dead: AtomicBool,
+    /// When set, every fsync fails (and syncs nothing).
+    failing: AtomicBool,
+}
+
+impl Disk {
+    pub fn new() -> Arc<Disk> {
+        Arc::new(Disk::default())
+    }
+
+    /// A factory for `Config::storage` that opens files on this disk.
+    pub fn storage(self: &Arc<Self>) -> StorageFactory {
+        let disk = self.clone();
+        Arc::new(move |path: &Path| {
+            disk.files.lock().unwrap().entry(path.to_path_buf()).or_default();
+            Ok(Box::new(File { disk: disk.clone(), path: path.to_path_buf() }) as Box<dyn StorageBackend>)
+        })
+    }
+
+    /// Cuts the power: this disk fails from now on, and the returned one
+    /// holds only what had been synced.
+    pub fn power_loss(&self) -> Arc<Disk> {
+        self.dead.store(true, Ordering::SeqCst);
+        let files = self.files.lock().unwrap();
+        let survived = files
+            .iter()
+            .map(|(path, image)| {
+                (path.clone(), FileImage { durable: image.durable.clone(), current: image.durable.clone() })
+            })
+            .collect();
+        Arc::new(Disk { files: Mutex::new(survived), ..Disk::default() })
+    }
+
+    /// From now on every fsync fails.
+    pub fn fail_syncs(&self) {
+        self.failing.store(true, Ordering::SeqCst);
+    }
+
+    fn check_alive(&self) -> std::io::Result<()> {
+        if self.dead.load(Ordering::SeqCst) {
+            return Err(std::io::Error::other("the power is off"));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct File {
+    disk: Arc<Disk>,
+    path: PathBuf,
+}
+
+impl File {
+    fn with<T>(&self, f: impl FnOnce(&mut FileImage) -> std::io::Result<T>) -> std::io::Result<T> {
+        self.disk.check_alive()?;
+        let mut files = self.disk.files.lock().unwrap();
+        f(files.get_mut(&self.path).expect("opened through the factory"))
+    }
+}
+
+impl StorageBackend for File {
+    fn len(&self) -> std::io::Result<u64> {
+        self.with(|f| Ok(f.current.len() as u64))
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        self.with(|f| {
+            let start = offset as usize;
+            let bytes = f.current.get(start..start + out.len()).ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "read past the end of the file")
+            })?;
+            out.copy_from_slice(bytes);
+            Ok(())
+        })
+    }
+
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.with(|f| {
+            f.current.resize(len as usize, 0);
+            Ok(())
+        })
+    }
+
+    fn sync_data(&self) -> std::io::Result<()> {
+        if self.disk.failing.load(Ordering::SeqCst) {
+            return Err(std::io::Error::other("simulated fsync failure"));
+        }
+        self.with(|f| {
+            f.durable.clone_from(&f.current);
+            Ok(())
+        })
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.with(|f| {
+            let end = offset as usize + data.len();
+            if f.current.len() < end {
+                f.current.resize(end, 0);
+            }
+            f.current[offset as usize..end].copy_from_slice(data);
+            Ok(())
+        })
+    }
+}
