@@ -16,7 +16,6 @@ use openraft::{
     StorageIOError, StoredMembership,
 };
 use parking_lot::{Mutex, RwLock};
-use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -73,19 +72,6 @@ impl Shared {
     }
 }
 
-/// The snapshot file format: the replicated state plus where it stands in
-/// the log.
-#[derive(Deserialize)]
-struct SnapshotBody {
-    state: State,
-}
-
-/// [`SnapshotBody`] by reference, to encode without copying the state.
-#[derive(Serialize)]
-struct SnapshotBodyRef<'a> {
-    state: &'a State,
-}
-
 /// The openraft state-machine handle.
 pub struct StateStore {
     shared: Arc<Shared>,
@@ -104,8 +90,7 @@ impl StateStore {
             Applier { machine: StateMachine::default(), last_applied: None, membership: StoredMembership::default() };
         if let Some((meta, data)) = snapshot {
             let meta: SnapshotMeta<NodeId, BasicNode> = decode(&meta)?;
-            let body: SnapshotBody = decode(&data)?;
-            applier.machine = StateMachine::with_state(body.state);
+            applier.machine = StateMachine::with_state(State::decode_snapshot(&data)?);
             applier.last_applied = meta.last_log_id;
             applier.membership = meta.last_membership;
         }
@@ -138,7 +123,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateStore {
         let started = std::time::Instant::now();
         let (meta, data) = {
             let applier = self.shared.applier.read();
-            let data = postcard::to_stdvec(&SnapshotBodyRef { state: &applier.machine.state }).map_err(sm_err)?;
+            let data = applier.machine.state.encode_snapshot().map_err(sm_err)?;
             let snapshot_id = match applier.last_applied {
                 Some(id) => format!("{}-{}-{}", id.leader_id.term, id.index, data.len()),
                 None => format!("empty-{}", data.len()),
@@ -237,10 +222,10 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
         let data = snapshot.into_inner();
-        let body: SnapshotBody = decode(&data).map_err(sm_err)?;
+        let state = State::decode_snapshot(&data).map_err(sm_err)?;
         self.persist_snapshot(meta, Arc::new(data)).await?;
         let mut applier = self.shared.applier.write();
-        applier.machine = StateMachine::with_state(body.state);
+        applier.machine = StateMachine::with_state(state);
         applier.last_applied = meta.last_log_id;
         applier.membership = meta.last_membership.clone();
         self.shared.reset_deadlines(&applier.machine.state, Instant::now());

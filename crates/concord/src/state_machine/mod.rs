@@ -32,6 +32,32 @@ pub struct State {
     pub lease_limits: Option<LeaseLimits>,
 }
 
+/// The snapshot file format: the replicated state (where it stands in the
+/// log is kept beside it, in the snapshot's meta).
+#[derive(Deserialize)]
+struct SnapshotBody {
+    state: State,
+}
+
+/// [`SnapshotBody`] by reference, to encode without copying the state.
+#[derive(Serialize)]
+struct SnapshotBodyRef<'a> {
+    state: &'a State,
+}
+
+impl State {
+    /// The bytes a snapshot holds for this state.
+    pub fn encode_snapshot(&self) -> Result<Vec<u8>, String> {
+        postcard::to_stdvec(&SnapshotBodyRef { state: self }).map_err(|e| format!("cannot encode a snapshot: {e}"))
+    }
+
+    /// The state a snapshot's bytes hold.
+    pub fn decode_snapshot(bytes: &[u8]) -> Result<State, String> {
+        let body: SnapshotBody = postcard::from_bytes(bytes).map_err(|e| format!("cannot decode a snapshot: {e}"))?;
+        Ok(body.state)
+    }
+}
+
 /// The replicated data and the deterministic rules that change it.
 #[derive(Debug, Clone, Default)]
 pub struct StateMachine {
