@@ -22,7 +22,6 @@ use concord::state_machine::{State, StateMachine};
 use concord::{KeyRange, LeaseLimits};
 use proptest::prelude::*;
 
-use ops::Op;
 use reference::{Model, to_kv};
 
 /// Refusal texts are not part of the contract checked here, only the kind.
