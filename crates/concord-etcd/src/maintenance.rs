@@ -1,4 +1,4 @@
-//! etcd's Maintenance (Status, Alarm) and Cluster (MemberList) services for
+//! etcd's Maintenance (Status, Alarm, HashKV) and Cluster (MemberList) services for
 //! a single member. Other methods answer UNIMPLEMENTED.
 
 use concord::Concord;
@@ -37,6 +37,17 @@ impl Maintenance for MaintenanceService {
         self.metrics
             .track("Alarm", false, async {
                 Ok(Response::new(pb::AlarmResponse { header: Some(current(&self.db)), alarms: Vec::new() }))
+            })
+            .await
+    }
+
+    async fn hash_kv(&self, request: Request<pb::HashKvRequest>) -> Result<Response<pb::HashKvResponse>, Status> {
+        self.metrics
+            .track("HashKV", false, async {
+                let (hash, compact_revision, hash_revision) =
+                    self.db.hash_kv(request.into_inner().revision).map_err(crate::status::to_status)?;
+                let header = Some(current(&self.db));
+                Ok(Response::new(pb::HashKvResponse { header, hash, compact_revision, hash_revision }))
             })
             .await
     }

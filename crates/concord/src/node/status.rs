@@ -54,6 +54,17 @@ impl Concord {
         fnv1a(&[b"concord-cluster", self.inner.config.cluster_name.as_bytes()])
     }
 
+    /// This member's checksum of the keyspace history up to `revision`
+    /// (0 = latest): `(hash, compact_revision, revision hashed)`. Members
+    /// that applied the same log agree (etcd's HashKV; a local read).
+    pub fn hash_kv(&self, revision: Revision) -> crate::Result<(u32, Revision, Revision)> {
+        let applier = self.inner.shared.applier.read();
+        let kv = applier.machine.kv();
+        let hashed = if revision > 0 { revision } else { kv.revision() };
+        let (hash, compact) = kv.hash(revision)?;
+        Ok((hash, compact, hashed))
+    }
+
     /// Watchers currently open on this member.
     pub fn watchers(&self) -> usize {
         self.inner.shared.hub.watcher_count()
