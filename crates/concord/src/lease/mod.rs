@@ -93,6 +93,12 @@ impl Lessor {
         self.leases.values()
     }
 
+    /// Leases with ids above `after`, in id order (a long listing reads
+    /// them a chunk at a time).
+    pub fn iter_after(&self, after: LeaseId) -> impl Iterator<Item = &LeaseRecord> {
+        self.leases.range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)).map(|(_, l)| l)
+    }
+
     pub fn len(&self) -> usize {
         self.leases.len()
     }

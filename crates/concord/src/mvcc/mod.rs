@@ -156,6 +156,53 @@ impl KvStore {
         Ok(resp)
     }
 
+    /// One chunk of a long read at revision `at` (already resolved): visits
+    /// at most `budget` keys of `req.range` after `resume_after`, adding
+    /// what it finds to `resp`. Returns the key to resume after, or `None`
+    /// once the range is done. The caller holds the state's lock for one
+    /// chunk at a time, so a read of millions of keys never holds it long;
+    /// every chunk sees revision `at` (later writes add versions above it,
+    /// and compaction below it keeps what `at` sees — the caller checks
+    /// that compaction has not passed `at` before each chunk).
+    pub fn range_chunk(
+        &self,
+        req: &RangeRequest,
+        at: Revision,
+        resume_after: Option<&Bytes>,
+        budget: usize,
+        resp: &mut RangeResponse,
+    ) -> Option<Bytes> {
+        let range = req.range.as_ref()?;
+        let range = match resume_after {
+            Some(last) => {
+                let mut next = last.to_vec();
+                next.push(0);
+                KeyRange { start: Bytes::from(next), end: range.end.clone() }
+            }
+            None => range.clone(),
+        };
+        let limit = if req.limit == 0 { u64::MAX } else { req.limit };
+        let mut last_visited: Option<&Bytes> = None;
+        for (visited, (key, history)) in self.histories(&range).enumerate() {
+            if visited == budget {
+                // More keys follow: resume after the last one visited.
+                return last_visited.cloned();
+            }
+            last_visited = Some(key);
+            let Some((version, live)) = history.at(at) else { continue };
+            resp.count += 1;
+            if req.count_only {
+                continue;
+            }
+            if (resp.kvs.len() as u64) < limit {
+                resp.kvs.push(to_kv(key, version.mod_revision, live, req.keys_only));
+            } else {
+                resp.more = true;
+            }
+        }
+        None
+    }
+
     /// Writes `key` at `revision`; returns the previous version if any.
     /// `value: None` keeps the current value.
     pub(crate) fn put(
@@ -229,20 +276,31 @@ impl KvStore {
     }
 
     /// Watch events of keys in `range` from revision `from` on, oldest
-    /// first, in apply order within a revision. Stops after the revision in
-    /// which `limit` events were reached (a revision is never split).
+    /// first, in apply order within a revision, and the revision up to which
+    /// they are complete. Stops after the revision in which `limit` events
+    /// were reached, or in which `scan_budget` changes were looked at (a
+    /// revision is never split), so one call's work is bounded however
+    /// little of the history `range` matches.
     /// Fails if `from` is below the compaction point (etcd serves a watch
     /// that starts exactly at it).
-    pub fn events_since(&self, from: Revision, range: &KeyRange, limit: usize) -> Result<Vec<WatchEvent>, ApplyError> {
+    pub fn events_since(
+        &self,
+        from: Revision,
+        range: &KeyRange,
+        limit: usize,
+        scan_budget: usize,
+    ) -> Result<(Vec<WatchEvent>, Revision), ApplyError> {
         if from < self.compact_revision {
             return Err(ApplyError::Compacted { compact_revision: self.compact_revision });
         }
         let start = self.changes.partition_point(|(rev, _)| *rev < from);
         let mut events = Vec::new();
-        for (rev, key) in self.changes.range(start..) {
-            if events.len() >= limit && events.last().is_some_and(|e: &WatchEvent| e.kv.mod_revision != *rev) {
-                break;
+        let mut previous: Option<Revision> = None;
+        for (scanned, (rev, key)) in self.changes.range(start..).enumerate() {
+            if previous.is_some_and(|p| p != *rev) && (events.len() >= limit || scanned >= scan_budget) {
+                return Ok((events, previous.expect("checked above")));
             }
+            previous = Some(*rev);
             if !range.contains(key) {
                 continue;
             }
@@ -258,7 +316,7 @@ impl KvStore {
                 None => WatchEvent::deleted(key.clone(), *rev, prev),
             });
         }
-        Ok(events)
+        Ok((events, self.revision))
     }
 
     /// Forgets history below `revision`. Reads at `revision` and later are

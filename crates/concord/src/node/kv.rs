@@ -241,8 +241,7 @@ impl IntoFuture for Range {
             if let Some(range) = &self.req.range {
                 self.node.inner.config.limits.check_range(range)?;
             }
-            let req = self.req;
-            self.node.read(self.consistency, self.timeout, move |sm| sm.kv().range(&req)).await
+            self.node.read_range(self.req, self.consistency, self.timeout).await
         })
     }
 }

@@ -277,6 +277,9 @@ impl IntoFuture for Info {
     }
 }
 
+/// Leases read per chunk of a listing.
+const LIST_CHUNK: usize = 1024;
+
 /// A listing; `.await` it for every active lease.
 #[must_use = "a listing does nothing until awaited"]
 pub struct List {
@@ -302,21 +305,40 @@ impl IntoFuture for List {
     type Output = Result<Vec<LeaseInfo>>;
     type IntoFuture = BoxFuture<Vec<LeaseInfo>>;
 
+    /// Reads the lease table a chunk at a time (like a long range read), so
+    /// listing a million leases never holds the state's lock for long.
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
             let shared = self.node.shared().clone();
             let include_anonymous = self.include_anonymous;
-            self.node
-                .read(Consistency::Linearizable, self.timeout, move |sm| {
-                    let now = Instant::now();
-                    Ok(sm
-                        .leases()
-                        .iter()
-                        .filter(|l| include_anonymous || !l.anonymous)
-                        .map(|l| LeaseInfo::from_record(l, &shared, now))
-                        .collect())
-                })
-                .await
+            let mut listed = Vec::new();
+            let mut after = 0;
+            let mut consistency = Consistency::Linearizable;
+            loop {
+                let chunk: Vec<LeaseInfo> = self
+                    .node
+                    .read(consistency, self.timeout, |sm| {
+                        let now = Instant::now();
+                        Ok(sm
+                            .leases()
+                            .iter_after(after)
+                            .take(LIST_CHUNK)
+                            .map(|l| LeaseInfo::from_record(l, &shared, now))
+                            .collect())
+                    })
+                    .await?;
+                let Some(last) = chunk.last() else { return Ok(listed) };
+                after = last.id;
+                let full = chunk.len() == LIST_CHUNK;
+                listed.extend(chunk.into_iter().filter(|l| include_anonymous || !l.anonymous));
+                if !full {
+                    return Ok(listed);
+                }
+                // Later chunks need no new leadership check: they read on
+                // from the state this member has applied since.
+                consistency = Consistency::Serializable;
+                tokio::task::yield_now().await;
+            }
         })
     }
 }

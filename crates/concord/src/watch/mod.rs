@@ -31,8 +31,11 @@ use crate::replication::state_store::Shared;
 use crate::types::{EventKind, KeyRange, Revision, WatchEvent};
 use hub::LiveWatcher;
 
-/// Most events read from history per message (a revision is never split).
+/// Most events read from history per message, and most changes looked at
+/// per read (a revision is never split): catching up never holds the
+/// state's lock long, however little of the history a watcher's range matches.
 const REPLAY_BATCH: usize = 1000;
+const REPLAY_SCAN: usize = 16 * 1024;
 
 /// What a watcher receives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -306,21 +309,16 @@ impl WatchTask {
             let read = {
                 let applier = self.shared.applier.read();
                 let kv = applier.machine.kv();
-                kv.events_since(self.next_rev, &self.filter.range, REPLAY_BATCH).map(|events| (events, kv.revision()))
+                kv.events_since(self.next_rev, &self.filter.range, REPLAY_BATCH, REPLAY_SCAN)
+                    .map(|(events, upto)| (events, upto, kv.revision()))
             };
-            let (events, current) = match read {
+            let (events, upto, current) = match read {
                 Ok(read) => read,
                 Err(ApplyError::Compacted { compact_revision }) => {
                     let _ = self.tx.send(WatchMessage::Canceled { compact_revision }).await;
                     return None;
                 }
                 Err(_) => return None,
-            };
-            // A full batch may stop short of the current revision.
-            let upto = if events.len() >= REPLAY_BATCH {
-                events.last().map_or(current, WatchEvent::revision)
-            } else {
-                current
             };
             let matching: Vec<WatchEvent> =
                 events.into_iter().filter(|e| self.filter.matches(e)).map(|e| self.filter.shape(e)).collect();
