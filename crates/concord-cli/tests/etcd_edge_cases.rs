@@ -98,6 +98,23 @@ async fn a_finished_watch_frees_its_id() {
     assert_eq!(revisions, [3, 4]);
 }
 
+/// Watches per stream were unbounded (each costs a task and a buffer).
+#[tokio::test(flavor = "multi_thread")]
+async fn watches_per_stream_are_bounded() {
+    let s = Server::start();
+    let max = concord_etcd::watch::MAX_WATCHES_PER_STREAM;
+    let mut client = WatchClient::connect(format!("http://{}", s.endpoint)).await.unwrap();
+    let requests = (0..=max).map(|i| create(0, &format!("k{i}"), 0));
+    let mut stream = client.watch(tokio_stream::iter(requests)).await.unwrap().into_inner();
+    for i in 0..max {
+        let resp = next(&mut stream).await;
+        assert!(resp.created && !resp.canceled, "watch {i} was refused: {resp:?}");
+    }
+    let refused = next(&mut stream).await;
+    assert!(refused.created && refused.canceled, "{refused:?}");
+    assert!(refused.cancel_reason.contains("too many watches"), "{}", refused.cancel_reason);
+}
+
 /// MemberList's header carried a store revision (etcd sends none) and the
 /// member had no peer URLs.
 #[test]

@@ -104,6 +104,13 @@ impl LeaseDeadlines {
         self.leases.get(&id).map(|t| t.deadline.saturating_duration_since(now))
     }
 
+    /// Whether lease `id` has reached its deadline at `now` (it is expired,
+    /// even if its expiry is not committed yet: a renewal must be refused).
+    /// `false` for a lease this member does not track.
+    pub fn is_past_deadline(&self, id: LeaseId, now: Instant) -> bool {
+        self.leases.get(&id).is_some_and(|t| t.deadline <= now)
+    }
+
     /// The earliest deadline of any lease.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.queue.first().map(|(d, _)| *d)
@@ -240,6 +247,19 @@ mod tests {
             }
         }
         assert_eq!(served.len(), 100);
+    }
+
+    /// A keep-alive that arrives once the deadline is reached must be refused
+    /// (exactly at the deadline too), and not a moment before.
+    #[test]
+    fn renewal_is_refused_from_the_deadline_on() {
+        let t0 = Instant::now();
+        let mut d = LeaseDeadlines::default();
+        d.observe(&deadline(9, 1, 1_000), t0);
+        assert!(!d.is_past_deadline(9, t0 + Duration::from_millis(999)));
+        assert!(d.is_past_deadline(9, t0 + Duration::from_millis(1_000)));
+        assert!(d.is_past_deadline(9, t0 + Duration::from_secs(5)));
+        assert!(!d.is_past_deadline(10, t0 + Duration::from_secs(5)), "an unknown lease is left to apply");
     }
 
     #[test]

@@ -200,8 +200,7 @@ impl IntoFuture for KeepAlive {
             // committed yet: renewing it now would resurrect it (etcd answers
             // "lease not found" too). The race left (the deadline passes while
             // the keep-alive is in the log) is one commit long.
-            let remaining = self.node.shared().deadlines.lock().remaining(self.id, Instant::now());
-            if remaining == Some(Duration::ZERO) {
+            if self.node.shared().deadlines.lock().is_past_deadline(self.id, Instant::now()) {
                 return Err(crate::Error::LeaseNotFound(self.id));
             }
             let command = Command::LeaseKeepAlive { id: self.id, ttl_secs: self.ttl };

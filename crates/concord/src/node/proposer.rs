@@ -180,3 +180,31 @@ async fn propose_batch(raft: &ConcordRaft, mut batch: Vec<Proposal>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proposal(deadline: Instant) -> (Proposal, oneshot::Receiver<Result<Applied, Error>>) {
+        let (reply, rx) = oneshot::channel();
+        let command = Command::LeaseRevoke { id: 1 };
+        (Proposal { command, deadline, timeout: Duration::from_millis(5), reply }, rx)
+    }
+
+    /// A command whose caller went away, or whose deadline passed, before the
+    /// batching task took it is never proposed; the latter is told Timeout.
+    #[tokio::test]
+    async fn callers_that_gave_up_are_dropped_unproposed() {
+        let now = Instant::now();
+        let (wanted, _rx) = proposal(now + Duration::from_secs(1));
+        assert!(wanted.still_wanted(now).is_some());
+
+        let (abandoned, rx) = proposal(now + Duration::from_secs(1));
+        drop(rx);
+        assert!(abandoned.still_wanted(now).is_none());
+
+        let (late, rx) = proposal(now);
+        assert!(late.still_wanted(now).is_none());
+        assert_eq!(rx.await.unwrap(), Err(Error::Timeout(Duration::from_millis(5))));
+    }
+}
