@@ -8,8 +8,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use concord::{Concord, Config};
@@ -55,24 +53,7 @@ async fn crash_child() {
 async fn acknowledged_writes_and_leases_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let dir_str = dir.path().to_str().unwrap().to_string();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["crash_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
-        .env(CHILD_DIR, &dir_str)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Lines are read on a thread, so a silent child cannot stall the
-    // deadline check below.
-    let stdout = child.stdout.take().unwrap();
-    let (line_tx, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line_tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
+    let child = common::child::ChildTest::spawn("crash_child", CHILD_DIR, dir.path());
 
     let mut acked = Vec::new();
     let mut granting_at = None;
@@ -81,13 +62,11 @@ async fn acknowledged_writes_and_leases_survive_sigkill() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let line = match lines.recv_timeout(left) {
+        let line = match child.next(left) {
             Ok(line) => line,
             Err(e) => panic!("the child made no progress in time ({e}); {} writes acknowledged", acked.len()),
         };
-        // libtest may print "test crash_child ... " before the first line.
-        let Some(at) = line.find('@') else { continue };
-        let line = &line[at + 1..];
+        let line = line.as_str();
         if line == "granting" {
             granting_at = Some(Instant::now());
         } else if let Some(id) = line.strip_prefix("lease ") {
@@ -101,9 +80,8 @@ async fn acknowledged_writes_and_leases_survive_sigkill() {
             }
         }
     }
-    child.kill().unwrap(); // SIGKILL
+    child.kill(); // SIGKILL
     let killed_at = Instant::now();
-    child.wait().unwrap();
     let granting_at = granting_at.expect("child started granting");
     let lease_id = lease_id.expect("child granted a lease");
     assert!(acked.len() > 500, "too few writes before the kill: {}", acked.len());

@@ -9,8 +9,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use concord::{Config, KeyRange};
@@ -63,28 +61,11 @@ async fn repeated_kills_with_snapshots_keep_a_gap_free_prefix() {
     let mut acked: BTreeMap<usize, usize> = BTreeMap::new();
     let mut kills_before_open = 0;
     for round in 0..ROUNDS {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["crash_loop_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
-            .env(CHILD_DIR, &dir_str)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(at) = line.find('@') {
-                    if tx.send(line[at + 1..].to_string()).is_err() {
-                        return;
-                    }
-                }
-            }
-        });
+        let child = common::child::ChildTest::spawn("crash_loop_child", CHILD_DIR, dir.path());
+        let spawned = Instant::now();
         // Every other round is killed while it starts (loading the snapshot
         // or replaying the log); the others after a growing stretch of writes.
         let during_open = round % 2 == 1;
-        let spawned = Instant::now();
         let kill_at = if during_open {
             // Spread around the ~10 ms a reopen takes here.
             spawned + Duration::from_millis(3 * (round as u64 / 2 + 1))
@@ -95,7 +76,7 @@ async fn repeated_kills_with_snapshots_keep_a_gap_free_prefix() {
         let target = 300 + 200 * round;
         loop {
             let left = kill_at.saturating_duration_since(Instant::now());
-            match lines.recv_timeout(left) {
+            match child.next(left) {
                 Ok(line) if line == "opened" => {
                     eprintln!("round {round}: opened after {:?}", spawned.elapsed());
                     if during_open {
@@ -119,8 +100,7 @@ async fn repeated_kills_with_snapshots_keep_a_gap_free_prefix() {
                 Err(e) => panic!("round {round}: the child made no progress ({e})"),
             }
         }
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        child.kill(); // SIGKILL
     }
     assert!(acked.len() == WRITERS, "every writer wrote something: {acked:?}");
 

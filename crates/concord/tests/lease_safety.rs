@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use concord::{Config, Error, LeaseLimits};
@@ -100,31 +98,11 @@ fn leases_run_out_in_a_restart_loop() {
     let started = Instant::now();
     let mut gone_after = None;
     for _ in 0..40 {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["restart_loop_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
-            .env(LOOP_DIR, dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        // Read on a thread so a silent child cannot hang the test.
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(at) = line.find("@present ") {
-                    let _ = tx.send(line[at + 9..].trim() == "true");
-                    return;
-                }
-            }
-        });
-        let present = rx.recv_timeout(Duration::from_secs(20));
-        if present.is_ok() {
-            std::thread::sleep(Duration::from_millis(700));
-        }
-        child.kill().unwrap(); // SIGKILL: no clean-shutdown checkpoint
-        child.wait().unwrap();
-        if !present.expect("the child reported in time") {
+        let child = common::child::ChildTest::spawn("restart_loop_child", LOOP_DIR, dir.path());
+        let present = child.expect("present ", Duration::from_secs(20)).ends_with("true");
+        std::thread::sleep(Duration::from_millis(700));
+        child.kill(); // SIGKILL: no clean-shutdown checkpoint
+        if !present {
             gone_after = Some(started.elapsed());
             break;
         }

@@ -7,11 +7,11 @@
 //! the lease id counter, the lease deadlines and the compaction revision
 //! each left out of a restore.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use concord::{Config, Error};
+
+mod common;
 
 const CHILD_DIR: &str = "CONCORD_SNAPSHOT_CHILD_DIR";
 const SHORT_TTL: u64 = 3;
@@ -62,35 +62,11 @@ async fn snapshot_child() {
 async fn a_member_restored_from_a_snapshot_keeps_lease_ids_deadlines_and_compaction() {
     let dir = tempfile::tempdir().unwrap();
     let dir_str = dir.path().to_str().unwrap().to_string();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["snapshot_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
-        .env(CHILD_DIR, &dir_str)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(at) = line.find('@') {
-                if tx.send(line[at + 1..].to_string()).is_err() {
-                    return;
-                }
-            }
-        }
-    });
-    let wait = |what: &str| -> String {
-        let line =
-            lines.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|e| panic!("no {what} from the child: {e}"));
-        assert!(line.starts_with(what), "expected {what}, got {line}");
-        line
-    };
-    wait("granting");
+    let child = common::child::ChildTest::spawn("snapshot_child", CHILD_DIR, dir.path());
+    child.expect("granting", Duration::from_secs(30));
     let granting_at = Instant::now();
-    let ready = wait("ready");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let ready = child.expect("ready", Duration::from_secs(30));
+    child.kill();
     let numbers: Vec<i64> = ready.split_whitespace().skip(1).map(|n| n.parse().unwrap()).collect();
     let (short, old, kept) = (numbers[0], numbers[1], numbers[2]);
 

@@ -135,24 +135,7 @@ impl KvStore {
     pub(crate) fn range_at(&self, req: &RangeRequest, latest: Revision) -> Result<RangeResponse, ApplyError> {
         let at = if req.revision <= 0 { latest } else { self.read_revision(req.revision)? };
         let mut resp = RangeResponse { revision: latest, ..Default::default() };
-        let Some(range) = &req.range else {
-            return Ok(resp);
-        };
-        let limit = if req.limit == 0 { u64::MAX } else { req.limit };
-        for (key, history) in self.histories(range) {
-            let Some((version, live)) = history.at(at) else {
-                continue;
-            };
-            resp.count += 1;
-            if req.count_only {
-                continue;
-            }
-            if (resp.kvs.len() as u64) < limit {
-                resp.kvs.push(to_kv(key, version.mod_revision, live, req.keys_only));
-            } else {
-                resp.more = true;
-            }
-        }
+        self.range_chunk(req, at, None, usize::MAX, &mut resp);
         Ok(resp)
     }
 

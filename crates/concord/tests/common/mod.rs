@@ -1,6 +1,7 @@
 //! Shared helpers for integration tests: a member on a fresh data directory.
 #![allow(dead_code)]
 
+pub mod child;
 pub mod disk;
 
 use std::time::Duration;
