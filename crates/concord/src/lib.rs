@@ -25,6 +25,7 @@
 //!
 //! See `docs/design.md` for the invariants.
 
+pub mod cluster;
 pub mod command;
 pub mod error;
 pub mod lease;
@@ -45,7 +46,7 @@ pub use lease::LeaseLimits;
 pub use limits::Limits;
 pub use node::{
     Concord, Config, Consistency, Kv, LeaseGrant, LeaseInfo, LeaseKeepAlive, LeaseRevoke, Leases, MemberStatus,
-    NumberCompare, StorageFactory, Txn, ValueCompare,
+    NumberCompare, PeerListen, StorageFactory, Txn, ValueCompare,
 };
 /// What a [`StorageFactory`] returns: redb's storage interface.
 pub use redb::StorageBackend;

@@ -1,6 +1,7 @@
 //! How to open a member: data directory, timeouts, limits, background tasks.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Result;
@@ -11,18 +12,38 @@ use crate::node::Concord;
 pub use crate::replication::files::StorageFactory;
 pub use crate::replication::log_writer::FsyncObserver;
 
+/// Where a member serves its peers: an address to bind, or a socket the
+/// caller already bound (so a port chosen free stays this member's).
+#[derive(Debug, Clone)]
+pub enum PeerListen {
+    Addr(std::net::SocketAddr),
+    Bound(Arc<std::net::TcpListener>),
+}
+
 /// Options for [`Concord::open_with`]. Start from [`Config::new`] and
 /// change what you need.
 #[derive(Clone)]
 pub struct Config {
     /// Where the member keeps its data file. Created if missing.
     pub data_dir: PathBuf,
-    /// Human-readable member name (etcd's `--name`); part of the member id.
+    /// Human-readable member name (etcd's `--name`).
     pub name: String,
-    /// Cluster name; the cluster id is derived from it.
-    pub cluster_name: String,
-    /// This member's Raft id.
-    pub node_id: u64,
+    /// The peer URLs this member is reached at (etcd's
+    /// `--initial-advertise-peer-urls`); with the cluster token they make
+    /// the member id.
+    pub advertise_peer_urls: Vec<String>,
+    /// The client URLs this member reports to clients (MemberList).
+    pub advertise_client_urls: Vec<String>,
+    /// Where to serve the peer (Raft) protocol; `None` for a member that
+    /// runs alone (the embedded default: no port is opened).
+    pub listen_peer: Option<PeerListen>,
+    /// The members of a new cluster, `(name, peer URLs)` (etcd's
+    /// `--initial-cluster`); empty means this member alone. Used only to
+    /// initialize pristine storage; a member with data ignores it.
+    pub initial_cluster: Vec<(String, Vec<String>)>,
+    /// etcd's `--initial-cluster-token`: part of every member id, so two
+    /// clusters built from the same URLs do not mistake each other.
+    pub cluster_token: String,
     /// Default timeout of every call (each call can override it).
     pub request_timeout: Duration,
     /// How long `open` waits for the member to become ready.
@@ -53,8 +74,11 @@ pub struct Config {
     /// Log entries kept after a snapshot covers them (for followers that
     /// lag a little; older ones are purged).
     pub logs_kept_after_snapshot: u64,
-    /// Raft heartbeat interval; election timeouts are 3-6 times this.
+    /// Raft heartbeat interval (etcd's `--heartbeat-interval`).
     pub heartbeat_interval: Duration,
+    /// A follower that hears no leader for this long (randomised up to
+    /// twice this) starts an election (etcd's `--election-timeout`).
+    pub election_timeout: Duration,
     /// Memory redb may use to cache pages of the data file.
     pub storage_cache_bytes: usize,
     /// Told the duration of every durable commit (for metrics).
@@ -78,7 +102,9 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("data_dir", &self.data_dir)
             .field("name", &self.name)
-            .field("node_id", &self.node_id)
+            .field("advertise_peer_urls", &self.advertise_peer_urls)
+            .field("listen_peer", &self.listen_peer)
+            .field("initial_cluster", &self.initial_cluster)
             .field("request_timeout", &self.request_timeout)
             .field("limits", &self.limits)
             .field("lease_limits", &self.lease_limits)
@@ -95,8 +121,11 @@ impl Config {
         Config {
             data_dir: data_dir.as_ref().to_path_buf(),
             name: "default".into(),
-            cluster_name: "concord".into(),
-            node_id: 1,
+            advertise_peer_urls: vec!["http://localhost:2380".into()],
+            advertise_client_urls: Vec::new(),
+            listen_peer: None,
+            initial_cluster: Vec::new(),
+            cluster_token: "etcd-cluster".into(),
             request_timeout: Duration::from_secs(5),
             open_timeout: Duration::from_secs(30),
             limits: Limits::default(),
@@ -108,6 +137,7 @@ impl Config {
             snapshot_after_bytes: 64 * 1024 * 1024,
             logs_kept_after_snapshot: 1000,
             heartbeat_interval: Duration::from_millis(100),
+            election_timeout: Duration::from_millis(300),
             storage_cache_bytes: 32 * 1024 * 1024,
             fsync_observer: None,
             storage: None,
@@ -135,6 +165,92 @@ impl Config {
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self
+    }
+
+    /// Joins a cluster: this member is `name`, reached by peers at
+    /// `peer_url` (served on `listen_peer`), and a new cluster has the
+    /// members of `initial_cluster` (`(name, peer URL)`, this one included).
+    pub fn cluster(
+        mut self,
+        name: impl Into<String>,
+        peer_url: impl Into<String>,
+        listen_peer: PeerListen,
+        initial_cluster: impl IntoIterator<Item = (String, String)>,
+    ) -> Self {
+        self.name = name.into();
+        self.advertise_peer_urls = vec![peer_url.into()];
+        self.listen_peer = Some(listen_peer);
+        let mut members: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for (name, url) in initial_cluster {
+            members.entry(name).or_default().push(url);
+        }
+        self.initial_cluster = members.into_iter().collect();
+        self
+    }
+
+    pub fn cluster_token(mut self, token: impl Into<String>) -> Self {
+        self.cluster_token = token.into();
+        self
+    }
+
+    pub fn advertise_client_urls(mut self, urls: Vec<String>) -> Self {
+        self.advertise_client_urls = urls;
+        self
+    }
+
+    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.heartbeat_interval = interval;
+        self
+    }
+
+    pub fn election_timeout(mut self, timeout: Duration) -> Self {
+        self.election_timeout = timeout;
+        self
+    }
+
+    /// This member's id (etcd's: from its peer URLs and the cluster token).
+    pub fn member_id(&self) -> crate::cluster::MemberId {
+        crate::cluster::member_id(&self.advertise_peer_urls, &self.cluster_token)
+    }
+
+    /// The members of a new cluster by id, checked: this member must be one
+    /// of them, under its own name and peer URLs.
+    pub(crate) fn initial_members(
+        &self,
+    ) -> Result<std::collections::BTreeMap<crate::cluster::MemberId, crate::cluster::Member>> {
+        let listed = if self.initial_cluster.is_empty() {
+            vec![(self.name.clone(), self.advertise_peer_urls.clone())]
+        } else {
+            self.initial_cluster.clone()
+        };
+        let mut members = std::collections::BTreeMap::new();
+        for (name, peer_urls) in listed {
+            let id = crate::cluster::member_id(&peer_urls, &self.cluster_token);
+            let client_urls = if name == self.name { self.advertise_client_urls.clone() } else { Vec::new() };
+            members.insert(id, crate::cluster::Member { name, peer_urls, client_urls });
+        }
+        let Some(own) = members.values().find(|m| m.name == self.name) else {
+            return Err(crate::Error::InvalidRequest(format!(
+                "this member's name {:?} is not in the initial cluster ({}); add `{}={}` to it or fix --name",
+                self.name,
+                self.initial_cluster.iter().map(|(n, u)| format!("{n}={}", u.join(","))).collect::<Vec<_>>().join(","),
+                self.name,
+                self.advertise_peer_urls.join(",")
+            )));
+        };
+        let mut own_urls = own.peer_urls.clone();
+        let mut advertised = self.advertise_peer_urls.clone();
+        own_urls.sort();
+        advertised.sort();
+        if own_urls != advertised {
+            return Err(crate::Error::InvalidRequest(format!(
+                "the initial cluster lists {:?} at {} but this member advertises {}; make them the same",
+                self.name,
+                own_urls.join(","),
+                advertised.join(",")
+            )));
+        }
+        Ok(members)
     }
 
     pub fn fsync_observer(mut self, observer: FsyncObserver) -> Self {
@@ -199,11 +315,12 @@ impl Config {
 
     pub(crate) fn raft_config(&self) -> Result<openraft::Config> {
         let heartbeat = self.heartbeat_interval.as_millis().max(1) as u64;
+        let election = (self.election_timeout.as_millis() as u64).max(heartbeat + 1);
         let config = openraft::Config {
             cluster_name: "concord".into(),
             heartbeat_interval: heartbeat,
-            election_timeout_min: heartbeat * 3,
-            election_timeout_max: heartbeat * 6,
+            election_timeout_min: election,
+            election_timeout_max: election * 2,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_after_entries.max(1)),
             max_in_snapshot_log_to_keep: self.logs_kept_after_snapshot,
             ..Default::default()

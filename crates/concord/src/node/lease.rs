@@ -196,13 +196,6 @@ impl IntoFuture for KeepAlive {
             if let Some(ttl) = self.ttl {
                 check_ttl(ttl)?;
             }
-            // A lease past its deadline is expired, even if its expiry is not
-            // committed yet: renewing it now would resurrect it (etcd answers
-            // "lease not found" too). The race left (the deadline passes while
-            // the keep-alive is in the log) is one commit long.
-            if self.node.shared().deadlines.lock().is_past_deadline(self.id, Instant::now()) {
-                return Err(crate::Error::LeaseNotFound(self.id));
-            }
             let command = Command::LeaseKeepAlive { id: self.id, ttl_secs: self.ttl };
             match self.node.execute(command, self.timeout).await? {
                 (_, Reply::LeaseKeptAlive { id, ttl_secs }) => Ok(LeaseKeepAlive { id, ttl: ttl_secs }),

@@ -10,22 +10,23 @@
 mod config;
 pub(crate) mod kv;
 mod lease;
+mod open;
 mod proposer;
+mod route;
 mod status;
 mod tasks;
 mod txn;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use openraft::ServerState;
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::{BasicNode, ServerState};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use config::{Config, FsyncObserver, StorageFactory};
+pub use config::{Config, FsyncObserver, PeerListen, StorageFactory};
 pub use kv::{Delete, Get, History, Kv, Put, Range};
 pub use lease::{Grant, Info, KeepAlive, LeaseGrant, LeaseInfo, LeaseKeepAlive, LeaseRevoke, Leases, List, Revoke};
 pub use status::MemberStatus;
@@ -35,11 +36,9 @@ use crate::command::{Applied, ApplyError, Command};
 use crate::error::{Error, Result};
 use crate::lease::LeaseLimits;
 use crate::replication::ConcordRaft;
-use crate::replication::log_store::LogStore;
 use crate::replication::log_writer::LogWriter;
-use crate::replication::network::SingleMemberNetwork;
-use crate::replication::snapshot_store::SnapshotStore;
-use crate::replication::state_store::{Shared, StateStore};
+use crate::replication::network::PeerNetwork;
+use crate::replication::state_store::Shared;
 use crate::state_machine::StateMachine;
 use crate::types::{KeyRange, Revision};
 
@@ -69,6 +68,11 @@ struct Inner {
     proposer: proposer::Proposer,
     shared: Arc<Shared>,
     config: Config,
+    member_id: crate::cluster::MemberId,
+    cluster_id: u64,
+    network: PeerNetwork,
+    /// Stops the peer server, if this member runs one.
+    stop_peer_server: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
     stop_tasks: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     writer: Mutex<Option<LogWriter>>,
@@ -87,91 +91,10 @@ impl Concord {
         Config::new(data_dir).open().await
     }
 
-    /// Opens (or creates) a member.
-    pub async fn open_with(config: Config) -> Result<Concord> {
-        let raft_config = Arc::new(config.raft_config()?);
-        let created = crate::replication::files::create_data_dir(&config.data_dir).map_err(Error::Storage)?;
-        let path = config.data_dir.join("concord.redb");
-        // redb caches up to 1 GiB by default; the log is written far more
-        // than read (memory holds what apply needs), so a small cache does.
-        let db = crate::replication::files::open_database(&path, config.storage_cache_bytes, config.storage.as_ref())
-            .map_err(Error::Storage)?;
-        let stored_log = LogStore::load(&db).map_err(Error::Storage)?;
-        let snapshots = SnapshotStore::open(&config.data_dir.join("snapshot.redb"), config.storage.as_ref())
-            .map_err(Error::Storage)?;
-        // The files' directory entries must be durable before anything
-        // written in them is acknowledged.
-        crate::replication::files::sync_dir(&config.data_dir).map_err(Error::Storage)?;
-        if let Some(parent) = created {
-            crate::replication::files::sync_dir(&parent).map_err(Error::Storage)?;
-        }
-        let db = Arc::new(db);
-        // Only the writer thread writes the file; log reads share it.
-        let writer =
-            LogWriter::spawn(db.clone(), config.fsync_observer.clone()).map_err(|e| Error::Storage(e.to_string()))?;
-        let (state_store, shared) = StateStore::load(snapshots).map_err(Error::Storage)?;
-        let log = LogStore::new(
-            stored_log,
-            writer.sender(),
-            db,
-            shared.applied_index.clone(),
-            shared.log_bytes_since_snapshot.clone(),
-        );
-        let last_index = log.last_index();
-
-        let raft = ConcordRaft::new(config.node_id, raft_config, SingleMemberNetwork, log, state_store)
-            .await
-            .map_err(|e| Error::Storage(format!("raft failed to start: {e}")))?;
-        let initialized = raft.is_initialized().await.map_err(|e| Error::Storage(e.to_string()))?;
-        if !initialized {
-            let members = BTreeMap::from([(config.node_id, BasicNode::default())]);
-            raft.initialize(members).await.map_err(|e| Error::Storage(format!("cannot initialize: {e}")))?;
-        }
-
-        let (stop_tasks, stop_rx) = watch::channel(false);
-        let node = Concord {
-            inner: Arc::new(Inner {
-                proposer: proposer::Proposer::spawn(raft.clone(), config.max_pending_proposals),
-                raft,
-                shared,
-                config,
-                stop_tasks,
-                tasks: Mutex::new(Vec::new()),
-                writer: Mutex::new(Some(writer)),
-            }),
-        };
-        node.wait_ready(last_index).await?;
-        node.set_initial_lease_limits().await?;
-        let handles = tasks::spawn_all(&node, stop_rx);
-        node.inner.tasks.lock().extend(handles);
-        tracing::info!(data_dir = %node.inner.config.data_dir.display(), revision = node.revision(), "concord is ready");
-        Ok(node)
-    }
-
-    /// Waits until this member leads and has applied the log it had on disk.
-    async fn wait_ready(&self, last_index: Option<u64>) -> Result<()> {
-        let timeout = self.inner.config.open_timeout;
-        let id = self.inner.config.node_id;
-        let wait = self.inner.raft.wait(Some(timeout));
-        wait.state(ServerState::Leader, "open: become leader")
-            .await
-            .map_err(|e| Error::NotReady(format!("no leader elected: {e}")))?;
-        if let Some(index) = last_index {
-            self.inner
-                .raft
-                .wait(Some(timeout))
-                .applied_index_at_least(Some(index), "open: replay the log")
-                .await
-                .map_err(|e| Error::NotReady(format!("log replay did not finish: {e}")))?;
-        }
-        tracing::debug!(node = id, "member is leader and caught up");
-        Ok(())
-    }
-
     /// A new cluster takes its lease limits from the settings of the member
     /// that creates it; afterwards they are part of the replicated state and
     /// change only through [`Concord::set_lease_limits`].
-    async fn set_initial_lease_limits(&self) -> Result<()> {
+    pub(super) async fn set_initial_lease_limits(&self) -> Result<()> {
         let (in_state, in_force) = {
             let applier = self.inner.shared.applier.read();
             (applier.machine.state.lease_limits, *applier.machine.limits())
@@ -248,6 +171,9 @@ impl Concord {
             let _ = task.await;
         }
         self.inner.shared.hub.close();
+        if let Some(stop) = self.inner.stop_peer_server.lock().take() {
+            let _ = stop.send(());
+        }
         self.inner.raft.shutdown().await.map_err(|e| Error::Storage(format!("raft did not stop cleanly: {e}")))?;
         let writer = self.inner.writer.lock().take();
         if let Some(writer) = writer {
@@ -263,7 +189,7 @@ impl Concord {
     fn is_leader(&self) -> bool {
         let metrics = self.inner.raft.metrics();
         let m = metrics.borrow();
-        m.current_leader == Some(self.inner.config.node_id) && m.state == ServerState::Leader
+        m.current_leader == Some(self.inner.member_id) && m.state == ServerState::Leader
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
@@ -274,9 +200,10 @@ impl Concord {
         self.inner.config.request_timeout
     }
 
-    /// Proposes a command and waits until it is durable and applied.
+    /// Proposes a command and waits until it is durable and applied: here
+    /// if this member leads, else through the leader (`route.rs`).
     pub(crate) async fn write(&self, command: Command, timeout: Duration) -> Result<Applied> {
-        match tokio::time::timeout(timeout, self.inner.proposer.propose(command, timeout)).await {
+        match tokio::time::timeout(timeout, self.route_write(command, timeout)).await {
             Err(_) => Err(Error::Timeout(timeout)),
             Ok(result) => result,
         }
@@ -335,19 +262,6 @@ impl Concord {
         }
     }
 
-    /// Confirms a linearizable read may proceed (leadership and apply caught
-    /// up); serializable reads need nothing.
-    async fn confirm_read(&self, consistency: Consistency, timeout: Duration) -> Result<()> {
-        if consistency == Consistency::Linearizable {
-            match tokio::time::timeout(timeout, self.inner.raft.ensure_linearizable()).await {
-                Err(_) => return Err(Error::Timeout(timeout)),
-                Ok(Err(e)) => return Err(leader_error(e)),
-                Ok(Ok(_)) => {}
-            }
-        }
-        Ok(())
-    }
-
     /// Runs `read` on the state machine with the requested consistency.
     pub(crate) async fn read<T>(
         &self,
@@ -361,7 +275,7 @@ impl Concord {
     }
 }
 
-fn write_error(e: RaftError<u64, ClientWriteError<u64, BasicNode>>) -> Error {
+fn write_error(e: RaftError<u64, ClientWriteError<u64, crate::cluster::Member>>) -> Error {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => Error::NotLeader { leader: f.leader_id },
         RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => Error::InvalidRequest(e.to_string()),
@@ -370,7 +284,7 @@ fn write_error(e: RaftError<u64, ClientWriteError<u64, BasicNode>>) -> Error {
     }
 }
 
-fn leader_error(e: RaftError<u64, openraft::error::CheckIsLeaderError<u64, BasicNode>>) -> Error {
+fn leader_error(e: RaftError<u64, openraft::error::CheckIsLeaderError<u64, crate::cluster::Member>>) -> Error {
     match e {
         RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f)) => {
             Error::NotLeader { leader: f.leader_id }

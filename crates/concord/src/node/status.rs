@@ -31,27 +31,28 @@ pub struct MemberStatus {
     pub leases: u64,
 }
 
-/// FNV-1a, used to derive stable ids from names.
-fn fnv1a(parts: &[&[u8]]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in parts {
-        for byte in part.iter().chain(&[0xff]) {
-            hash ^= u64::from(*byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    hash
-}
-
 impl Concord {
-    /// This member's id as etcd clients see it.
+    /// This member's id (etcd's, from its peer URLs and the cluster token).
     pub fn member_id(&self) -> u64 {
-        member_id_of(&self.inner.config.name, self.inner.config.node_id)
+        self.inner.member_id
     }
 
-    /// The cluster's id as etcd clients see it.
+    /// The cluster's id (etcd's, from the member ids).
     pub fn cluster_id(&self) -> u64 {
-        fnv1a(&[b"concord-cluster", self.inner.config.cluster_name.as_bytes()])
+        self.inner.cluster_id
+    }
+
+    /// Every member of the cluster, by id, as the membership in this
+    /// member's log has them.
+    pub fn members(&self) -> Vec<(u64, crate::cluster::Member)> {
+        let metrics = self.inner.raft.metrics();
+        let m = metrics.borrow();
+        m.membership_config.membership().nodes().map(|(id, member)| (*id, member.clone())).collect()
+    }
+
+    /// The leader's member id, if one is known.
+    pub fn leader(&self) -> Option<u64> {
+        self.inner.raft.metrics().borrow().current_leader
     }
 
     /// This member's checksum of the keyspace history up to `revision`
@@ -111,29 +112,11 @@ impl Concord {
             raft_applied_index: applied,
             snapshot_index,
             purged_index,
-            leader: leader.map(|node| member_id_of(name, node)),
+            leader,
             is_leader,
             db_size,
             keys,
             leases,
         }
-    }
-}
-
-/// The member id of Raft node `node` named `name`. (With one member, the
-/// leader is this member, so its name is ours.)
-fn member_id_of(name: &str, node: u64) -> u64 {
-    fnv1a(&[b"concord-member", name.as_bytes(), &node.to_be_bytes()])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_are_stable_and_distinct() {
-        assert_eq!(member_id_of("a", 1), member_id_of("a", 1));
-        assert_ne!(member_id_of("a", 1), member_id_of("b", 1));
-        assert_ne!(member_id_of("a", 1), member_id_of("a", 2));
     }
 }

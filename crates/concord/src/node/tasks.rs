@@ -40,6 +40,7 @@ struct TaskContext {
     raft: ConcordRaft,
     shared: Arc<Shared>,
     config: Config,
+    member_id: u64,
 }
 
 pub(super) fn spawn_all(node: &Concord, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
@@ -47,6 +48,7 @@ pub(super) fn spawn_all(node: &Concord, stop: watch::Receiver<bool>) -> Vec<Join
         raft: node.inner.raft.clone(),
         shared: node.inner.shared.clone(),
         config: node.inner.config.clone(),
+        member_id: node.inner.member_id,
     };
     let mut tasks = vec![
         tokio::spawn(expire_leases(ctx.clone(), stop.clone())),
@@ -63,7 +65,7 @@ impl TaskContext {
     fn is_leader(&self) -> bool {
         let metrics = self.raft.metrics();
         let m = metrics.borrow();
-        m.current_leader == Some(self.config.node_id) && m.state == openraft::ServerState::Leader
+        m.current_leader == Some(self.member_id) && m.state == openraft::ServerState::Leader
     }
 
     /// Waits until this member leads. Returns false if asked to stop.
@@ -106,18 +108,35 @@ impl TaskContext {
 }
 
 /// Proposes the expiry of leases whose deadline has passed, in batches.
+///
+/// On becoming leader it first confirms leadership in its own term
+/// (`ensure_linearizable`: everything the old leader committed is applied
+/// here), then extends every deadline to at least two election timeouts
+/// from now — leases kept alive through the old leader get time to be kept
+/// alive here — and, for a new cluster, proposes its lease limits. Only then
+/// does it expire anything.
 async fn expire_leases(ctx: TaskContext, mut stop: watch::Receiver<bool>) {
-    let mut leading = false;
+    // The term this member was promoted in: leadership lost and regained
+    // within one sleep is a new term, and is promoted again.
+    let mut promoted_in: Option<u64> = None;
     loop {
         if !ctx.until_leader(&mut stop).await {
             return;
         }
-        if !leading {
-            // A new leader gives every lease at least one election timeout,
-            // so leases kept alive through the old leader are not cut short.
-            let grace = ctx.config.heartbeat_interval * 6;
+        let term = ctx.raft.metrics().borrow().current_term;
+        if promoted_in != Some(term) {
+            if let Err(e) = ctx.raft.ensure_linearizable().await {
+                tracing::debug!(error = %e, "leadership not confirmed yet");
+                tokio::time::sleep(RETRY_PAUSE).await;
+                continue;
+            }
+            let grace = ctx.config.election_timeout * 2;
             ctx.shared.deadlines.lock().extend_all(Instant::now(), grace);
-            leading = true;
+            promoted_in = Some(term);
+            let unset = ctx.shared.applier.read().machine.state.lease_limits.is_none();
+            if unset {
+                ctx.propose(Command::SetLeaseLimits(ctx.config.lease_limits), "initial lease limits").await;
+            }
         }
         let now = Instant::now();
         let wake =
@@ -127,8 +146,7 @@ async fn expire_leases(ctx: TaskContext, mut stop: watch::Receiver<bool>) {
             _ = ctx.shared.deadline_moved.notified() => continue,
             _ = stop.changed() => return,
         }
-        if !ctx.is_leader() {
-            leading = false;
+        if !ctx.is_leader() || ctx.raft.metrics().borrow().current_term != term {
             continue;
         }
         let expired = ctx.shared.deadlines.lock().expired(Instant::now(), ctx.config.lease_expiry_batch);

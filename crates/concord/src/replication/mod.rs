@@ -5,7 +5,7 @@
 //! - [`state_store`]: openraft's state machine (apply, snapshots, deadlines);
 //! - [`snapshot_store`]: snapshots, in a file of their own;
 //! - [`files`]: the data directory itself (created and fsynced);
-//! - [`network`]: the peer network (none, for a single member).
+//! - [`network`]: the peer network (gRPC between members) and its server.
 //!
 //! Every state change, from the embedded API or a leader task, is a
 //! [`Command`] written through `Raft::client_write`; a single-member cluster
@@ -27,6 +27,8 @@ openraft::declare_raft_types!(
     pub TypeConfig:
         D = Command,
         R = Applied,
+        NodeId = crate::cluster::MemberId,
+        Node = crate::cluster::Member,
 );
 
 /// The Raft handle.

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
-    AnyError, BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageError,
+    AnyError, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageError,
     StorageIOError, StoredMembership,
 };
 use parking_lot::{Mutex, RwLock};
@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use super::TypeConfig;
 use super::log_store::{decode, encode};
 use super::snapshot_store::{SnapshotStore, StoredSnapshot};
+use crate::cluster::Member;
 use crate::command::{Applied, LeaseEffect, Reply};
 use crate::lease::deadlines::LeaseDeadlines;
 use crate::lease::ttl_ms;
@@ -34,7 +35,7 @@ type NodeId = u64;
 pub struct Applier {
     pub machine: StateMachine,
     pub last_applied: Option<LogId<NodeId>>,
-    pub membership: StoredMembership<NodeId, BasicNode>,
+    pub membership: StoredMembership<NodeId, Member>,
 }
 
 /// What readers and the leader's tasks share with apply.
@@ -89,7 +90,7 @@ impl StateStore {
         let mut applier =
             Applier { machine: StateMachine::default(), last_applied: None, membership: StoredMembership::default() };
         if let Some((meta, data)) = snapshot {
-            let meta: SnapshotMeta<NodeId, BasicNode> = decode(&meta)?;
+            let meta: SnapshotMeta<NodeId, Member> = decode(&meta)?;
             applier.machine = StateMachine::with_state(State::decode_snapshot(&data)?);
             applier.last_applied = meta.last_log_id;
             applier.membership = meta.last_membership;
@@ -109,7 +110,7 @@ impl StateStore {
     /// Stores a snapshot unless a newer one is stored; returns whether it was.
     async fn persist_snapshot(
         &self,
-        meta: &SnapshotMeta<NodeId, BasicNode>,
+        meta: &SnapshotMeta<NodeId, Member>,
         data: Arc<Vec<u8>>,
     ) -> Result<bool, StorageError<NodeId>> {
         let last_index = meta.last_log_id.map(|id| id.index);
@@ -155,7 +156,7 @@ impl RaftStateMachine<TypeConfig> for StateStore {
 
     async fn applied_state(
         &mut self,
-    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>), StorageError<NodeId>> {
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, Member>), StorageError<NodeId>> {
         let applier = self.shared.applier.read();
         Ok((applier.last_applied, applier.membership.clone()))
     }
@@ -218,7 +219,7 @@ impl RaftStateMachine<TypeConfig> for StateStore {
 
     async fn install_snapshot(
         &mut self,
-        meta: &SnapshotMeta<NodeId, BasicNode>,
+        meta: &SnapshotMeta<NodeId, Member>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
         let data = snapshot.into_inner();
@@ -241,7 +242,7 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         let Some((meta, data)) = stored else {
             return Ok(None);
         };
-        let meta: SnapshotMeta<NodeId, BasicNode> = decode(&meta).map_err(sm_err)?;
+        let meta: SnapshotMeta<NodeId, Member> = decode(&meta).map_err(sm_err)?;
         Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
     }
 }

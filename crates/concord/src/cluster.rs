@@ -1,0 +1,107 @@
+//! Who is in the cluster: members, and their ids derived as etcd derives
+//! them, so every member computes the same map from the same settings.
+//!
+//! - A member's id is the first 8 bytes (big-endian) of the SHA-1 of its
+//!   sorted peer URLs, concatenated, followed by the cluster token (etcd's
+//!   `computeMemberID`). The default single member (`http://localhost:2380`,
+//!   token `etcd-cluster`) thus has etcd's default id, `8e9e05c52164694d`.
+//! - The cluster id is the first 8 bytes of the SHA-1 of the sorted member
+//!   ids, each 8 bytes big-endian (etcd's `genID`).
+
+use serde::{Deserialize, Serialize};
+use sha1::{Digest, Sha1};
+
+/// Raft's node id: the member id.
+pub type MemberId = u64;
+
+/// What the cluster knows of a member (openraft's node type): replicated
+/// with the membership, so every member can reach and report every other.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub name: String,
+    pub peer_urls: Vec<String>,
+    pub client_urls: Vec<String>,
+}
+
+impl std::fmt::Display for Member {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}({})", self.name, self.peer_urls.join(","))
+    }
+}
+
+/// etcd's member id for `peer_urls` in the cluster named by `token`.
+pub fn member_id(peer_urls: &[String], token: &str) -> MemberId {
+    let mut urls: Vec<&str> = peer_urls.iter().map(String::as_str).collect();
+    urls.sort_unstable();
+    let mut hasher = Sha1::new();
+    hasher.update(urls.concat().as_bytes());
+    hasher.update(token.as_bytes());
+    first_u64(&hasher.finalize())
+}
+
+/// etcd's cluster id for a set of member ids.
+pub fn cluster_id(members: impl IntoIterator<Item = MemberId>) -> u64 {
+    let mut ids: Vec<MemberId> = members.into_iter().collect();
+    ids.sort_unstable();
+    let mut hasher = Sha1::new();
+    for id in ids {
+        hasher.update(id.to_be_bytes());
+    }
+    first_u64(&hasher.finalize())
+}
+
+fn first_u64(digest: &[u8]) -> u64 {
+    u64::from_be_bytes(digest[..8].try_into().expect("SHA-1 is 20 bytes"))
+}
+
+/// Parses etcd's `--initial-cluster` (`name=url,name=url,...`; a name may
+/// appear several times, once per peer URL) into members in name order.
+pub fn parse_initial_cluster(spec: &str) -> Result<Vec<(String, Vec<String>)>, String> {
+    let mut members: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, url) =
+            part.split_once('=').ok_or_else(|| format!("--initial-cluster: {part:?} is not name=peer-url"))?;
+        if name.is_empty() || url.is_empty() {
+            return Err(format!("--initial-cluster: {part:?} is not name=peer-url"));
+        }
+        members.entry(name.to_string()).or_default().push(url.to_string());
+    }
+    if members.is_empty() {
+        return Err("--initial-cluster lists no member".into());
+    }
+    Ok(members.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_member_has_etcds_default_id() {
+        let id = member_id(&["http://localhost:2380".to_string()], "etcd-cluster");
+        assert_eq!(format!("{id:016x}"), "8e9e05c52164694d");
+        assert_eq!(format!("{:016x}", cluster_id([id])), "cdf818194e3a8c32");
+    }
+
+    #[test]
+    fn ids_ignore_url_order_and_depend_on_the_token() {
+        let a = member_id(&["http://b:1".into(), "http://a:1".into()], "t");
+        assert_eq!(a, member_id(&["http://a:1".into(), "http://b:1".into()], "t"));
+        assert_ne!(a, member_id(&["http://a:1".into(), "http://b:1".into()], "other"));
+        assert_eq!(cluster_id([1, 2, 3]), cluster_id([3, 1, 2]));
+    }
+
+    #[test]
+    fn initial_cluster_is_parsed_by_name() {
+        let parsed = parse_initial_cluster("b=http://b:2380, a=http://a:2380,a=http://a2:2380").unwrap();
+        assert_eq!(
+            parsed,
+            vec![
+                ("a".to_string(), vec!["http://a:2380".to_string(), "http://a2:2380".to_string()]),
+                ("b".to_string(), vec!["http://b:2380".to_string()])
+            ]
+        );
+        assert!(parse_initial_cluster("nonsense").is_err());
+        assert!(parse_initial_cluster("").is_err());
+    }
+}

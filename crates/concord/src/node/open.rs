@@ -1,0 +1,213 @@
+//! Opening a member: storage, Raft, the peer server, and — on pristine
+//! storage only — the cluster's initial membership.
+//!
+//! Every member of a new cluster initializes with the identical membership
+//! (computed from `initial_cluster` with etcd's member ids), which openraft
+//! allows; a member with data never initializes again, whatever its
+//! `initial_*` settings say. A member alone (the embedded default) waits to
+//! lead before `open` returns; a member of several returns once its peer
+//! server runs (the cluster elects a leader when a quorum is up:
+//! [`Concord::wait_for_leader`]).
+
+use std::sync::{Arc, Weak};
+
+use openraft::ServerState;
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use super::{Concord, Config, Inner, PeerListen, proposer, tasks};
+use crate::error::{Error, Result};
+use crate::replication::ConcordRaft;
+use crate::replication::files;
+use crate::replication::log_store::LogStore;
+use crate::replication::log_writer::LogWriter;
+use crate::replication::network::PeerNetwork;
+use crate::replication::network::server::{ForwardHandler, PeerService, ReadIndexHandler};
+use crate::replication::snapshot_store::SnapshotStore;
+use crate::replication::state_store::StateStore;
+
+impl Concord {
+    /// Opens (or creates) a member.
+    pub async fn open_with(config: Config) -> Result<Concord> {
+        let raft_config = Arc::new(config.raft_config()?);
+        let created = files::create_data_dir(&config.data_dir).map_err(Error::Storage)?;
+        let path = config.data_dir.join("concord.redb");
+        // redb caches up to 1 GiB by default; the log is written far more
+        // than read (memory holds what apply needs), so a small cache does.
+        let db =
+            files::open_database(&path, config.storage_cache_bytes, config.storage.as_ref()).map_err(Error::Storage)?;
+        let stored_log = LogStore::load(&db).map_err(Error::Storage)?;
+        let snapshots = SnapshotStore::open(&config.data_dir.join("snapshot.redb"), config.storage.as_ref())
+            .map_err(Error::Storage)?;
+        // The files' directory entries must be durable before anything
+        // written in them is acknowledged.
+        files::sync_dir(&config.data_dir).map_err(Error::Storage)?;
+        if let Some(parent) = created {
+            files::sync_dir(&parent).map_err(Error::Storage)?;
+        }
+        let db = Arc::new(db);
+        // Only the writer thread writes the file; log reads share it.
+        let writer =
+            LogWriter::spawn(db.clone(), config.fsync_observer.clone()).map_err(|e| Error::Storage(e.to_string()))?;
+        let (state_store, shared) = StateStore::load(snapshots).map_err(Error::Storage)?;
+        let log = LogStore::new(
+            stored_log,
+            writer.sender(),
+            db,
+            shared.applied_index.clone(),
+            shared.log_bytes_since_snapshot.clone(),
+        );
+        let last_index = log.last_index();
+
+        let member_id = config.member_id();
+        let network = PeerNetwork::new(member_id);
+        let raft = ConcordRaft::new(member_id, raft_config, network.clone(), log, state_store)
+            .await
+            .map_err(|e| Error::Storage(format!("raft failed to start: {e}")))?;
+        let initialized = raft.is_initialized().await.map_err(|e| Error::Storage(e.to_string()))?;
+        if !initialized {
+            let members = config.initial_members()?;
+            tracing::info!(members = members.len(), "initializing a new cluster");
+            raft.initialize(members).await.map_err(|e| Error::Storage(format!("cannot initialize: {e}")))?;
+        }
+        // The membership (just initialized, or loaded from the log) reaches
+        // the metrics asynchronously.
+        raft.wait(Some(config.open_timeout))
+            .metrics(|m| m.membership_config.membership().nodes().next().is_some(), "open: load the membership")
+            .await
+            .map_err(|e| Error::NotReady(format!("the membership did not load: {e}")))?;
+        let voters: Vec<u64> = raft.metrics().borrow().membership_config.membership().voter_ids().collect();
+        let known = raft.metrics().borrow().membership_config.membership().get_node(&member_id).is_some();
+        if !known {
+            let _ = raft.shutdown().await;
+            return Err(Error::InvalidRequest(format!(
+                "this member ({member_id:x}, {}) is not in the cluster its data belongs to; its peer URLs or \
+                 cluster token differ from those it was created with",
+                config.advertise_peer_urls.join(",")
+            )));
+        }
+        let cluster_id = crate::cluster::cluster_id(voters.iter().copied());
+        network.set_cluster_id(cluster_id);
+        let alone = voters == [member_id];
+
+        let (stop_tasks, stop_rx) = watch::channel(false);
+        let node = Concord {
+            inner: Arc::new(Inner {
+                proposer: proposer::Proposer::spawn(raft.clone(), config.max_pending_proposals),
+                raft,
+                shared,
+                config,
+                member_id,
+                cluster_id,
+                network,
+                stop_peer_server: Mutex::new(None),
+                stop_tasks,
+                tasks: Mutex::new(Vec::new()),
+                writer: Mutex::new(Some(writer)),
+            }),
+        };
+        node.start_peer_server().await?;
+        if alone {
+            node.wait_ready(last_index).await?;
+            node.set_initial_lease_limits().await?;
+        }
+        let handles = tasks::spawn_all(&node, stop_rx);
+        node.inner.tasks.lock().extend(handles);
+        tracing::info!(
+            data_dir = %node.inner.config.data_dir.display(),
+            member = %format!("{member_id:x}"),
+            cluster = %format!("{cluster_id:x}"),
+            revision = node.revision(),
+            "concord is open"
+        );
+        Ok(node)
+    }
+
+    /// Serves the peer protocol on `listen_peer`, if set.
+    async fn start_peer_server(&self) -> Result<()> {
+        let listener = match &self.inner.config.listen_peer {
+            None => return Ok(()),
+            Some(PeerListen::Addr(addr)) => tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| Error::InvalidRequest(format!("cannot listen for peers on {addr}: {e}")))?,
+            Some(PeerListen::Bound(socket)) => {
+                let socket = socket.try_clone().and_then(|s| {
+                    s.set_nonblocking(true)?;
+                    tokio::net::TcpListener::from_std(s)
+                });
+                socket.map_err(|e| Error::InvalidRequest(format!("cannot serve peers on the given socket: {e}")))?
+            }
+        };
+        let addr = listener.local_addr().map_err(|e| Error::InvalidRequest(e.to_string()))?;
+        let weak = Arc::downgrade(&self.inner);
+        let forward: ForwardHandler = {
+            let weak = weak.clone();
+            Arc::new(move |command, timeout| {
+                let weak = weak.clone();
+                Box::pin(async move { upgrade(&weak)?.write_as_leader(command, timeout).await })
+            })
+        };
+        let read_index: ReadIndexHandler = Arc::new(move || {
+            let weak = weak.clone();
+            Box::pin(async move { upgrade(&weak)?.leader_read_index().await })
+        });
+        let service =
+            PeerService::new(self.inner.raft.clone(), self.inner.cluster_id, self.inner.member_id, forward, read_index);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        *self.inner.stop_peer_server.lock() = Some(stop);
+        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        tracing::info!(%addr, "serving peers");
+        tokio::spawn(async move {
+            let served = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(incoming, async move {
+                    let _ = stopped.await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "the peer server failed");
+            }
+        });
+        Ok(())
+    }
+
+    /// Waits until this member (alone in its cluster) leads and has applied
+    /// the log it had on disk.
+    async fn wait_ready(&self, last_index: Option<u64>) -> Result<()> {
+        let timeout = self.inner.config.open_timeout;
+        let wait = self.inner.raft.wait(Some(timeout));
+        wait.state(ServerState::Leader, "open: become leader")
+            .await
+            .map_err(|e| Error::NotReady(format!("no leader elected: {e}")))?;
+        if let Some(index) = last_index {
+            self.inner
+                .raft
+                .wait(Some(timeout))
+                .applied_index_at_least(Some(index), "open: replay the log")
+                .await
+                .map_err(|e| Error::NotReady(format!("log replay did not finish: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Waits until the cluster has a leader that this member knows (at
+    /// most `timeout`); returns its member id.
+    pub async fn wait_for_leader(&self, timeout: std::time::Duration) -> Result<u64> {
+        let mut metrics = self.inner.raft.metrics();
+        let wait = async {
+            loop {
+                if let Some(leader) = metrics.borrow().current_leader {
+                    return Ok(leader);
+                }
+                if metrics.changed().await.is_err() {
+                    return Err(Error::Shutdown);
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.map_err(|_| Error::NotReady("no leader elected".into()))?
+    }
+}
+
+fn upgrade(weak: &Weak<Inner>) -> Result<Concord> {
+    weak.upgrade().map(|inner| Concord { inner }).ok_or(Error::Shutdown)
+}

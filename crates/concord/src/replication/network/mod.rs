@@ -1,0 +1,287 @@
+//! The peer network: openraft's `RaftNetwork` over gRPC (tonic), plus the
+//! two requests a follower sends its leader (a write to propose, a read
+//! index).
+//!
+//! - One long-lived channel per peer, connected lazily and shared by every
+//!   client openraft asks for (`new_client` runs for every vote round and
+//!   every linearizability check, so it must be cheap).
+//! - Every request names the cluster and the target member; the receiver
+//!   refuses a request meant for another (a wrong address must never make a
+//!   member talk to itself or to another cluster).
+//! - Errors are mapped so openraft backs off correctly: a peer that cannot
+//!   be reached (connection refused, gRPC `Unavailable`) is `Unreachable`,
+//!   any other transport failure a `NetworkError`, a Raft error in the reply
+//!   a `RemoteError`, an oversized message `PayloadTooLarge`.
+//! - Snapshots go whole, as one client stream (the vote and meta, then
+//!   ~1 MiB chunks), with a deadline of their own and honouring cancel; the
+//!   receiver installs with `install_full_snapshot`.
+
+pub(crate) mod pb {
+    #![allow(clippy::all, clippy::pedantic, missing_docs, rustdoc::all)]
+    tonic::include_proto!("concord.peer");
+}
+pub(crate) mod server;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io::Cursor;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use openraft::error::{
+    Fatal, InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, ReplicationClosed,
+    StreamingError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, SnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::{AnyError, Snapshot, Vote};
+use parking_lot::Mutex;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::transport::{Channel, Endpoint};
+
+use super::TypeConfig;
+use crate::cluster::{Member, MemberId};
+use crate::command::{Applied, Command};
+use crate::error::Error;
+use pb::peer_client::PeerClient;
+
+/// Largest peer message decoded (a batch of log entries, a snapshot chunk).
+pub(crate) const MAX_PEER_MESSAGE: usize = 256 * 1024 * 1024;
+/// Snapshot data per stream message.
+const SNAPSHOT_CHUNK: usize = 1024 * 1024;
+/// How long sending a whole snapshot may take.
+const SNAPSHOT_DEADLINE: Duration = Duration::from_secs(120);
+
+pub(crate) fn encode<T: Serialize>(value: &T) -> Bytes {
+    Bytes::from(postcard::to_stdvec(value).expect("peer messages always encode"))
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    postcard::from_bytes(bytes).map_err(|e| format!("malformed peer message: {e}"))
+}
+
+/// Channels to peers, shared by every client.
+#[derive(Clone)]
+pub struct PeerNetwork {
+    inner: Arc<PeerNetworkInner>,
+}
+
+struct PeerNetworkInner {
+    /// Known once the membership is (right after Raft starts).
+    cluster_id: std::sync::atomic::AtomicU64,
+    me: MemberId,
+    channels: Mutex<HashMap<(MemberId, String), Channel>>,
+}
+
+impl PeerNetwork {
+    pub(crate) fn new(me: MemberId) -> Self {
+        let cluster_id = std::sync::atomic::AtomicU64::new(0);
+        PeerNetwork { inner: Arc::new(PeerNetworkInner { cluster_id, me, channels: Mutex::new(HashMap::new()) }) }
+    }
+
+    pub(crate) fn set_cluster_id(&self, cluster_id: u64) {
+        self.inner.cluster_id.store(cluster_id, std::sync::atomic::Ordering::Release);
+    }
+
+    fn cluster_id(&self) -> u64 {
+        self.inner.cluster_id.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The channel to `target` at its first peer URL (created on first use).
+    fn channel(&self, target: MemberId, member: &Member) -> Result<Channel, String> {
+        let url = member.peer_urls.first().ok_or_else(|| format!("member {target:x} has no peer URL"))?.clone();
+        let mut channels = self.inner.channels.lock();
+        if let Some(channel) = channels.get(&(target, url.clone())) {
+            return Ok(channel.clone());
+        }
+        let channel = Endpoint::from_shared(url.clone())
+            .map_err(|e| format!("peer URL {url}: {e}"))?
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(1))
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .connect_lazy();
+        channels.insert((target, url), channel.clone());
+        Ok(channel)
+    }
+
+    fn client(&self, target: MemberId, member: &Member) -> Result<PeerClient<Channel>, String> {
+        Ok(PeerClient::new(self.channel(target, member)?)
+            .max_decoding_message_size(MAX_PEER_MESSAGE)
+            .max_encoding_message_size(MAX_PEER_MESSAGE))
+    }
+
+    fn request(&self, target: MemberId, payload: Bytes, timeout: Duration) -> tonic::Request<pb::PeerRequest> {
+        let mut request = tonic::Request::new(pb::PeerRequest {
+            cluster_id: self.cluster_id(),
+            target,
+            from: self.inner.me,
+            payload,
+            timeout_ms: timeout.as_millis() as u64,
+        });
+        request.set_timeout(timeout);
+        request
+    }
+
+    /// Hands a write to the leader, which proposes it (once: a forwarded
+    /// write is never forwarded again).
+    pub(crate) async fn forward(
+        &self,
+        leader: MemberId,
+        member: &Member,
+        command: &Command,
+        timeout: Duration,
+    ) -> Result<Applied, Error> {
+        let mut client = self.client(leader, member).map_err(Error::NotReady)?;
+        let reply = client.forward(self.request(leader, encode(command), timeout)).await.map_err(status_error)?;
+        decode::<Result<Applied, Error>>(&reply.into_inner().payload).map_err(Error::Storage)?
+    }
+
+    /// The leader's read index: a linearizable read on this member waits
+    /// until it has applied that far.
+    pub(crate) async fn read_index(&self, leader: MemberId, member: &Member, timeout: Duration) -> Result<u64, Error> {
+        let mut client = self.client(leader, member).map_err(Error::NotReady)?;
+        let reply = client.read_index(self.request(leader, Bytes::new(), timeout)).await.map_err(status_error)?;
+        decode::<Result<u64, Error>>(&reply.into_inner().payload).map_err(Error::Storage)?
+    }
+}
+
+/// A peer call that failed in transport: the leader may be gone or changing.
+fn status_error(status: tonic::Status) -> Error {
+    match status.code() {
+        tonic::Code::DeadlineExceeded => Error::Timeout(Duration::ZERO),
+        _ => Error::NotReady(format!("the leader could not be reached: {}", status.message())),
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
+    type Network = PeerConnection;
+
+    async fn new_client(&mut self, target: MemberId, node: &Member) -> Self::Network {
+        PeerConnection { network: self.clone(), target, member: node.clone() }
+    }
+}
+
+/// openraft's handle to one peer.
+pub struct PeerConnection {
+    network: PeerNetwork,
+    target: MemberId,
+    member: Member,
+}
+
+impl PeerConnection {
+    async fn call<Req, Resp, E>(
+        &mut self,
+        payload: &Req,
+        option: &RPCOption,
+        send: impl AsyncFnOnce(
+            PeerClient<Channel>,
+            tonic::Request<pb::PeerRequest>,
+        ) -> Result<tonic::Response<pb::PeerReply>, tonic::Status>,
+    ) -> Result<Resp, RPCError<MemberId, Member, E>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let client = self.network.client(self.target, &self.member).map_err(|e| unreachable(&e))?;
+        let request = self.network.request(self.target, encode(payload), option.hard_ttl());
+        let reply = send(client, request).await.map_err(|s| transport_error(&s))?;
+        match decode::<Result<Resp, E>>(&reply.into_inner().payload) {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(remote)) => {
+                Err(RPCError::RemoteError(RemoteError::new_with_node(self.target, self.member.clone(), remote)))
+            }
+            Err(e) => Err(RPCError::Network(NetworkError::new(&AnyError::error(e)))),
+        }
+    }
+}
+
+fn unreachable(message: &str) -> Unreachable {
+    Unreachable::new(&AnyError::error(message))
+}
+
+fn transport_error<E: std::error::Error>(status: &tonic::Status) -> RPCError<MemberId, Member, E> {
+    let message = format!("{}: {}", status.code(), status.message());
+    match status.code() {
+        tonic::Code::Unavailable => RPCError::Unreachable(unreachable(&message)),
+        tonic::Code::ResourceExhausted if status.message().contains("message length") => {
+            RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(1))
+        }
+        _ => RPCError::Network(NetworkError::new(&AnyError::error(message))),
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerConnection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<MemberId>, RPCError<MemberId, Member, RaftError<MemberId>>> {
+        self.call(&rpc, &option, async |mut c, r| c.append_entries(r).await).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<MemberId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<MemberId>, RPCError<MemberId, Member, RaftError<MemberId>>> {
+        self.call(&rpc, &option, async |mut c, r| c.vote(r).await).await
+    }
+
+    /// Chunked snapshots are not used: `full_snapshot` streams them whole.
+    async fn install_snapshot(
+        &mut self,
+        _rpc: InstallSnapshotRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<MemberId>, RPCError<MemberId, Member, RaftError<MemberId, InstallSnapshotError>>>
+    {
+        Err(RPCError::Network(NetworkError::new(&AnyError::error("chunked snapshots are not used by Concord"))))
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote<MemberId>,
+        snapshot: Snapshot<TypeConfig>,
+        cancel: impl Future<Output = ReplicationClosed> + openraft::OptionalSend + 'static,
+        _option: RPCOption,
+    ) -> Result<SnapshotResponse<MemberId>, StreamingError<TypeConfig, Fatal<MemberId>>> {
+        let mut client = self.network.client(self.target, &self.member).map_err(|e| unreachable(&e))?;
+        let header = encode(&(vote, snapshot.meta.clone()));
+        let data = Bytes::from(snapshot.snapshot.into_inner());
+        let (cluster_id, target, from) = (self.network.cluster_id(), self.target, self.network.inner.me);
+        let chunks: Vec<pb::SnapshotChunk> = (0..data.len().div_ceil(SNAPSHOT_CHUNK).max(1))
+            .map(|i| pb::SnapshotChunk {
+                cluster_id,
+                target,
+                from,
+                header: if i == 0 { header.clone() } else { Bytes::new() },
+                data: data.slice(i * SNAPSHOT_CHUNK..((i + 1) * SNAPSHOT_CHUNK).min(data.len())),
+            })
+            .collect();
+        let mut request = tonic::Request::new(tokio_stream::iter(chunks));
+        request.set_timeout(SNAPSHOT_DEADLINE);
+        let reply = tokio::select! {
+            reply = client.install_snapshot(request) => reply,
+            closed = cancel => return Err(StreamingError::Closed(closed)),
+        };
+        let reply = reply.map_err(|status| match transport_error::<Fatal<MemberId>>(&status) {
+            RPCError::Unreachable(e) => StreamingError::Unreachable(e),
+            _ => StreamingError::Network(NetworkError::new(&AnyError::error(status.message()))),
+        })?;
+        match decode::<Result<SnapshotResponse<MemberId>, Fatal<MemberId>>>(&reply.into_inner().payload) {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(fatal)) => Err(StreamingError::RemoteError(RemoteError::new(self.target, fatal))),
+            Err(e) => Err(StreamingError::Network(NetworkError::new(&AnyError::error(e)))),
+        }
+    }
+}
+
+/// A received snapshot, whole.
+pub(crate) fn snapshot_of(meta: openraft::SnapshotMeta<MemberId, Member>, data: Vec<u8>) -> Snapshot<TypeConfig> {
+    Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }
+}

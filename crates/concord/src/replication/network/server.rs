@@ -1,0 +1,124 @@
+//! The receiving side of the peer protocol: hands Raft messages to openraft
+//! and a follower's writes and read-index requests to this member.
+//!
+//! A request for another cluster or another member is refused with
+//! `FailedPrecondition` and changes nothing.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::SnapshotMeta;
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::pb::peer_server::{Peer, PeerServer};
+use super::pb::{PeerReply, PeerRequest, SnapshotChunk};
+use super::{MAX_PEER_MESSAGE, decode, encode, snapshot_of};
+use crate::cluster::{Member, MemberId};
+use crate::command::{Applied, Command};
+use crate::error::Error;
+use crate::replication::ConcordRaft;
+
+/// What this member does with a follower's write (propose it as leader).
+pub type ForwardHandler =
+    Arc<dyn Fn(Command, Duration) -> Pin<Box<dyn Future<Output = Result<Applied, Error>> + Send>> + Send + Sync>;
+/// What this member answers a follower's read-index request with.
+pub type ReadIndexHandler = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<u64, Error>> + Send>> + Send + Sync>;
+
+pub(crate) struct PeerService {
+    raft: ConcordRaft,
+    cluster_id: u64,
+    me: MemberId,
+    forward: ForwardHandler,
+    read_index: ReadIndexHandler,
+}
+
+impl PeerService {
+    pub(crate) fn new(
+        raft: ConcordRaft,
+        cluster_id: u64,
+        me: MemberId,
+        forward: ForwardHandler,
+        read_index: ReadIndexHandler,
+    ) -> PeerServer<PeerService> {
+        PeerServer::new(PeerService { raft, cluster_id, me, forward, read_index })
+            .max_decoding_message_size(MAX_PEER_MESSAGE)
+            .max_encoding_message_size(MAX_PEER_MESSAGE)
+    }
+
+    fn check(&self, cluster_id: u64, target: MemberId, from: MemberId) -> Result<(), Status> {
+        if cluster_id != self.cluster_id {
+            tracing::warn!(from = %format!("{from:x}"), cluster = %format!("{cluster_id:x}"), "peer message for another cluster refused");
+            return Err(Status::failed_precondition(format!(
+                "this member belongs to cluster {:x}, not {cluster_id:x}",
+                self.cluster_id
+            )));
+        }
+        if target != self.me {
+            tracing::warn!(from = %format!("{from:x}"), target = %format!("{target:x}"), "peer message for another member refused");
+            return Err(Status::failed_precondition(format!("this is member {:x}, not {target:x}", self.me)));
+        }
+        Ok(())
+    }
+
+    fn open<T: serde::de::DeserializeOwned>(&self, request: Request<PeerRequest>) -> Result<(T, PeerRequest), Status> {
+        let request = request.into_inner();
+        self.check(request.cluster_id, request.target, request.from)?;
+        let payload = decode(&request.payload).map_err(Status::invalid_argument)?;
+        Ok((payload, request))
+    }
+}
+
+fn reply<T: serde::Serialize>(value: &T) -> Result<Response<PeerReply>, Status> {
+    Ok(Response::new(PeerReply { payload: encode(value) }))
+}
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    async fn append_entries(&self, request: Request<PeerRequest>) -> Result<Response<PeerReply>, Status> {
+        let (rpc, _) = self.open(request)?;
+        reply(&self.raft.append_entries(rpc).await)
+    }
+
+    async fn vote(&self, request: Request<PeerRequest>) -> Result<Response<PeerReply>, Status> {
+        let (rpc, _) = self.open(request)?;
+        reply(&self.raft.vote(rpc).await)
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<PeerReply>, Status> {
+        let mut chunks = request.into_inner();
+        let mut header = None;
+        let mut data = Vec::new();
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk?;
+            self.check(chunk.cluster_id, chunk.target, chunk.from)?;
+            if header.is_none() {
+                let decoded: (openraft::Vote<MemberId>, SnapshotMeta<MemberId, Member>) =
+                    decode(&chunk.header).map_err(Status::invalid_argument)?;
+                header = Some(decoded);
+            }
+            data.extend_from_slice(&chunk.data);
+        }
+        let Some((vote, meta)) = header else {
+            return Err(Status::invalid_argument("a snapshot stream without its header"));
+        };
+        reply(&self.raft.install_full_snapshot(vote, snapshot_of(meta, data)).await)
+    }
+
+    async fn forward(&self, request: Request<PeerRequest>) -> Result<Response<PeerReply>, Status> {
+        let (command, request): (Command, _) = self.open(request)?;
+        let timeout = Duration::from_millis(request.timeout_ms.clamp(1, 60_000));
+        reply(&(self.forward)(command, timeout).await)
+    }
+
+    async fn read_index(&self, request: Request<PeerRequest>) -> Result<Response<PeerReply>, Status> {
+        let request = request.into_inner();
+        self.check(request.cluster_id, request.target, request.from)?;
+        reply(&(self.read_index)().await)
+    }
+}
