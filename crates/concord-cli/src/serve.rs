@@ -35,9 +35,31 @@ pub struct ServeArgs {
     /// Client URL to advertise to clients (MemberList) [default: the listen URL].
     #[arg(long, env = "CONCORD_ADVERTISE_CLIENT_URLS")]
     advertise_client_urls: Option<String>,
-    /// Peer URL to advertise to the cluster (MemberList) [default: http://localhost:2380, as etcd].
+    /// Peer URL to advertise to the cluster; with the cluster token it makes the member id
+    /// [default: http://localhost:2380, as etcd].
     #[arg(long, env = "CONCORD_INITIAL_ADVERTISE_PEER_URLS")]
     initial_advertise_peer_urls: Option<String>,
+    /// URL to listen on for the other members (Raft) [default: http://127.0.0.1:2380].
+    #[arg(long, env = "CONCORD_LISTEN_PEER_URLS")]
+    listen_peer_urls: Option<String>,
+    /// The members of a new cluster, `name=peer-url,...` (this member included)
+    /// [default: this member alone].
+    #[arg(long, env = "CONCORD_INITIAL_CLUSTER")]
+    initial_cluster: Option<String>,
+    /// `new` to create a cluster from --initial-cluster, `existing` to join one
+    /// (the member waits to be added) [default: new].
+    #[arg(long, env = "CONCORD_INITIAL_CLUSTER_STATE")]
+    initial_cluster_state: Option<String>,
+    /// Names the cluster in every member id, so clusters built from the same URLs differ
+    /// [default: etcd-cluster].
+    #[arg(long, env = "CONCORD_INITIAL_CLUSTER_TOKEN")]
+    initial_cluster_token: Option<String>,
+    /// Raft heartbeat interval in milliseconds [default: 100].
+    #[arg(long, env = "CONCORD_HEARTBEAT_INTERVAL")]
+    heartbeat_interval: Option<u64>,
+    /// Milliseconds without a leader before an election [default: 300].
+    #[arg(long, env = "CONCORD_ELECTION_TIMEOUT")]
+    election_timeout: Option<u64>,
     /// URL for /health and /metrics over HTTP [default: http://127.0.0.1:2381].
     #[arg(long, env = "CONCORD_LISTEN_METRICS_URLS")]
     listen_metrics_urls: Option<String>,
@@ -69,6 +91,12 @@ struct FileSettings {
     listen_client_urls: Option<String>,
     advertise_client_urls: Option<String>,
     initial_advertise_peer_urls: Option<String>,
+    listen_peer_urls: Option<String>,
+    initial_cluster: Option<String>,
+    initial_cluster_state: Option<String>,
+    initial_cluster_token: Option<String>,
+    heartbeat_interval: Option<u64>,
+    election_timeout: Option<u64>,
     listen_metrics_urls: Option<String>,
     max_request_bytes: Option<usize>,
     max_concurrent_streams: Option<u32>,
@@ -85,6 +113,12 @@ struct Settings {
     client_url: String,
     advertise_client_urls: Vec<String>,
     advertise_peer_urls: Vec<String>,
+    listen_peer: SocketAddr,
+    initial_cluster: Vec<(String, Vec<String>)>,
+    join_existing: bool,
+    cluster_token: String,
+    heartbeat_interval: u64,
+    election_timeout: u64,
     listen_metrics: Option<SocketAddr>,
     max_request_bytes: usize,
     max_concurrent_streams: u32,
@@ -109,6 +143,18 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
     let advertise = args.advertise_client_urls.or(file.advertise_client_urls).unwrap_or_default();
     let peer = (args.initial_advertise_peer_urls.or(file.initial_advertise_peer_urls))
         .unwrap_or_else(|| "http://localhost:2380".into());
+    let peer_listen_url =
+        args.listen_peer_urls.or(file.listen_peer_urls).unwrap_or_else(|| "http://127.0.0.1:2380".into());
+    let listen_peer = parse_url(&peer_listen_url, "--listen-peer-urls")?;
+    let initial_cluster = match args.initial_cluster.or(file.initial_cluster) {
+        Some(spec) => concord::cluster::parse_initial_cluster(&spec)?,
+        None => Vec::new(),
+    };
+    let join_existing = match args.initial_cluster_state.or(file.initial_cluster_state).as_deref() {
+        None | Some("new") => false,
+        Some("existing") => true,
+        Some(other) => return Err(format!("--initial-cluster-state must be new or existing, not {other:?}")),
+    };
     let metrics_url =
         args.listen_metrics_urls.or(file.listen_metrics_urls).unwrap_or_else(|| "http://127.0.0.1:2381".into());
     let listen_metrics =
@@ -120,6 +166,15 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
         client_url,
         advertise_client_urls: advertise.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
         advertise_peer_urls: peer.split(',').map(|s| s.trim().to_string()).collect(),
+        listen_peer,
+        initial_cluster,
+        join_existing,
+        cluster_token: args
+            .initial_cluster_token
+            .or(file.initial_cluster_token)
+            .unwrap_or_else(|| "etcd-cluster".into()),
+        heartbeat_interval: args.heartbeat_interval.or(file.heartbeat_interval).unwrap_or(100),
+        election_timeout: args.election_timeout.or(file.election_timeout).unwrap_or(300),
         listen_metrics,
         max_request_bytes: args.max_request_bytes.or(file.max_request_bytes).unwrap_or(1536 * 1024),
         max_concurrent_streams: args.max_concurrent_streams.or(file.max_concurrent_streams).unwrap_or(1024),
@@ -157,8 +212,14 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let config = Config::new(&settings.data_dir)
         .name(settings.name.clone())
         .auto_compaction_retention(retention)
-        .fsync_observer(metrics.fsync_observer());
+        .fsync_observer(metrics.fsync_observer())
+        .heartbeat_interval(Duration::from_millis(settings.heartbeat_interval))
+        .election_timeout(Duration::from_millis(settings.election_timeout))
+        .cluster_token(settings.cluster_token.clone());
     let mut config = config;
+    config.advertise_peer_urls = settings.advertise_peer_urls.clone();
+    config.initial_cluster = settings.initial_cluster.clone();
+    config.join_existing = settings.join_existing;
     config.limits.max_value_bytes = settings.max_request_bytes;
     config.limits.max_request_bytes = settings.max_request_bytes;
 
@@ -169,8 +230,21 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?),
         None => None,
     };
+    // Bound before opening, so that a port 0 is known (and reported) and the
+    // member serves peers from the moment Raft starts.
+    let peer_socket = std::net::TcpListener::bind(settings.listen_peer)
+        .map_err(|e| format!("cannot listen for peers on {}: {e}", settings.listen_peer))?;
+    let peer_addr = peer_socket.local_addr().map_err(|e| e.to_string())?;
+    config.listen_peer = Some(concord::PeerListen::Bound(std::sync::Arc::new(peer_socket)));
+    let bound_client = client_listener.local_addr().map_err(|e| e.to_string())?;
+    config.advertise_client_urls = if settings.advertise_client_urls.is_empty() {
+        vec![format!("http://{bound_client}")]
+    } else {
+        settings.advertise_client_urls.clone()
+    };
     let db =
         Concord::open_with(config).await.map_err(|e| format!("cannot open {}: {e}", settings.data_dir.display()))?;
+    tracing::info!(addr = %peer_addr, member = %format!("{:x}", db.member_id()), "serving peers");
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {

@@ -94,17 +94,25 @@ impl Cluster for ClusterService {
     ) -> Result<Response<pb::MemberListResponse>, Status> {
         self.metrics
             .track("MemberList", false, async {
-                let s = self.db.status();
-                let member = pb::Member {
-                    id: s.member_id,
-                    name: s.name,
-                    peer_ur_ls: self.urls.peer_urls.clone(),
-                    client_ur_ls: self.urls.client_urls.clone(),
-                    is_learner: false,
-                };
+                let me = self.db.member_id();
+                let members = (self.db.members().into_iter())
+                    .map(|m| pb::Member {
+                        id: m.id,
+                        name: m.name,
+                        peer_ur_ls: m.peer_urls,
+                        // This member's own URLs are known before it has
+                        // published them through the log.
+                        client_ur_ls: if m.id == me && m.client_urls.is_empty() {
+                            self.urls.client_urls.clone()
+                        } else {
+                            m.client_urls
+                        },
+                        is_learner: m.is_learner,
+                    })
+                    .collect();
                 // etcd's cluster responses carry no store revision.
                 let header = crate::header::header(&self.db, 0);
-                Ok(Response::new(pb::MemberListResponse { header: Some(header), members: vec![member] }))
+                Ok(Response::new(pb::MemberListResponse { header: Some(header), members }))
             })
             .await
     }

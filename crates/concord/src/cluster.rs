@@ -29,6 +29,25 @@ impl std::fmt::Display for Member {
     }
 }
 
+/// What each member publishes about itself through the log once it runs
+/// (as etcd's members publish their attributes): its name and client URLs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberAttributes {
+    pub name: String,
+    pub client_urls: Vec<String>,
+}
+
+/// A member as reported to clients (etcd's MemberList entry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberInfo {
+    pub id: MemberId,
+    pub name: String,
+    pub peer_urls: Vec<String>,
+    /// Empty until the member has published them.
+    pub client_urls: Vec<String>,
+    pub is_learner: bool,
+}
+
 /// etcd's member id for `peer_urls` in the cluster named by `token`.
 pub fn member_id(peer_urls: &[String], token: &str) -> MemberId {
     let mut urls: Vec<&str> = peer_urls.iter().map(String::as_str).collect();

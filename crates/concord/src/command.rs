@@ -50,6 +50,11 @@ pub enum Command {
     /// Sets the lease limits apply enforces (the replicated ones). Proposed
     /// once when a cluster is created, from the creating member's settings.
     SetLeaseLimits(crate::lease::LeaseLimits),
+    /// A member's published name and client URLs (for MemberList).
+    PublishMember {
+        id: crate::cluster::MemberId,
+        attributes: crate::cluster::MemberAttributes,
+    },
     /// Several commands proposed together (group commit): each is applied in
     /// order exactly as it would be alone. Batches do not nest.
     Batch(Vec<Command>),
@@ -201,6 +206,7 @@ pub enum Reply {
     },
     Checkpointed,
     LimitsSet,
+    MemberPublished,
     /// One result per command of a [`Command::Batch`], in order.
     Batch(Vec<Applied>),
     /// A Raft-internal entry (blank or membership): nothing to reply.

@@ -67,6 +67,14 @@ impl Server {
     /// Starts `concord serve` on `dir` (data in `dir/data`), on ports the
     /// server binds itself (port 0) and reports in its log.
     pub fn start_in(dir: TempDir, args: &[&str]) -> Server {
+        let mut server = Server::spawn_in(dir, &[&["--listen-peer-urls=http://127.0.0.1:0"], args].concat());
+        server.wait_ready();
+        server
+    }
+
+    /// Starts `concord serve` without waiting for it to be ready (a cluster
+    /// member is ready only once a quorum runs).
+    pub fn spawn_in(dir: TempDir, args: &[&str]) -> Server {
         let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_concord"))
             .arg("serve")
@@ -79,13 +87,11 @@ impl Server {
             .stderr(log)
             .spawn()
             .expect("start concord serve");
-        let mut server = Server { child: Some(child), endpoint: String::new(), metrics: String::new(), dir };
-        server.wait_ready();
-        server
+        Server { child: Some(child), endpoint: String::new(), metrics: String::new(), dir }
     }
 
     /// Reads the bound addresses from the log, then waits for /health.
-    fn wait_ready(&mut self) {
+    pub fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         let address = |log: &str, message: &str| {
             let line = log.lines().find(|l| l.contains(message))?;
@@ -118,6 +124,14 @@ impl Server {
 
     pub fn data_dir(&self) -> std::path::PathBuf {
         self.dir.path().join("data")
+    }
+
+    /// SIGKILL, and wait until the process is gone; returns the directory.
+    pub fn kill(mut self) -> TempDir {
+        let mut child = self.child.take().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
     }
 
     /// Sends SIGTERM and waits for a clean exit; returns the exit status and

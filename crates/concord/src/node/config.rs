@@ -41,6 +41,9 @@ pub struct Config {
     /// `--initial-cluster`); empty means this member alone. Used only to
     /// initialize pristine storage; a member with data ignores it.
     pub initial_cluster: Vec<(String, Vec<String>)>,
+    /// etcd's `--initial-cluster-state existing`: this member joins a
+    /// running cluster instead of creating one (ignored once it has data).
+    pub join_existing: bool,
     /// etcd's `--initial-cluster-token`: part of every member id, so two
     /// clusters built from the same URLs do not mistake each other.
     pub cluster_token: String,
@@ -125,6 +128,7 @@ impl Config {
             advertise_client_urls: Vec::new(),
             listen_peer: None,
             initial_cluster: Vec::new(),
+            join_existing: false,
             cluster_token: "etcd-cluster".into(),
             request_timeout: Duration::from_secs(5),
             open_timeout: Duration::from_secs(30),

@@ -65,6 +65,14 @@ impl Concord {
             .await
             .map_err(|e| Error::Storage(format!("raft failed to start: {e}")))?;
         let initialized = raft.is_initialized().await.map_err(|e| Error::Storage(e.to_string()))?;
+        if !initialized && config.join_existing {
+            let _ = raft.shutdown().await;
+            return Err(Error::InvalidRequest(
+                "joining a running cluster (--initial-cluster-state existing) needs runtime member add, \
+                 which Concord does not have yet; create the cluster with --initial-cluster-state new"
+                    .into(),
+            ));
+        }
         if !initialized {
             let members = config.initial_members()?;
             tracing::info!(members = members.len(), "initializing a new cluster");

@@ -42,12 +42,27 @@ impl Concord {
         self.inner.cluster_id
     }
 
-    /// Every member of the cluster, by id, as the membership in this
-    /// member's log has them.
-    pub fn members(&self) -> Vec<(u64, crate::cluster::Member)> {
+    /// Every member of the cluster, as the membership in this member's log
+    /// has them, with what each published about itself.
+    pub fn members(&self) -> Vec<crate::cluster::MemberInfo> {
+        let published = self.inner.shared.applier.read().machine.state.member_attributes.clone();
         let metrics = self.inner.raft.metrics();
         let m = metrics.borrow();
-        m.membership_config.membership().nodes().map(|(id, member)| (*id, member.clone())).collect()
+        let membership = m.membership_config.membership();
+        let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+        membership
+            .nodes()
+            .map(|(id, member)| {
+                let attributes = published.get(id);
+                crate::cluster::MemberInfo {
+                    id: *id,
+                    name: attributes.map_or_else(|| member.name.clone(), |a| a.name.clone()),
+                    peer_urls: member.peer_urls.clone(),
+                    client_urls: attributes.map_or_else(|| member.client_urls.clone(), |a| a.client_urls.clone()),
+                    is_learner: !voters.contains(id),
+                }
+            })
+            .collect()
     }
 
     /// The leader's member id, if one is known.

@@ -55,6 +55,7 @@ pub(super) fn spawn_all(node: &Concord, stop: watch::Receiver<bool>) -> Vec<Join
         tokio::spawn(checkpoint_leases(ctx.clone(), stop.clone())),
     ];
     tasks.push(tokio::spawn(snapshot_by_size(ctx.clone(), stop.clone())));
+    tasks.push(tokio::spawn(publish_member(Arc::downgrade(&node.inner), stop.clone())));
     if let Some(retention) = ctx.config.auto_compaction_retention {
         tasks.push(tokio::spawn(compact_history(ctx, retention, stop)));
     }
@@ -262,6 +263,39 @@ async fn snapshot_by_size(ctx: TaskContext, mut stop: watch::Receiver<bool>) {
             if ctx.raft.trigger().snapshot().await.is_err() {
                 return;
             }
+        }
+    }
+}
+
+/// Publishes this member's name and client URLs through the log (for
+/// MemberList on every member) whenever the replicated record differs, on
+/// any member, leader or not: the write goes to the leader.
+async fn publish_member(inner: std::sync::Weak<super::Inner>, mut stop: watch::Receiver<bool>) {
+    loop {
+        // A weak handle: this task must not keep a dropped member alive.
+        let Some(node) = inner.upgrade().map(|inner| Concord { inner }) else { return };
+        let attributes = crate::cluster::MemberAttributes {
+            name: node.inner.config.name.clone(),
+            client_urls: node.inner.config.advertise_client_urls.clone(),
+        };
+        let id = node.inner.member_id;
+        let published = node.inner.shared.applier.read().machine.state.member_attributes.get(&id).cloned();
+        let pause = if published.as_ref() == Some(&attributes) {
+            Duration::from_secs(5)
+        } else {
+            let command = Command::PublishMember { id, attributes };
+            match node.write(command, node.default_timeout()).await {
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::debug!(error = %e, "member attributes not published yet; will retry");
+                    Duration::from_millis(500)
+                }
+            }
+        };
+        drop(node);
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stop.changed() => return,
         }
     }
 }

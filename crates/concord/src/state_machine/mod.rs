@@ -30,6 +30,8 @@ pub struct State {
     /// settings), so replay and every member decide alike; `None` until the
     /// creating member's `SetLeaseLimits` is applied (defaults meanwhile).
     pub lease_limits: Option<LeaseLimits>,
+    /// What each member published about itself (name, client URLs).
+    pub member_attributes: std::collections::BTreeMap<crate::cluster::MemberId, crate::cluster::MemberAttributes>,
 }
 
 /// The snapshot file format: the replicated state (where it stands in the
@@ -114,6 +116,10 @@ impl StateMachine {
                     }
                 }
                 Ok(Reply::Checkpointed)
+            }
+            Command::PublishMember { id, attributes } => {
+                self.state.member_attributes.insert(*id, attributes.clone());
+                Ok(Reply::MemberPublished)
             }
             Command::SetLeaseLimits(limits) => {
                 self.state.lease_limits = Some(*limits);

@@ -225,6 +225,7 @@ impl Model {
                 self.limits = *limits;
                 Ok(Reply::LimitsSet)
             }
+            Command::PublishMember { .. } => Ok(Reply::MemberPublished),
             Command::Batch(_) => Err(ApplyError::Invalid(String::new())),
         }
     }

@@ -1,0 +1,151 @@
+//! Three real `concord serve` processes on loopback form one cluster:
+//! etcdctl against all of them, writes through each member read from every
+//! member, and the loss of the leader (SIGKILL) survived with nothing
+//! acknowledged lost. Peer ports are chosen free at run time; client ports
+//! are bound by the servers themselves (port 0) and read from their logs.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Server, stderr, stdout};
+
+fn free_peer_url() -> String {
+    format!("http://127.0.0.1:{}", common::free_port())
+}
+
+/// Starts `n` members of a new cluster and waits until each is healthy.
+fn start_cluster(n: usize) -> (Vec<Server>, Vec<Vec<String>>) {
+    let peers: Vec<String> = (0..n).map(|_| free_peer_url()).collect();
+    let initial = peers.iter().enumerate().map(|(i, p)| format!("m{i}={p}")).collect::<Vec<_>>().join(",");
+    let token = format!("test-{}", std::process::id());
+    let args: Vec<Vec<String>> = (0..n)
+        .map(|i| {
+            vec![
+                format!("--name=m{i}"),
+                format!("--listen-peer-urls={}", peers[i]),
+                format!("--initial-advertise-peer-urls={}", peers[i]),
+                format!("--initial-cluster={initial}"),
+                format!("--initial-cluster-token={token}"),
+            ]
+        })
+        .collect();
+    let mut servers: Vec<Server> = args
+        .iter()
+        .map(|a| Server::spawn_in(tempfile::tempdir().unwrap(), &a.iter().map(String::as_str).collect::<Vec<_>>()))
+        .collect();
+    for s in &mut servers {
+        s.wait_ready();
+    }
+    (servers, args)
+}
+
+fn ok(out: std::process::Output) -> String {
+    assert!(out.status.success(), "etcdctl failed: {}\n{}", stdout(&out), stderr(&out));
+    stdout(&out)
+}
+
+fn all_endpoints(servers: &[&Server]) -> String {
+    servers.iter().map(|s| format!("http://{}", s.endpoint)).collect::<Vec<_>>().join(",")
+}
+
+/// etcdctl against every member at once.
+fn etcdctl_all(servers: &[&Server], args: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(common::etcdctl_path());
+    cmd.env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", all_endpoints(servers)))
+        .arg("--command-timeout=5s")
+        .args(args);
+    common::run_bounded(&mut cmd)
+}
+
+fn leader_of(servers: &[&Server]) -> u64 {
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(etcdctl_all(servers, &["endpoint", "status", "-w", "json"]))).unwrap();
+    let leaders: Vec<u64> = json.as_array().unwrap().iter().map(|s| s["Status"]["leader"].as_u64().unwrap()).collect();
+    assert!(leaders.windows(2).all(|w| w[0] == w[1]), "members disagree on the leader: {leaders:?}");
+    leaders[0]
+}
+
+fn member_id_of(s: &Server) -> u64 {
+    let json: serde_json::Value = serde_json::from_str(&ok(s.etcdctl(&["endpoint", "status", "-w", "json"]))).unwrap();
+    json[0]["Status"]["header"]["member_id"].as_u64().unwrap()
+}
+
+#[test]
+fn three_processes_serve_any_client_and_survive_a_leader_kill() {
+    let (mut servers, args) = start_cluster(3);
+    let refs: Vec<&Server> = servers.iter().collect();
+
+    // etcdctl naming every member: put, get, txn, lease, member list, status.
+    assert_eq!(ok(etcdctl_all(&refs, &["put", "foo", "bar"])), "OK\n");
+    assert_eq!(ok(etcdctl_all(&refs, &["get", "foo"])), "foo\nbar\n");
+    let granted = ok(etcdctl_all(&refs, &["lease", "grant", "60"]));
+    let lease = granted.split_whitespace().nth(1).unwrap().to_string();
+    assert_eq!(ok(etcdctl_all(&refs, &["put", "--lease", &lease, "leased", "v"])), "OK\n");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let members = ok(etcdctl_all(&refs, &["member", "list"]));
+        let published = members.lines().filter(|l| l.contains("http://127.0.0.1")).count() == 3
+            && servers.iter().all(|s| members.contains(&format!("http://{}", s.endpoint)));
+        if published {
+            assert_eq!(members.lines().count(), 3, "{members}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "members never published their client URLs:\n{members}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = ok(etcdctl_all(&refs, &["endpoint", "status", "--cluster", "-w", "table"]));
+    let leader_rows = regex::Regex::new(r"\|\s+true\s+\|\s+false\s+\|").unwrap().find_iter(&status).count();
+    assert_eq!((leader_rows, status.matches("3.4.0").count()), (1, 3), "three members, one leader:\n{status}");
+
+    // A write through each member, read through every member.
+    for (i, s) in servers.iter().enumerate() {
+        assert_eq!(ok(s.etcdctl(&["put", &format!("k{i}"), &format!("v{i}")])), "OK\n");
+    }
+    for s in &servers {
+        for i in 0..3 {
+            assert_eq!(ok(s.etcdctl(&["get", &format!("k{i}")])), format!("k{i}\nv{i}\n"));
+        }
+    }
+    // A watch on a follower sees a write made through another member.
+    let leader = leader_of(&refs);
+    let ids: Vec<u64> = servers.iter().map(member_id_of).collect();
+    let old = ids.iter().position(|id| *id == leader).expect("the leader is one of the members");
+    let (a, b) = ((old + 1) % 3, (old + 2) % 3);
+    let watch = servers[a].spawn_background(common::etcdctl_path(), &["watch", "w"]);
+    std::thread::sleep(Duration::from_millis(300));
+    ok(servers[b].etcdctl(&["put", "w", "seen"]));
+    assert_eq!(watch.wait_lines(3), "PUT\nw\nseen\n");
+
+    // SIGKILL the leader; time the first successful write through a survivor.
+    let killed_dir = servers.remove(old).kill();
+    let killed_at = Instant::now();
+    let survivors: Vec<&Server> = servers.iter().collect();
+    loop {
+        let out = etcdctl_all(&survivors, &["put", "after", "failover", "--command-timeout=2s"]);
+        if out.status.success() {
+            break;
+        }
+        assert!(killed_at.elapsed() < Duration::from_secs(30), "no write succeeded after the kill: {}", stderr(&out));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    println!("leader SIGKILL -> first successful write: {:?}", killed_at.elapsed());
+    for s in &survivors {
+        for i in 0..3 {
+            assert_eq!(ok(s.etcdctl(&["get", &format!("k{i}")])), format!("k{i}\nv{i}\n"), "acknowledged write lost");
+        }
+        assert!(ok(s.etcdctl(&["lease", "timetolive", &lease])).contains("remaining"), "the lease survived");
+    }
+    drop(survivors);
+
+    // The killed member restarts on its data and catches up.
+    let args: Vec<&str> = args[old].iter().map(String::as_str).collect();
+    let mut back = Server::spawn_in(killed_dir, &args);
+    back.wait_ready();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ok(back.etcdctl(&["get", "after", "--consistency=s"])) != "after\nfailover\n" {
+        assert!(Instant::now() < deadline, "the restarted member never caught up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
