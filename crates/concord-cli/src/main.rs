@@ -24,7 +24,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a member: the embedded engine behind an etcd v3 gRPC server.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Lease operations against an endpoint.
     Lease {
         #[command(flatten)]
@@ -88,7 +88,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => serve::run(args).await,
+            Command::Serve(args) => serve::run(*args).await,
             Command::Lease { conn, command } => client::lease(conn, command).await,
             Command::Put { conn, key, value, lease } => client::put(conn, key, value, lease).await,
             Command::Get { conn, key, prefix } => client::get(conn, key, prefix).await,
