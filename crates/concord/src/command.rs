@@ -39,8 +39,12 @@ pub enum Command {
     },
     /// Proposed by the leader's expiry task. Each lease is revoked only if it
     /// has not been renewed since the leader saw it expire (same generation).
+    /// `term` is the proposer's Raft term: an expiry committed in another
+    /// term (a deposed leader's, carried over by its successor) is ignored,
+    /// since only the leader of a term measures its leases.
     LeaseExpire {
         leases: Vec<(LeaseId, u64)>,
+        term: u64,
     },
     /// Proposed by the leader's checkpoint task: the remaining time of leases
     /// as the leader measured it, so a restart neither resets nor shortens it.
@@ -67,7 +71,7 @@ impl Command {
             Command::Put(p) => p.key.len() + p.value.as_ref().map_or(0, |v| v.len()),
             Command::Txn(t) => t.success.iter().chain(&t.failure).map(TxnOp::payload_size).sum::<usize>() + 64,
             Command::Batch(commands) => commands.iter().map(Command::payload_size).sum(),
-            Command::LeaseExpire { leases } => leases.len() * 16,
+            Command::LeaseExpire { leases, .. } => leases.len() * 16,
             Command::LeaseCheckpoint { checkpoints } => checkpoints.len() * 24,
             _ => 64,
         }

@@ -140,3 +140,118 @@ async fn any_member_serves_any_client_and_the_cluster_survives_its_leader() {
         }
     }
 }
+
+/// Index of the member that leads now (waiting until one is known).
+async fn leader_index(members: &[Member]) -> usize {
+    let start = Instant::now();
+    loop {
+        for (i, m) in members.iter().enumerate() {
+            if let Some(db) = &m.db {
+                if db.status().is_leader {
+                    return i;
+                }
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "no leader");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Leases across leader changes: a lease kept alive through a follower
+/// survives five leader losses in a row; an abandoned lease is never gone
+/// before its TTL and is gone within TTL + 3 s, its keys at one revision,
+/// the same on every member, however many leaders changed meanwhile.
+#[tokio::test(flavor = "multi_thread")]
+async fn leases_across_five_leader_changes() {
+    const TTL: u64 = 4;
+    let mut members = start(3).await;
+    let first = leader_index(&members).await;
+    let follower = (first + 1) % 3;
+    let kept = db(&members[follower]).lease().grant(TTL as i64).await.unwrap();
+    db(&members[follower]).kv().put("kept", "v").lease(kept.id).await.unwrap();
+    let granting = Instant::now();
+    let abandoned = db(&members[follower]).lease().grant(TTL as i64).await.unwrap();
+    db(&members[follower]).kv().put("abandoned/1", "v").lease(abandoned.id).await.unwrap();
+    db(&members[follower]).kv().put("abandoned/2", "v").lease(abandoned.id).await.unwrap();
+
+    // Keep `kept` alive through whichever open member answers, every 500 ms.
+    let handles = Arc::new(parking_lot::Mutex::new(members.iter().map(|m| db(m).clone()).collect::<Vec<_>>()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let keeper = {
+        let (handles, stop) = (handles.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let current: Vec<Concord> = handles.lock().clone();
+                for h in current.iter().rev() {
+                    if h.lease().keep_alive(kept.id).timeout(Duration::from_millis(400)).await.is_ok() {
+                        break;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    };
+
+    let mut gone_at = None;
+    let mut last_failover = Instant::now();
+    for _ in 0..5 {
+        let leader = leader_index(&members).await;
+        let old = members[leader].db.take().unwrap();
+        old.shutdown().await.unwrap();
+        let config = members[leader].config.clone();
+        // Wait until another member leads, then bring the old one back.
+        let start = Instant::now();
+        loop {
+            let next = members.iter().position(|m| m.db.as_ref().is_some_and(|d| d.status().is_leader));
+            if next.is_some() {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "no new leader");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        last_failover = Instant::now();
+        members[leader].db = Some(config.open().await.unwrap());
+        handles.lock().push(db(&members[leader]).clone());
+        let present = db(&members[(leader + 1) % 3]).kv().get("abandoned/1").serializable().await.unwrap().is_some();
+        if !present && gone_at.is_none() {
+            gone_at = Some(granting.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Now wait for the abandoned lease to go, checking the bound.
+    let watcher = members.iter().position(|m| m.db.is_some()).unwrap();
+    while gone_at.is_none() {
+        if db(&members[watcher]).kv().get("abandoned/1").await.unwrap().is_none() {
+            gone_at = Some(granting.elapsed());
+        }
+        assert!(
+            last_failover.elapsed() < Duration::from_secs(TTL + 3),
+            "the abandoned lease outlived TTL + 3 s after the last failover"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let gone_at = gone_at.unwrap();
+    assert!(gone_at >= Duration::from_secs(TTL), "the abandoned lease expired early: {gone_at:?}");
+    // Both keys at one revision, the same on every member.
+    let mut deleted_at = Vec::new();
+    for m in &members {
+        let db = db(m);
+        db.kv().get("anything").await.unwrap(); // linearizable: caught up
+        for key in ["abandoned/1", "abandoned/2"] {
+            let history = db.kv().history(key).await.unwrap();
+            deleted_at.push(history.last().unwrap().revision());
+        }
+    }
+    assert!(deleted_at.windows(2).all(|w| w[0] == w[1]), "deletes at different revisions: {deleted_at:?}");
+    for m in &members {
+        assert!(db(m).kv().get("kept").await.unwrap().is_some(), "the kept-alive lease was lost in a failover");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    keeper.await.unwrap();
+    drop(handles);
+    for m in &mut members {
+        if let Some(db) = m.db.take() {
+            db.shutdown().await.unwrap();
+        }
+    }
+}

@@ -327,6 +327,9 @@ impl Config {
             election_timeout_max: election * 2,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_after_entries.max(1)),
             max_in_snapshot_log_to_keep: self.logs_kept_after_snapshot,
+            // An entry is a batch of up to 4 MiB: a few per AppendEntries keep
+            // one message within a heartbeat on a real network.
+            max_payload_entries: 16,
             ..Default::default()
         };
         config.validate().map_err(|e| crate::Error::InvalidRequest(format!("raft configuration: {e}")))

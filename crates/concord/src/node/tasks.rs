@@ -153,7 +153,7 @@ async fn expire_leases(ctx: TaskContext, mut stop: watch::Receiver<bool>) {
         let expired = ctx.shared.deadlines.lock().expired(Instant::now(), ctx.config.lease_expiry_batch);
         if !expired.is_empty() {
             let count = expired.len();
-            if ctx.propose(Command::LeaseExpire { leases: expired }, "lease expiry").await {
+            if ctx.propose(Command::LeaseExpire { leases: expired, term }, "lease expiry").await {
                 tracing::debug!(count, "leases expired");
             }
         }

@@ -23,7 +23,7 @@ use super::TypeConfig;
 use super::log_store::{decode, encode};
 use super::snapshot_store::{SnapshotStore, StoredSnapshot};
 use crate::cluster::Member;
-use crate::command::{Applied, LeaseEffect, Reply};
+use crate::command::{Applied, Command, LeaseEffect, Reply};
 use crate::lease::deadlines::LeaseDeadlines;
 use crate::lease::ttl_ms;
 use crate::state_machine::{State, StateMachine};
@@ -175,6 +175,14 @@ impl RaftStateMachine<TypeConfig> for StateStore {
             for entry in entries {
                 applier.last_applied = Some(entry.log_id);
                 let applied = match entry.payload {
+                    // An expiry measured by the leader of another term is
+                    // ignored (a deposed leader's proposal committed later).
+                    EntryPayload::Normal(Command::LeaseExpire { term, .. }) if term != entry.log_id.leader_id.term => {
+                        Applied {
+                            revision: applier.machine.kv().revision(),
+                            result: Ok(Reply::LeasesExpired { expired: 0 }),
+                        }
+                    }
                     EntryPayload::Normal(command) => applier.machine.apply(&command, &mut effects),
                     EntryPayload::Blank => {
                         Applied { revision: applier.machine.kv().revision(), result: Ok(Reply::None) }
@@ -229,6 +237,9 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         applier.machine = StateMachine::with_state(state);
         applier.last_applied = meta.last_log_id;
         applier.membership = meta.last_membership.clone();
+        if let Some(last) = meta.last_log_id {
+            self.shared.applied_index.store(last.index, Ordering::Release);
+        }
         self.shared.reset_deadlines(&applier.machine.state, Instant::now());
         let revision = applier.machine.kv().revision();
         drop(applier);
@@ -244,5 +255,44 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         };
         let meta: SnapshotMeta<NodeId, Member> = decode(&meta).map_err(sm_err)?;
         Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, LogId};
+
+    use super::*;
+    use crate::command::{LeaseChoice, PutRequest};
+
+    fn entry(term: u64, index: u64, command: Command) -> Entry<TypeConfig> {
+        Entry { log_id: LogId::new(CommittedLeaderId::new(term, 1), index), payload: EntryPayload::Normal(command) }
+    }
+
+    /// A deposed leader's expiry, committed in its successor's term, must
+    /// not revoke a lease the new leader is measuring.
+    #[tokio::test]
+    async fn an_expiry_from_another_term_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let snapshots = SnapshotStore::open(&dir.path().join("snapshot.redb"), None).unwrap();
+        let (mut store, shared) = StateStore::load(snapshots).unwrap();
+        let put = PutRequest {
+            key: bytes::Bytes::from_static(b"k"),
+            value: Some(bytes::Bytes::from_static(b"v")),
+            lease: LeaseChoice::Lease(7),
+            prev_kv: false,
+        };
+        store
+            .apply([entry(2, 1, Command::LeaseGrant { id: Some(7), ttl_secs: 10 }), entry(2, 2, Command::Put(put))])
+            .await
+            .unwrap();
+        let generation = shared.applier.read().machine.leases().get(7).unwrap().generation;
+        let stale = Command::LeaseExpire { leases: vec![(7, generation)], term: 1 };
+        let replies = store.apply([entry(2, 3, stale)]).await.unwrap();
+        assert_eq!(replies[0].result, Ok(Reply::LeasesExpired { expired: 0 }));
+        assert!(shared.applier.read().machine.leases().get(7).is_some(), "an old term's expiry revoked the lease");
+        let current = Command::LeaseExpire { leases: vec![(7, generation)], term: 2 };
+        let replies = store.apply([entry(2, 4, current)]).await.unwrap();
+        assert_eq!(replies[0].result, Ok(Reply::LeasesExpired { expired: 1 }));
     }
 }

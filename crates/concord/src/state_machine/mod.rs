@@ -103,7 +103,7 @@ impl StateMachine {
             Command::LeaseGrant { id, ttl_secs } => self.apply_grant(*id, *ttl_secs, effects),
             Command::LeaseRevoke { id } => self.apply_revoke(*id, effects),
             Command::LeaseKeepAlive { id, ttl_secs } => self.apply_keep_alive(*id, *ttl_secs, effects),
-            Command::LeaseExpire { leases } => Ok(self.apply_expire(leases, effects)),
+            Command::LeaseExpire { leases, .. } => Ok(self.apply_expire(leases, effects)),
             Command::LeaseCheckpoint { checkpoints } => {
                 for c in checkpoints {
                     if self.state.leases.checkpoint(c.id, c.generation, c.remaining_ms) {

@@ -140,7 +140,7 @@ fn stale_expiry_and_checkpoint_do_not_touch_a_regranted_lease() {
         checkpoints: vec![LeaseCheckpoint { id: 42, generation: old, remaining_ms: 800 }],
     });
     assert_eq!(h.sm.leases().get(42).unwrap().remaining_ms, 60_000, "old checkpoint shortened the new lease");
-    assert_eq!(h.ok(Command::LeaseExpire { leases: vec![(42, old)] }), Reply::LeasesExpired { expired: 0 });
+    assert_eq!(h.ok(Command::LeaseExpire { leases: vec![(42, old)], term: 1 }), Reply::LeasesExpired { expired: 0 });
     assert!(h.value("k").is_some(), "old expiry deleted the new lease's key");
 }
 
@@ -194,7 +194,7 @@ fn expiry_skips_leases_renewed_since_the_leader_looked() {
     let (ga, gc) = (h.generation(a), h.generation(c));
     h.ok(Command::LeaseKeepAlive { id: c, ttl_secs: None });
     let before = h.sm.kv().revision();
-    let reply = h.ok(Command::LeaseExpire { leases: vec![(a, ga), (c, gc), (999, 0)] });
+    let reply = h.ok(Command::LeaseExpire { leases: vec![(a, ga), (c, gc), (999, 0)], term: 1 });
     assert_eq!(reply, Reply::LeasesExpired { expired: 1 });
     assert!(h.value("a").is_none());
     assert!(h.value("c").is_some());
@@ -213,7 +213,7 @@ fn batched_expiry_gives_each_lease_its_own_revision() {
     }
     let before = h.sm.kv().revision();
     let leases = vec![(a, h.generation(a)), (c, h.generation(c))];
-    assert_eq!(h.ok(Command::LeaseExpire { leases }), Reply::LeasesExpired { expired: 2 });
+    assert_eq!(h.ok(Command::LeaseExpire { leases, term: 1 }), Reply::LeasesExpired { expired: 2 });
     assert_eq!(h.sm.kv().revision(), before + 2);
     let deleted_at = |key: &str| {
         let history = h.sm.kv().history(key.as_bytes(), 0, 0, 0).unwrap();

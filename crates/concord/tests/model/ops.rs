@@ -241,6 +241,7 @@ pub fn command(op: &Op, model: &Model) -> Command {
         Op::KeepAlive { lease, ttl } => Command::LeaseKeepAlive { id: *lease as i64, ttl_secs: *ttl },
         Op::Expire { leases } => Command::LeaseExpire {
             leases: leases.iter().map(|(id, stale)| (*id as i64, generation(model, *id as i64, *stale))).collect(),
+            term: 1,
         },
         Op::Checkpoint { leases } => Command::LeaseCheckpoint {
             checkpoints: leases

@@ -197,7 +197,7 @@ impl Model {
                 effects.push(LeaseEffect::Deadline { id: *id, generation, remaining_ms, checkpoint: false });
                 Ok(Reply::LeaseKeptAlive { id: *id, ttl_secs: lease.ttl })
             }
-            Command::LeaseExpire { leases } => {
+            Command::LeaseExpire { leases, .. } => {
                 let mut expired = 0;
                 for (id, generation) in leases {
                     if self.leases.get(id).is_some_and(|l| l.generation == *generation) {
