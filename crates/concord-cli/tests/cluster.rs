@@ -149,3 +149,64 @@ fn three_processes_serve_any_client_and_survive_a_leader_kill() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+fn signal(s: &Server, sig: &str) {
+    let status = std::process::Command::new("kill").arg(format!("-{sig}")).arg(s.pid().to_string()).status().unwrap();
+    assert!(status.success());
+}
+
+/// A leader stopped (SIGSTOP) for 5 s: the others elect a leader and go on;
+/// once it runs again (SIGCONT) it steps down and never answers a
+/// linearizable read with the value it had before the pause. An abandoned
+/// lease is not cut short by the change of leader and is gone within
+/// TTL + 3 s.
+#[test]
+fn a_paused_leader_steps_down_and_never_serves_stale_reads() {
+    let (servers, _args) = start_cluster(3);
+    let refs: Vec<&Server> = servers.iter().collect();
+    ok(etcdctl_all(&refs, &["put", "x", "before"]));
+    let granted = ok(etcdctl_all(&refs, &["lease", "grant", "5"]));
+    let granting = Instant::now();
+    let lease = granted.split_whitespace().nth(1).unwrap().to_string();
+    ok(etcdctl_all(&refs, &["put", "--lease", &lease, "abandoned", "v"]));
+    let leader = leader_of(&refs);
+    let old = servers.iter().position(|s| member_id_of(s) == leader).unwrap();
+    let others: Vec<&Server> = servers.iter().enumerate().filter(|(i, _)| *i != old).map(|(_, s)| s).collect();
+
+    signal(&servers[old], "STOP");
+    let paused = Instant::now();
+    loop {
+        let out = etcdctl_all(&others, &["put", "x", "during", "--command-timeout=2s"]);
+        if out.status.success() {
+            break;
+        }
+        assert!(paused.elapsed() < Duration::from_secs(20), "no write while the leader was paused: {}", stderr(&out));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    println!("leader SIGSTOP -> first successful write: {:?}", paused.elapsed());
+    let failover_at = Instant::now();
+    std::thread::sleep(Duration::from_secs(5).saturating_sub(paused.elapsed()));
+    signal(&servers[old], "CONT");
+    // Straight away, through the old leader only: the new value or an error.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = servers[old].etcdctl(&["get", "x", "--command-timeout=2s"]);
+        if out.status.success() {
+            assert_eq!(stdout(&out), "x\nduring\n", "the old leader served a stale read");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the old leader never served again: {}", stderr(&out));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_ne!(leader_of(&refs), 0);
+    // The abandoned lease: never early, gone within TTL + 3 s after the failover.
+    loop {
+        let out = ok(others[0].etcdctl(&["get", "abandoned"]));
+        if out.is_empty() {
+            assert!(granting.elapsed() >= Duration::from_secs(5), "the lease expired early");
+            break;
+        }
+        assert!(failover_at.elapsed() < Duration::from_secs(5 + 3), "the abandoned lease outlived TTL + 3 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -162,10 +162,20 @@ impl Lease for LeaseService {
 }
 
 /// One renewal; an unknown lease answers TTL 0 rather than an error, as etcd.
+/// A renewal is idempotent, so one that meets an election (no leader yet,
+/// or the leader changed under it) is retried until the request timeout
+/// instead of ending the client's stream: keep-alive streams survive a
+/// leader change.
 async fn keep_alive(db: &Concord, id: i64) -> Result<pb::LeaseKeepAliveResponse, Status> {
     // The header is taken before renewing, as etcd does.
     let header = current(db);
-    match db.lease().keep_alive(id).await {
+    let deadline = tokio::time::Instant::now() + db.config().request_timeout;
+    let mut renewed = db.lease().keep_alive(id).await;
+    while matches!(renewed, Err(Error::NotReady(_) | Error::LeaderChanged)) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        renewed = db.lease().keep_alive(id).await;
+    }
+    match renewed {
         Ok(kept) => Ok(pb::LeaseKeepAliveResponse { header: Some(header), id, ttl: kept.ttl }),
         Err(Error::LeaseNotFound(_) | Error::InvalidLeaseId(_)) => {
             Ok(pb::LeaseKeepAliveResponse { header: Some(header), id, ttl: 0 })

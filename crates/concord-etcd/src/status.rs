@@ -24,6 +24,7 @@ pub const TOO_MANY_REQUESTS: &str = "etcdserver: too many requests";
 pub const TIMEOUT: &str = "etcdserver: request timed out";
 pub const NOT_LEADER: &str = "etcdserver: not leader";
 pub const NO_LEADER: &str = "etcdserver: no leader";
+pub const LEADER_CHANGED: &str = "etcdserver: leader changed";
 pub const STOPPED: &str = "etcdserver: server stopped";
 
 /// Maps an engine error to etcd's status for it.
@@ -53,6 +54,7 @@ pub fn to_status(error: Error) -> Status {
         Error::Timeout(_) => (Code::Unavailable, TIMEOUT.into()),
         Error::NotLeader { .. } => (Code::FailedPrecondition, NOT_LEADER.into()),
         Error::NotReady(_) => (Code::Unavailable, NO_LEADER.into()),
+        Error::LeaderChanged => (Code::Unavailable, LEADER_CHANGED.into()),
         Error::Shutdown => (Code::Unavailable, STOPPED.into()),
         Error::Storage(_) => (Code::Internal, format!("etcdserver: {error}")),
         _ => (Code::Unknown, format!("etcdserver: {error}")),
@@ -118,6 +120,7 @@ mod tests {
             (Error::Timeout(Duration::ZERO), Code::Unavailable, "etcdserver: request timed out"),
             (Error::NotLeader { leader: Some(2) }, Code::FailedPrecondition, "etcdserver: not leader"),
             (Error::NotReady("election".into()), Code::Unavailable, "etcdserver: no leader"),
+            (Error::LeaderChanged, Code::Unavailable, "etcdserver: leader changed"),
             (Error::Shutdown, Code::Unavailable, "etcdserver: server stopped"),
         ];
         for (error, code, text) in etcd {

@@ -73,6 +73,10 @@ pub enum Error {
     /// This member is not the leader and cannot serve the request.
     #[error("this member is not the leader (leader: {leader:?})")]
     NotLeader { leader: Option<u64> },
+    /// The leader changed while the request was in its hands: it may or may
+    /// not have been applied (etcd's "leader changed"; clients retry reads).
+    #[error("the leader changed while the request was in flight")]
+    LeaderChanged,
     /// The cluster cannot serve requests yet (no leader elected).
     #[error("not ready: {0}")]
     NotReady(String),

@@ -126,6 +126,10 @@ impl Server {
         self.dir.path().join("data")
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// SIGKILL, and wait until the process is gone; returns the directory.
     pub fn kill(mut self) -> TempDir {
         let mut child = self.child.take().unwrap();

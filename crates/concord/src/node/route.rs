@@ -33,8 +33,30 @@ impl Concord {
     pub(super) async fn route_write(&self, command: Command, timeout: Duration) -> Result<Applied> {
         match self.leader_member() {
             Some((leader, _)) if leader == self.inner.member_id => self.write_as_leader(command, timeout).await,
-            Some((leader, member)) => self.inner.network.forward(leader, &member, &command, timeout).await,
+            Some((leader, member)) => {
+                // A leader that stalls keeps the forwarded request until its
+                // timeout; once this member learns of a new leader the
+                // request's fate is unknown, and the client hears so at once.
+                let forward = self.inner.network.forward(leader, &member, &command, timeout);
+                tokio::select! {
+                    result = forward => result,
+                    () = self.leader_changes_from(leader) => Err(Error::LeaderChanged),
+                }
+            }
             None => Err(Error::NotReady("no leader".into())),
+        }
+    }
+
+    /// Resolves once this member knows a leader other than `leader`.
+    async fn leader_changes_from(&self, leader: u64) {
+        let mut metrics = self.inner.raft.metrics();
+        loop {
+            if metrics.borrow().current_leader.is_some_and(|now| now != leader) {
+                return;
+            }
+            if metrics.changed().await.is_err() {
+                return std::future::pending().await;
+            }
         }
     }
 
@@ -80,7 +102,11 @@ impl Concord {
                     self.inner.raft.ensure_linearizable().await.map(|_| ()).map_err(leader_error)
                 }
                 Some((leader, member)) => {
-                    let index = self.inner.network.read_index(leader, &member, timeout).await?;
+                    let read_index = self.inner.network.read_index(leader, &member, timeout);
+                    let index = tokio::select! {
+                        index = read_index => index?,
+                        () = self.leader_changes_from(leader) => return Err(Error::LeaderChanged),
+                    };
                     self.inner
                         .raft
                         .wait(Some(timeout))
