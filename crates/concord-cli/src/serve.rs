@@ -10,10 +10,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::get;
 use clap::Args;
 use concord::{Concord, Config};
 use concord_etcd::{MemberUrls, Metrics, ServerOptions};
@@ -60,7 +56,8 @@ pub struct ServeArgs {
     /// Milliseconds without a leader before an election [default: 300].
     #[arg(long, env = "CONCORD_ELECTION_TIMEOUT")]
     election_timeout: Option<u64>,
-    /// URL for /health and /metrics over HTTP [default: http://127.0.0.1:2381].
+    /// An extra URL for /health and /metrics over HTTP; they are always served on the
+    /// client URL too, as etcd does [default: none].
     #[arg(long, env = "CONCORD_LISTEN_METRICS_URLS")]
     listen_metrics_urls: Option<String>,
     /// Largest request accepted, in bytes [default: 1572864].
@@ -155,8 +152,7 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
         Some("existing") => true,
         Some(other) => return Err(format!("--initial-cluster-state must be new or existing, not {other:?}")),
     };
-    let metrics_url =
-        args.listen_metrics_urls.or(file.listen_metrics_urls).unwrap_or_else(|| "http://127.0.0.1:2381".into());
+    let metrics_url = args.listen_metrics_urls.or(file.listen_metrics_urls).unwrap_or_default();
     let listen_metrics =
         if metrics_url.is_empty() { None } else { Some(parse_url(&metrics_url, "--listen-metrics-urls")?) };
     Ok(Settings {
@@ -256,10 +252,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     if let Some(listener) = metrics_listener {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         tracing::info!(%addr, "serving /health and /metrics");
-        let app = Router::new()
-            .route("/health", get(health))
-            .route("/metrics", get(prometheus))
-            .with_state((db.clone(), metrics.clone()));
+        let app = concord_etcd::http::routes(db.clone(), metrics.clone());
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
             let shutdown = async move {
@@ -312,21 +305,6 @@ async fn wait_for_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
-}
-
-/// `/health`: healthy when a linearizable read succeeds (as etcd's check).
-async fn health(State((db, _)): State<(Concord, Metrics)>) -> (StatusCode, String) {
-    let check = db.kv().get("health").timeout(Duration::from_secs(1)).await;
-    match check {
-        Ok(_) => (StatusCode::OK, "{\"health\":\"true\"}\n".into()),
-        Err(e) => {
-            (StatusCode::SERVICE_UNAVAILABLE, format!("{{\"health\":\"false\",\"reason\":{:?}}}\n", e.to_string()))
-        }
-    }
-}
-
-async fn prometheus(State((db, metrics)): State<(Concord, Metrics)>) -> String {
-    metrics.encode(&db)
 }
 
 #[cfg(test)]

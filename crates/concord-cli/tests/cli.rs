@@ -137,6 +137,11 @@ fn health_and_metrics_endpoints() {
     }
     let (code, _) = http_get(&s.metrics, "/nope").unwrap();
     assert_eq!(code, 404);
+    // The same endpoints on the client URL, beside gRPC, as etcd serves them.
+    let (code, body) = http_get(&s.endpoint, "/health").unwrap();
+    assert_eq!((code, body.as_str()), (200, "{\"health\":\"true\"}\n"));
+    let (code, metrics) = http_get(&s.endpoint, "/metrics").unwrap();
+    assert!(code == 200 && metrics.contains("concord_revision 2"), "{metrics}");
 }
 
 #[test]

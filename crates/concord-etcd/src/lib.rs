@@ -11,6 +11,7 @@
 
 pub mod convert;
 pub mod header;
+pub mod http;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use concord::Concord;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 
 use crate::kv::KvService;
@@ -65,9 +66,11 @@ pub async fn serve(
         shutdown.await;
         let _ = stopping_tx.send(true);
     };
-    let server = tonic::transport::Server::builder()
-        .max_concurrent_streams(options.max_concurrent_streams)
-        .tcp_nodelay(true)
+    // gRPC services and etcd's HTTP endpoints on one listener: HTTP/1.1
+    // requests (curl, health probes) reach /health and /metrics, HTTP/2
+    // (gRPC) the services; an unknown gRPC method answers UNIMPLEMENTED.
+    let http = crate::http::routes(db.clone(), metrics.clone()).fallback(unimplemented);
+    let routes = Routes::from(http)
         .add_service(KvServer::new(KvService::new(db.clone(), metrics.clone())).max_decoding_message_size(max))
         .add_service(
             LeaseServer::new(LeaseService::new(db.clone(), metrics.clone(), stopping.clone()))
@@ -78,7 +81,12 @@ pub async fn serve(
                 .max_decoding_message_size(max),
         )
         .add_service(MaintenanceServer::new(MaintenanceService::new(db.clone(), metrics.clone())))
-        .add_service(ClusterServer::new(ClusterService::new(db, options.urls, metrics)))
+        .add_service(ClusterServer::new(ClusterService::new(db, options.urls, metrics)));
+    let server = tonic::transport::Server::builder()
+        .accept_http1(true)
+        .max_concurrent_streams(options.max_concurrent_streams)
+        .tcp_nodelay(true)
+        .add_routes(routes)
         // Nagle off on every accepted connection (the builder's tcp_nodelay
         // only applies to listeners tonic binds itself): small responses
         // must not wait for delayed ACKs.
@@ -95,4 +103,10 @@ pub async fn serve(
             Ok(())
         }
     }
+}
+
+/// gRPC's answer for a method no service has.
+async fn unimplemented() -> axum::response::Response {
+    let (parts, ()) = tonic::Status::unimplemented("").into_http::<()>().into_parts();
+    axum::response::Response::from_parts(parts, axum::body::Body::empty())
 }

@@ -31,6 +31,10 @@ impl Concord {
     }
 
     pub(super) async fn route_write(&self, command: Command, timeout: Duration) -> Result<Applied> {
+        // The common case first, without copying the leader's record.
+        if self.inner.raft.metrics().borrow().current_leader == Some(self.inner.member_id) {
+            return self.write_as_leader(command, timeout).await;
+        }
         match self.leader_member() {
             Some((leader, _)) if leader == self.inner.member_id => self.write_as_leader(command, timeout).await,
             Some((leader, member)) => {
