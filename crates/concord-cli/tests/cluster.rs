@@ -113,6 +113,15 @@ fn three_processes_serve_any_client_and_survive_a_leader_kill() {
     let ids: Vec<u64> = servers.iter().map(member_id_of).collect();
     let old = ids.iter().position(|id| *id == leader).expect("the leader is one of the members");
     let (a, b) = ((old + 1) % 3, (old + 2) % 3);
+    // /metrics on the client URL: roles, term, forwarding, replication lag.
+    let metrics = |s: &Server| common::http_get(&s.endpoint, "/metrics").unwrap().1;
+    let on_leader = metrics(&servers[old]);
+    assert!(on_leader.contains("concord_role{role=\"leader\"} 1"), "{on_leader}");
+    assert_eq!(on_leader.matches("concord_peer_replication_lag_entries{").count(), 2, "{on_leader}");
+    let on_follower = metrics(&servers[a]);
+    assert!(on_follower.contains("concord_role{role=\"follower\"} 1"), "{on_follower}");
+    assert!(!on_follower.contains("concord_forwarded_requests{kind=\"write\"} 0"), "{on_follower}");
+    assert!(regex::Regex::new(r"(?m)^concord_raft_term [1-9]").unwrap().is_match(&on_follower), "{on_follower}");
     let watch = servers[a].spawn_background(common::etcdctl_path(), &["watch", "w"]);
     std::thread::sleep(Duration::from_millis(300));
     ok(servers[b].etcdctl(&["put", "w", "seen"]));

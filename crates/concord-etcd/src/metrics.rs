@@ -1,6 +1,7 @@
 //! Prometheus metrics of the server: requests by RPC and status code, write
-//! (commit) latency, fsync latency, and gauges of the store read at scrape
-//! time (revision, keys, active leases).
+//! (commit) latency, fsync latency, and gauges read at scrape time: the
+//! store (revision, keys, active leases) and the cluster (role, term, leader
+//! changes, requests forwarded to the leader, each peer's replication lag).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -23,6 +24,21 @@ struct RequestLabels {
     code: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerLabels {
+    peer: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RoleLabels {
+    role: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ForwardLabels {
+    kind: &'static str,
+}
+
 struct Inner {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
@@ -31,6 +47,11 @@ struct Inner {
     revision: Gauge,
     keys: Gauge,
     leases: Gauge,
+    role: Family<RoleLabels, Gauge>,
+    term: Gauge,
+    leader_changes: Gauge,
+    forwarded: Family<ForwardLabels, Gauge>,
+    lag: Family<PeerLabels, Gauge>,
 }
 
 /// Shared handle to the metrics; cheap to clone.
@@ -71,7 +92,40 @@ impl Metrics {
         registry.register("revision", "Current store revision", revision.clone());
         registry.register("keys", "Keys that currently exist", keys.clone());
         registry.register("active_leases", "Leases currently active", leases.clone());
-        Metrics { inner: Arc::new(Inner { registry, requests, commit_seconds, fsync_seconds, revision, keys, leases }) }
+        let role = Family::<RoleLabels, Gauge>::default();
+        registry.register("role", "1 for this member's Raft role (leader, follower, candidate, learner)", role.clone());
+        let term = Gauge::default();
+        registry.register("raft_term", "Current Raft term", term.clone());
+        let leader_changes = Gauge::default();
+        registry.register("leader_changes", "Leader changes seen since the member opened", leader_changes.clone());
+        let forwarded = Family::<ForwardLabels, Gauge>::default();
+        registry.register(
+            "forwarded_requests",
+            "Requests this member handed to the leader since it opened (writes, linearizable reads)",
+            forwarded.clone(),
+        );
+        let lag = Family::<PeerLabels, Gauge>::default();
+        registry.register(
+            "peer_replication_lag_entries",
+            "On the leader: log entries each peer is behind",
+            lag.clone(),
+        );
+        Metrics {
+            inner: Arc::new(Inner {
+                registry,
+                requests,
+                commit_seconds,
+                fsync_seconds,
+                revision,
+                keys,
+                leases,
+                role,
+                term,
+                leader_changes,
+                forwarded,
+                lag,
+            }),
+        }
     }
 
     /// Runs one RPC, counting it by its outcome; writes also feed the commit
@@ -112,6 +166,17 @@ impl Metrics {
         self.inner.revision.set(status.revision);
         self.inner.keys.set(status.keys as i64);
         self.inner.leases.set(status.leases as i64);
+        for role in ["leader", "follower", "candidate", "learner"] {
+            self.inner.role.get_or_create(&RoleLabels { role }).set(i64::from(status.role == role));
+        }
+        self.inner.term.set(status.raft_term as i64);
+        self.inner.leader_changes.set(status.leader_changes as i64);
+        self.inner.forwarded.get_or_create(&ForwardLabels { kind: "write" }).set(status.forwarded_writes as i64);
+        self.inner.forwarded.get_or_create(&ForwardLabels { kind: "read" }).set(status.forwarded_reads as i64);
+        self.inner.lag.clear();
+        for (peer, lag) in &status.replication_lag {
+            self.inner.lag.get_or_create(&PeerLabels { peer: format!("{peer:x}") }).set(*lag as i64);
+        }
         let mut out = String::new();
         encode(&mut out, &self.inner.registry).expect("writing to a String cannot fail");
         out

@@ -73,6 +73,11 @@ struct Inner {
     network: PeerNetwork,
     /// Stops the peer server, if this member runs one.
     stop_peer_server: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    /// Requests this member handed to the leader (writes, read indexes).
+    forwarded_writes: std::sync::atomic::AtomicU64,
+    forwarded_reads: std::sync::atomic::AtomicU64,
+    /// Times this member saw the leader change (counted by a task).
+    leader_changes: Arc<std::sync::atomic::AtomicU64>,
     stop_tasks: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     writer: Mutex<Option<LogWriter>>,

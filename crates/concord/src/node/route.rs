@@ -38,6 +38,7 @@ impl Concord {
         match self.leader_member() {
             Some((leader, _)) if leader == self.inner.member_id => self.write_as_leader(command, timeout).await,
             Some((leader, member)) => {
+                self.inner.forwarded_writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 // A leader that stalls keeps the forwarded request until its
                 // timeout; once this member learns of a new leader the
                 // request's fate is unknown, and the client hears so at once.
@@ -106,6 +107,7 @@ impl Concord {
                     self.inner.raft.ensure_linearizable().await.map(|_| ()).map_err(leader_error)
                 }
                 Some((leader, member)) => {
+                    self.inner.forwarded_reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let read_index = self.inner.network.read_index(leader, &member, timeout);
                     let index = tokio::select! {
                         index = read_index => index?,

@@ -29,6 +29,15 @@ pub struct MemberStatus {
     pub db_size: u64,
     pub keys: u64,
     pub leases: u64,
+    /// `leader`, `follower`, `candidate` or `learner`.
+    pub role: &'static str,
+    /// Leader changes this member has seen since it opened.
+    pub leader_changes: u64,
+    /// Writes and read-index requests this member handed to the leader.
+    pub forwarded_writes: u64,
+    pub forwarded_reads: u64,
+    /// On the leader: how many log entries each other member is behind.
+    pub replication_lag: Vec<(u64, u64)>,
 }
 
 impl Concord {
@@ -93,6 +102,23 @@ impl Concord {
 
     /// Identity, Raft position and sizes of this member.
     pub fn status(&self) -> MemberStatus {
+        let (role, replication_lag) = {
+            let metrics = self.inner.raft.metrics();
+            let m = metrics.borrow();
+            let role = match m.state {
+                openraft::ServerState::Leader => "leader",
+                openraft::ServerState::Follower => "follower",
+                openraft::ServerState::Candidate => "candidate",
+                openraft::ServerState::Learner => "learner",
+                openraft::ServerState::Shutdown => "shutdown",
+            };
+            let last = m.last_log_index.unwrap_or(0);
+            let lag = (m.replication.iter().flatten())
+                .filter(|(id, _)| **id != self.inner.member_id)
+                .map(|(id, matched)| (*id, last.saturating_sub(matched.map_or(0, |l| l.index))))
+                .collect();
+            (role, lag)
+        };
         let (term, last_index, applied, leader, is_leader, snapshot_index, purged_index) = {
             let metrics = self.inner.raft.metrics();
             let m = metrics.borrow();
@@ -132,6 +158,11 @@ impl Concord {
             db_size,
             keys,
             leases,
+            role,
+            leader_changes: self.inner.leader_changes.load(std::sync::atomic::Ordering::Relaxed),
+            forwarded_writes: self.inner.forwarded_writes.load(std::sync::atomic::Ordering::Relaxed),
+            forwarded_reads: self.inner.forwarded_reads.load(std::sync::atomic::Ordering::Relaxed),
+            replication_lag,
         }
     }
 }

@@ -56,6 +56,7 @@ pub(super) fn spawn_all(node: &Concord, stop: watch::Receiver<bool>) -> Vec<Join
     ];
     tasks.push(tokio::spawn(snapshot_by_size(ctx.clone(), stop.clone())));
     tasks.push(tokio::spawn(publish_member(Arc::downgrade(&node.inner), stop.clone())));
+    tasks.push(tokio::spawn(count_leader_changes(ctx.clone(), node.inner.leader_changes.clone(), stop.clone())));
     if let Some(retention) = ctx.config.auto_compaction_retention {
         tasks.push(tokio::spawn(compact_history(ctx, retention, stop)));
     }
@@ -296,6 +297,29 @@ async fn publish_member(inner: std::sync::Weak<super::Inner>, mut stop: watch::R
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
             _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Counts the times this member sees the leader change (for /metrics).
+async fn count_leader_changes(
+    ctx: TaskContext,
+    changes: Arc<std::sync::atomic::AtomicU64>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut metrics = ctx.raft.metrics();
+    let mut last = metrics.borrow().current_leader;
+    loop {
+        tokio::select! {
+            changed = metrics.changed() => if changed.is_err() { return },
+            _ = stop.changed() => return,
+        }
+        let now = metrics.borrow().current_leader;
+        if now.is_some() && now != last {
+            changes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        if now.is_some() {
+            last = now;
         }
     }
 }
