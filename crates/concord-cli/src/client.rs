@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use clap::{Args, Subcommand};
 use concord_etcd::pb::etcdserverpb as pb;
+use concord_etcd::pb::etcdserverpb::cluster_client::ClusterClient;
 use concord_etcd::pb::etcdserverpb::kv_client::KvClient;
 use concord_etcd::pb::etcdserverpb::lease_client::LeaseClient;
 use concord_etcd::pb::etcdserverpb::watch_client::WatchClient;
@@ -50,6 +51,7 @@ pub enum LeaseCommand {
 struct Clients {
     kv: KvClient<Channel>,
     lease: LeaseClient<Channel>,
+    cluster: ClusterClient<Channel>,
     watch: WatchClient<Channel>,
     printer: Printer,
 }
@@ -68,6 +70,7 @@ async fn connect(conn: &Connection) -> Result<Clients, String> {
                 return Ok(Clients {
                     kv: KvClient::new(channel.clone()),
                     lease: LeaseClient::new(channel.clone()),
+                    cluster: ClusterClient::new(channel.clone()),
                     watch: WatchClient::new(channel),
                     printer: Printer { json: conn.json },
                 });
@@ -152,6 +155,24 @@ async fn keep_alive(c: &mut Clients, id: i64, once: bool) -> Result<(), String> 
         }
         tx.send(pb::LeaseKeepAliveRequest { id }).await.map_err(|e| e.to_string())?;
     }
+}
+
+/// Cluster membership commands.
+#[derive(Subcommand, Debug)]
+pub enum MemberCommand {
+    /// Every member: id, status, name, peer URLs, client URLs, learner.
+    List,
+}
+
+pub async fn member(conn: Connection, command: MemberCommand) -> Result<(), String> {
+    let mut c = connect(&conn).await?;
+    match command {
+        MemberCommand::List => {
+            let resp = c.cluster.member_list(pb::MemberListRequest { linearizable: true }).await.map_err(rpc_error)?;
+            c.printer.member_list(&resp.into_inner().members);
+        }
+    }
+    Ok(())
 }
 
 pub async fn put(conn: Connection, key: String, value: String, lease: Option<String>) -> Result<(), String> {

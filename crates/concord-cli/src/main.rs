@@ -32,6 +32,13 @@ enum Command {
         #[command(subcommand)]
         command: client::LeaseCommand,
     },
+    /// Cluster membership against an endpoint.
+    Member {
+        #[command(flatten)]
+        conn: client::Connection,
+        #[command(subcommand)]
+        command: client::MemberCommand,
+    },
     /// Write a key.
     Put {
         #[command(flatten)]
@@ -90,6 +97,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(*args).await,
             Command::Lease { conn, command } => client::lease(conn, command).await,
+            Command::Member { conn, command } => client::member(conn, command).await,
             Command::Put { conn, key, value, lease } => client::put(conn, key, value, lease).await,
             Command::Get { conn, key, prefix } => client::get(conn, key, prefix).await,
             Command::Del { conn, key, prefix } => client::del(conn, key, prefix).await,

@@ -68,6 +68,32 @@ impl Printer {
         }
     }
 
+    /// etcdctl's `member list` lines (or one JSON object).
+    pub fn member_list(&self, members: &[pb::Member]) {
+        if self.json {
+            let members: Vec<_> = members
+                .iter()
+                .map(|m| {
+                    json!({ "id": hex(m.id as i64), "name": m.name, "peer_urls": m.peer_ur_ls,
+                            "client_urls": m.client_ur_ls, "is_learner": m.is_learner })
+                })
+                .collect();
+            println!("{}", json!({ "members": members }));
+        } else {
+            for m in members {
+                let status = if m.name.is_empty() { "unstarted" } else { "started" };
+                println!(
+                    "{}, {status}, {}, {}, {}, {}",
+                    hex(m.id as i64),
+                    m.name,
+                    m.peer_ur_ls.join(","),
+                    m.client_ur_ls.join(","),
+                    m.is_learner
+                );
+            }
+        }
+    }
+
     pub fn put_ok(&self, revision: i64) {
         if self.json {
             println!("{}", json!({ "revision": revision }));

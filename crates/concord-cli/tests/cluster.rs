@@ -95,6 +95,12 @@ fn three_processes_serve_any_client_and_survive_a_leader_kill() {
         assert!(Instant::now() < deadline, "members never published their client URLs:\n{members}");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // Our own client agrees with etcdctl.
+    let ours = stdout(&servers[1].concord(&["member", "list"]));
+    assert_eq!(ours.lines().count(), 3, "{ours}");
+    for s in &servers {
+        assert!(ours.contains(&format!("http://{}", s.endpoint)), "{ours}");
+    }
     let status = ok(etcdctl_all(&refs, &["endpoint", "status", "--cluster", "-w", "table"]));
     let leader_rows = regex::Regex::new(r"\|\s+true\s+\|\s+false\s+\|").unwrap().find_iter(&status).count();
     assert_eq!((leader_rows, status.matches("3.4.0").count()), (1, 3), "three members, one leader:\n{status}");
