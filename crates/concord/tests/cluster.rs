@@ -89,6 +89,26 @@ async fn any_member_serves_any_client_and_the_cluster_survives_its_leader() {
         }
         assert_eq!(seen, ["k/0", "k/1", "k/2"], "every member's watchers see every write, in order");
     }
+    // Linearizable reads on a follower that wait together share read-index
+    // rounds, and each sees the write made (through the leader) before it.
+    let reader = members.iter().position(|m| db(m).member_id() != leader).unwrap();
+    let leader_index = members.iter().position(|m| db(m).member_id() == leader).unwrap();
+    db(&members[leader_index]).kv().put("fresh", "1").await.unwrap();
+    let before = db(&members[reader]).status();
+    let reads: Vec<_> = (0..200)
+        .map(|_| {
+            let db = db(&members[reader]).clone();
+            tokio::spawn(async move { db.kv().get("fresh").await.unwrap().map(|kv| kv.value) })
+        })
+        .collect();
+    for read in reads {
+        assert_eq!(read.await.unwrap().as_deref(), Some(&b"1"[..]), "a follower read missed a committed write");
+    }
+    let after = db(&members[reader]).status();
+    assert_eq!(after.forwarded_reads - before.forwarded_reads, 200);
+    let rounds = after.read_index_rounds - before.read_index_rounds;
+    assert!(rounds < 200, "200 concurrent follower reads took {rounds} read-index rounds");
+    println!("200 concurrent follower reads: {rounds} read-index rounds");
     // Leases through a follower.
     let follower = members.iter().position(|m| db(m).member_id() != leader).unwrap();
     let lease = db(&members[follower]).lease().grant(30).await.unwrap();

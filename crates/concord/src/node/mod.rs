@@ -12,6 +12,7 @@ pub(crate) mod kv;
 mod lease;
 mod open;
 mod proposer;
+mod read_index;
 mod route;
 mod status;
 mod tasks;
@@ -71,6 +72,7 @@ struct Inner {
     member_id: crate::cluster::MemberId,
     cluster_id: u64,
     network: PeerNetwork,
+    read_index: read_index::ReadIndexRounds,
     /// Stops the peer server, if this member runs one.
     stop_peer_server: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
     /// Requests this member handed to the leader (writes, read indexes).

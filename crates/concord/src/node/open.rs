@@ -99,6 +99,7 @@ impl Concord {
         let alone = voters == [member_id];
 
         let (stop_tasks, stop_rx) = watch::channel(false);
+        let read_index = super::read_index::ReadIndexRounds::spawn(raft.clone(), network.clone());
         let node = Concord {
             inner: Arc::new(Inner {
                 proposer: proposer::Proposer::spawn(raft.clone(), config.max_pending_proposals),
@@ -107,6 +108,7 @@ impl Concord {
                 config,
                 member_id,
                 cluster_id,
+                read_index,
                 network,
                 stop_peer_server: Mutex::new(None),
                 forwarded_writes: Default::default(),

@@ -54,15 +54,7 @@ impl Concord {
 
     /// Resolves once this member knows a leader other than `leader`.
     async fn leader_changes_from(&self, leader: u64) {
-        let mut metrics = self.inner.raft.metrics();
-        loop {
-            if metrics.borrow().current_leader.is_some_and(|now| now != leader) {
-                return;
-            }
-            if metrics.changed().await.is_err() {
-                return std::future::pending().await;
-            }
-        }
+        super::read_index::leader_changes_from(&self.inner.raft, leader).await
     }
 
     /// Proposes `command` on this member, which must lead (a forwarded write
@@ -106,13 +98,10 @@ impl Concord {
                 Some((leader, _)) if leader == self.inner.member_id => {
                     self.inner.raft.ensure_linearizable().await.map(|_| ()).map_err(leader_error)
                 }
-                Some((leader, member)) => {
+                Some(_) => {
                     self.inner.forwarded_reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let read_index = self.inner.network.read_index(leader, &member, timeout);
-                    let index = tokio::select! {
-                        index = read_index => index?,
-                        () = self.leader_changes_from(leader) => return Err(Error::LeaderChanged),
-                    };
+                    // Shared with the other reads waiting now (read_index.rs).
+                    let index = self.inner.read_index.read_index(timeout).await?;
                     self.inner
                         .raft
                         .wait(Some(timeout))

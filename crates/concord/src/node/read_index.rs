@@ -1,0 +1,107 @@
+//! Linearizable reads on a follower share read-index rounds.
+//!
+//! A follower's linearizable read needs the leader's read index obtained
+//! *after* the read started. Reads waiting at the same moment share one
+//! round: a task takes every read queued now, asks the leader once, and
+//! answers them all; reads that arrive while a round is out wait for the
+//! next one (the round in flight may have started before them).
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::cluster::Member;
+use crate::error::{Error, Result};
+use crate::replication::ConcordRaft;
+use crate::replication::network::PeerNetwork;
+
+/// Most reads answered by one round (the rest wait for the next).
+const MAX_ROUND: usize = 4096;
+
+type Waiter = oneshot::Sender<Result<u64>>;
+
+/// Handle for asking the leader's read index; cheap to clone.
+#[derive(Clone)]
+pub(super) struct ReadIndexRounds {
+    tx: mpsc::UnboundedSender<(Waiter, Duration)>,
+    rounds: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl ReadIndexRounds {
+    /// Starts the task; it ends when every handle is dropped.
+    pub fn spawn(raft: ConcordRaft, network: PeerNetwork) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let rounds = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        tokio::spawn(run(raft, network, rx, rounds.clone()));
+        ReadIndexRounds { tx, rounds }
+    }
+
+    /// Rounds asked of the leader so far.
+    pub fn rounds(&self) -> u64 {
+        self.rounds.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The leader's read index, from a round that started after this call.
+    pub async fn read_index(&self, timeout: Duration) -> Result<u64> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send((reply, timeout)).map_err(|_| Error::Shutdown)?;
+        answer.await.map_err(|_| Error::Shutdown)?
+    }
+}
+
+fn leader_member(raft: &ConcordRaft) -> Option<(u64, Member)> {
+    let metrics = raft.metrics();
+    let m = metrics.borrow();
+    let leader = m.current_leader?;
+    Some((leader, m.membership_config.membership().get_node(&leader)?.clone()))
+}
+
+async fn run(
+    raft: ConcordRaft,
+    network: PeerNetwork,
+    mut rx: mpsc::UnboundedReceiver<(Waiter, Duration)>,
+    rounds: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut round = vec![first];
+        while round.len() < MAX_ROUND {
+            match rx.try_recv() {
+                Ok(waiter) => round.push(waiter),
+                Err(_) => break,
+            }
+        }
+        round.retain(|(waiter, _)| !waiter.is_closed());
+        if round.is_empty() {
+            continue;
+        }
+        rounds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let timeout = round.iter().map(|(_, t)| *t).max().unwrap_or(Duration::from_secs(5));
+        let result = match leader_member(&raft) {
+            Some((leader, member)) => {
+                let ask = network.read_index(leader, &member, timeout);
+                let changed = leader_changes_from(&raft, leader);
+                tokio::select! {
+                    index = ask => index,
+                    () = changed => Err(Error::LeaderChanged),
+                }
+            }
+            None => Err(Error::NotReady("no leader".into())),
+        };
+        for (waiter, _) in round {
+            let _ = waiter.send(result.clone());
+        }
+    }
+}
+
+/// Resolves once a leader other than `leader` is known.
+pub(super) async fn leader_changes_from(raft: &ConcordRaft, leader: u64) {
+    let mut metrics = raft.metrics();
+    loop {
+        if metrics.borrow().current_leader.is_some_and(|now| now != leader) {
+            return;
+        }
+        if metrics.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}
