@@ -19,6 +19,10 @@ struct Member {
 }
 
 fn configs(n: usize) -> Vec<(Config, TempDir)> {
+    configs_with(n, |c| c)
+}
+
+fn configs_with(n: usize, tune: impl Fn(Config) -> Config) -> Vec<(Config, TempDir)> {
     let sockets: Vec<Arc<std::net::TcpListener>> =
         (0..n).map(|_| Arc::new(std::net::TcpListener::bind("127.0.0.1:0").unwrap())).collect();
     let urls: Vec<String> = sockets.iter().map(|s| format!("http://{}", s.local_addr().unwrap())).collect();
@@ -31,13 +35,17 @@ fn configs(n: usize) -> Vec<(Config, TempDir)> {
             let config = Config::new(dir.path())
                 .cluster(format!("m{i}"), urls[i].clone(), PeerListen::Bound(socket), initial.clone())
                 .request_timeout(Duration::from_secs(10));
-            (config, dir)
+            (tune(config), dir)
         })
         .collect()
 }
 
 async fn start(n: usize) -> Vec<Member> {
-    let opened = configs(n).into_iter().map(|(config, dir)| {
+    start_with(configs(n)).await
+}
+
+async fn start_with(configs: Vec<(Config, TempDir)>) -> Vec<Member> {
+    let opened = configs.into_iter().map(|(config, dir)| {
         let c = config.clone();
         (tokio::spawn(async move { c.open().await.unwrap() }), dir, config)
     });
@@ -269,6 +277,46 @@ async fn leases_across_five_leader_changes() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     keeper.await.unwrap();
     drop(handles);
+    for m in &mut members {
+        if let Some(db) = m.db.take() {
+            db.shutdown().await.unwrap();
+        }
+    }
+}
+
+/// A member that was down while the others snapshotted and purged their
+/// logs catches up from a snapshot streamed by the leader.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lagging_member_catches_up_from_a_snapshot() {
+    let small = |c: Config| c.snapshot_after_entries(50).logs_kept_after_snapshot(0);
+    let mut members = start_with(configs_with(3, small)).await;
+    let leader = leader_index(&members).await;
+    let lagging = (leader + 1) % 3;
+    let config = members[lagging].config.clone();
+    members[lagging].db.take().unwrap().shutdown().await.unwrap();
+    let lease = db(&members[leader]).lease().grant(600).await.unwrap();
+    for i in 0..400 {
+        db(&members[leader]).kv().put(format!("s/{i:03}"), format!("{i}")).await.unwrap();
+    }
+    db(&members[leader]).kv().put("s/leased", "x").lease(lease.id).await.unwrap();
+    let status = db(&members[leader]).status();
+    assert!(status.purged_index.is_some_and(|p| p > 100), "the leader never purged its log: {status:?}");
+    let revision = status.revision;
+
+    members[lagging].db = Some(config.open().await.unwrap());
+    let back = db(&members[lagging]);
+    let start = Instant::now();
+    while back.revision() < revision {
+        assert!(start.elapsed() < Duration::from_secs(30), "the lagging member never caught up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let all = back.kv().range(KeyRange::prefix("s/")).serializable().await.unwrap();
+    assert_eq!(all.count, 401);
+    assert!(back.status().snapshot_index.is_some(), "it caught up without a snapshot");
+    let info = back.lease().info(lease.id).await.unwrap();
+    assert_eq!(info.keys.len(), 1, "the lease came with the snapshot");
+    let hashes: Vec<_> = members.iter().map(|m| db(m).hash_kv(revision).unwrap()).collect();
+    assert!(hashes.windows(2).all(|w| w[0] == w[1]), "members disagree after the snapshot: {hashes:?}");
     for m in &mut members {
         if let Some(db) = m.db.take() {
             db.shutdown().await.unwrap();
