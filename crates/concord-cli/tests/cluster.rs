@@ -105,6 +105,11 @@ fn three_processes_serve_any_client_and_survive_a_leader_kill() {
     let leader_rows = regex::Regex::new(r"\|\s+true\s+\|\s+false\s+\|").unwrap().find_iter(&status).count();
     assert_eq!((leader_rows, status.matches("3.4.0").count()), (1, 3), "three members, one leader:\n{status}");
 
+    // A transaction through each member (two of them forward it).
+    for (i, s) in servers.iter().enumerate() {
+        let txn = format!("value(\"foo\") = \"bar\"\n\nput txn{i} yes\n\nput txn{i} no\n\n");
+        assert_eq!(ok(s.etcdctl_stdin(&["txn"], Some(&txn))), "SUCCESS\n\nOK\n");
+    }
     // A write through each member, read through every member.
     for (i, s) in servers.iter().enumerate() {
         assert_eq!(ok(s.etcdctl(&["put", &format!("k{i}"), &format!("v{i}")])), "OK\n");
@@ -112,6 +117,7 @@ fn three_processes_serve_any_client_and_survive_a_leader_kill() {
     for s in &servers {
         for i in 0..3 {
             assert_eq!(ok(s.etcdctl(&["get", &format!("k{i}")])), format!("k{i}\nv{i}\n"));
+            assert_eq!(ok(s.etcdctl(&["get", &format!("txn{i}")])), format!("txn{i}\nyes\n"));
         }
     }
     // A watch on a follower sees a write made through another member.

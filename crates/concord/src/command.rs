@@ -48,8 +48,12 @@ pub enum Command {
     },
     /// Proposed by the leader's checkpoint task: the remaining time of leases
     /// as the leader measured it, so a restart neither resets nor shortens it.
+    /// `term` is the proposer's Raft term: a checkpoint committed in another
+    /// term (measured by a deposed leader) is ignored, so it cannot undo the
+    /// extension a new leader gave every lease.
     LeaseCheckpoint {
         checkpoints: Vec<LeaseCheckpoint>,
+        term: u64,
     },
     /// Sets the lease limits apply enforces (the replicated ones). Proposed
     /// once when a cluster is created, from the creating member's settings.
@@ -72,7 +76,7 @@ impl Command {
             Command::Txn(t) => t.success.iter().chain(&t.failure).map(TxnOp::payload_size).sum::<usize>() + 64,
             Command::Batch(commands) => commands.iter().map(Command::payload_size).sum(),
             Command::LeaseExpire { leases, .. } => leases.len() * 16,
-            Command::LeaseCheckpoint { checkpoints } => checkpoints.len() * 24,
+            Command::LeaseCheckpoint { checkpoints, .. } => checkpoints.len() * 24,
             _ => 64,
         }
     }

@@ -179,7 +179,8 @@ async fn checkpoint_leases(ctx: TaskContext, mut stop: watch::Receiver<bool>) {
             return;
         }
         let leading_since = Instant::now();
-        while ctx.is_leader() {
+        let term = ctx.raft.metrics().borrow().current_term;
+        while ctx.is_leader() && ctx.raft.metrics().borrow().current_term == term {
             let age = (leading_since.elapsed() / 2).clamp(FIRST_CHECKPOINT_AGE.min(interval), interval);
             tokio::select! {
                 _ = tokio::time::sleep((age / 4).max(Duration::from_millis(10))) => {}
@@ -188,7 +189,7 @@ async fn checkpoint_leases(ctx: TaskContext, mut stop: watch::Receiver<bool>) {
             for _ in 0..CHECKPOINT_BATCHES_PER_ROUND {
                 let due = ctx.shared.deadlines.lock().due_checkpoints(Instant::now(), age, CHECKPOINT_BATCH);
                 if due.is_empty()
-                    || !ctx.propose(Command::LeaseCheckpoint { checkpoints: due }, "lease checkpoint").await
+                    || !ctx.propose(Command::LeaseCheckpoint { checkpoints: due, term }, "lease checkpoint").await
                 {
                     break;
                 }
@@ -201,8 +202,9 @@ async fn checkpoint_leases(ctx: TaskContext, mut stop: watch::Receiver<bool>) {
 /// restart resumes each lease where it was. Only a leader proposes.
 pub(super) async fn checkpoint_all_leases(raft: &ConcordRaft, shared: &Shared, timeout: Duration) {
     let all = shared.deadlines.lock().all_checkpoints(Instant::now());
+    let term = raft.metrics().borrow().current_term;
     for chunk in all.chunks(CHECKPOINT_BATCH) {
-        let command = Command::LeaseCheckpoint { checkpoints: chunk.to_vec() };
+        let command = Command::LeaseCheckpoint { checkpoints: chunk.to_vec(), term };
         let proposal = async {
             raft.ensure_linearizable().await.map_err(|e| e.to_string())?;
             raft.client_write(command).await.map_err(|e| e.to_string())

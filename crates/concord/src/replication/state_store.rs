@@ -183,6 +183,13 @@ impl RaftStateMachine<TypeConfig> for StateStore {
                             result: Ok(Reply::LeasesExpired { expired: 0 }),
                         }
                     }
+                    // Likewise a checkpoint: a deposed leader's measurement
+                    // must not undo the new leader's extension.
+                    EntryPayload::Normal(Command::LeaseCheckpoint { term, .. })
+                        if term != entry.log_id.leader_id.term =>
+                    {
+                        Applied { revision: applier.machine.kv().revision(), result: Ok(Reply::Checkpointed) }
+                    }
                     EntryPayload::Normal(command) => applier.machine.apply(&command, &mut effects),
                     EntryPayload::Blank => {
                         Applied { revision: applier.machine.kv().revision(), result: Ok(Reply::None) }
@@ -269,10 +276,10 @@ mod tests {
         Entry { log_id: LogId::new(CommittedLeaderId::new(term, 1), index), payload: EntryPayload::Normal(command) }
     }
 
-    /// A deposed leader's expiry, committed in its successor's term, must
-    /// not revoke a lease the new leader is measuring.
+    /// A deposed leader's expiry or checkpoint, committed in its successor's
+    /// term, must not revoke or shorten a lease the new leader is measuring.
     #[tokio::test]
-    async fn an_expiry_from_another_term_is_ignored() {
+    async fn an_expiry_or_checkpoint_from_another_term_is_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let snapshots = SnapshotStore::open(&dir.path().join("snapshot.redb"), None).unwrap();
         let (mut store, shared) = StateStore::load(snapshots).unwrap();
@@ -291,8 +298,18 @@ mod tests {
         let replies = store.apply([entry(2, 3, stale)]).await.unwrap();
         assert_eq!(replies[0].result, Ok(Reply::LeasesExpired { expired: 0 }));
         assert!(shared.applier.read().machine.leases().get(7).is_some(), "an old term's expiry revoked the lease");
+        let stale = Command::LeaseCheckpoint {
+            checkpoints: vec![crate::command::LeaseCheckpoint { id: 7, generation, remaining_ms: 1 }],
+            term: 1,
+        };
+        store.apply([entry(2, 4, stale)]).await.unwrap();
+        assert_eq!(
+            shared.applier.read().machine.leases().get(7).unwrap().remaining_ms,
+            10_000,
+            "an old term's checkpoint applied"
+        );
         let current = Command::LeaseExpire { leases: vec![(7, generation)], term: 2 };
-        let replies = store.apply([entry(2, 4, current)]).await.unwrap();
+        let replies = store.apply([entry(2, 5, current)]).await.unwrap();
         assert_eq!(replies[0].result, Ok(Reply::LeasesExpired { expired: 1 }));
     }
 }

@@ -104,7 +104,7 @@ impl StateMachine {
             Command::LeaseRevoke { id } => self.apply_revoke(*id, effects),
             Command::LeaseKeepAlive { id, ttl_secs } => self.apply_keep_alive(*id, *ttl_secs, effects),
             Command::LeaseExpire { leases, .. } => Ok(self.apply_expire(leases, effects)),
-            Command::LeaseCheckpoint { checkpoints } => {
+            Command::LeaseCheckpoint { checkpoints, .. } => {
                 for c in checkpoints {
                     if self.state.leases.checkpoint(c.id, c.generation, c.remaining_ms) {
                         effects.push(LeaseEffect::Deadline {

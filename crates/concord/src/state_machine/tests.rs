@@ -137,6 +137,7 @@ fn stale_expiry_and_checkpoint_do_not_touch_a_regranted_lease() {
     h.ok(Command::LeaseGrant { id: Some(42), ttl_secs: 60 });
     h.ok(put("k", "v", LeaseChoice::Lease(42)));
     h.ok(Command::LeaseCheckpoint {
+        term: 1,
         checkpoints: vec![LeaseCheckpoint { id: 42, generation: old, remaining_ms: 800 }],
     });
     assert_eq!(h.sm.leases().get(42).unwrap().remaining_ms, 60_000, "old checkpoint shortened the new lease");
@@ -230,7 +231,10 @@ fn keep_alive_resets_remaining_and_can_change_the_ttl() {
     let mut h = Harness::new();
     let id = h.grant(10);
     let generation = h.generation(id);
-    h.ok(Command::LeaseCheckpoint { checkpoints: vec![LeaseCheckpoint { id, generation, remaining_ms: 3_000 }] });
+    h.ok(Command::LeaseCheckpoint {
+        checkpoints: vec![LeaseCheckpoint { id, generation, remaining_ms: 3_000 }],
+        term: 1,
+    });
     assert_eq!(h.sm.leases().get(id).unwrap().remaining_ms, 3_000);
     assert_eq!(h.ok(Command::LeaseKeepAlive { id, ttl_secs: Some(20) }), Reply::LeaseKeptAlive { id, ttl_secs: 20 });
     let lease = h.sm.leases().get(id).unwrap();

@@ -252,6 +252,7 @@ pub fn command(op: &Op, model: &Model) -> Command {
                     remaining_ms: *remaining as u64,
                 })
                 .collect(),
+            term: 1,
         },
         Op::Txn(spec) => Command::Txn(txn(spec, model)),
         Op::Compact { back } => Command::Compact { revision: model.rev - *back as i64 },

@@ -207,7 +207,7 @@ impl Model {
                 }
                 Ok(Reply::LeasesExpired { expired })
             }
-            Command::LeaseCheckpoint { checkpoints } => {
+            Command::LeaseCheckpoint { checkpoints, .. } => {
                 for c in checkpoints {
                     if let Some(lease) = self.leases.get_mut(&c.id).filter(|l| l.generation == c.generation) {
                         lease.remaining_ms = c.remaining_ms.min(ttl_ms(lease.ttl));
