@@ -139,6 +139,13 @@ fn three_processes_serve_any_client_and_survive_a_leader_kill() {
     ok(servers[b].etcdctl(&["put", "w", "seen"]));
     assert_eq!(watch.wait_lines(3), "PUT\nw\nseen\n");
 
+    // A 3 s lease kept alive by etcdctl through a follower (one that survives).
+    let short = ok(servers[a].etcdctl(&["lease", "grant", "3"]));
+    let short = short.split_whitespace().nth(1).unwrap().to_string();
+    ok(servers[a].etcdctl(&["put", "--lease", &short, "kept", "alive"]));
+    let keeper = servers[a].spawn_background(common::etcdctl_path(), &["lease", "keep-alive", &short]);
+    keeper.wait_lines(1);
+
     // SIGKILL the leader; time the first successful write through a survivor.
     let killed_dir = servers.remove(old).kill();
     let killed_at = Instant::now();
@@ -158,6 +165,12 @@ fn three_processes_serve_any_client_and_survive_a_leader_kill() {
         }
         assert!(ok(s.etcdctl(&["lease", "timetolive", &lease])).contains("remaining"), "the lease survived");
     }
+    // Well past its 3 s TTL, the kept-alive lease and its key are still there.
+    std::thread::sleep(Duration::from_secs(4));
+    for s in &survivors {
+        assert_eq!(ok(s.etcdctl(&["get", "kept"])), "kept\nalive\n", "a lease kept alive through a follower was lost");
+    }
+    drop(keeper);
     drop(survivors);
 
     // The killed member restarts on its data and catches up.
