@@ -67,6 +67,19 @@ fn leader_of(servers: &[&Server]) -> u64 {
     leaders[0]
 }
 
+/// Puts `key` through `servers` until it succeeds (at most 30 s).
+fn write_until_ok(servers: &[&Server], key: &str, value: &str, failure: &str) {
+    let start = Instant::now();
+    loop {
+        let out = etcdctl_all(servers, &["put", key, value, "--command-timeout=2s"]);
+        if out.status.success() {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{failure}: {}", stderr(&out));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn member_id_of(s: &Server) -> u64 {
     let json: serde_json::Value = serde_json::from_str(&ok(s.etcdctl(&["endpoint", "status", "-w", "json"]))).unwrap();
     json[0]["Status"]["header"]["member_id"].as_u64().unwrap()
@@ -150,14 +163,7 @@ fn three_processes_serve_any_client_and_survive_a_leader_kill() {
     let killed_dir = servers.remove(old).kill();
     let killed_at = Instant::now();
     let survivors: Vec<&Server> = servers.iter().collect();
-    loop {
-        let out = etcdctl_all(&survivors, &["put", "after", "failover", "--command-timeout=2s"]);
-        if out.status.success() {
-            break;
-        }
-        assert!(killed_at.elapsed() < Duration::from_secs(30), "no write succeeded after the kill: {}", stderr(&out));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    write_until_ok(&survivors, "after", "failover", "no write succeeded after the kill");
     println!("leader SIGKILL -> first successful write: {:?}", killed_at.elapsed());
     for s in &survivors {
         for i in 0..3 {
@@ -209,14 +215,7 @@ fn a_paused_leader_steps_down_and_never_serves_stale_reads() {
 
     signal(&servers[old], "STOP");
     let paused = Instant::now();
-    loop {
-        let out = etcdctl_all(&others, &["put", "x", "during", "--command-timeout=2s"]);
-        if out.status.success() {
-            break;
-        }
-        assert!(paused.elapsed() < Duration::from_secs(20), "no write while the leader was paused: {}", stderr(&out));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    write_until_ok(&others, "x", "during", "no write while the leader was paused");
     println!("leader SIGSTOP -> first successful write: {:?}", paused.elapsed());
     let failover_at = Instant::now();
     std::thread::sleep(Duration::from_secs(5).saturating_sub(paused.elapsed()));
