@@ -89,24 +89,24 @@ impl TaskContext {
 
     /// Proposes `command` after confirming leadership. Logs and pauses on failure.
     async fn propose(&self, command: Command, what: &str) -> bool {
-        let timeout = self.config.request_timeout;
-        let proposal = async {
-            self.raft.ensure_linearizable().await.map_err(|e| e.to_string())?;
-            self.raft.client_write(command).await.map_err(|e| e.to_string())
-        };
-        match tokio::time::timeout(timeout, proposal).await {
-            Ok(Ok(_)) => true,
-            Ok(Err(e)) => {
+        match propose_as_leader(&self.raft, command, self.config.request_timeout).await {
+            Ok(()) => true,
+            Err(e) => {
                 tracing::warn!(error = %e, "{what} was not committed; will retry");
                 tokio::time::sleep(RETRY_PAUSE).await;
                 false
             }
-            Err(_) => {
-                tracing::warn!(?timeout, "{what} timed out; will retry");
-                false
-            }
         }
     }
+}
+
+/// Confirms this member leads, then proposes `command`, within `timeout`.
+async fn propose_as_leader(raft: &ConcordRaft, command: Command, timeout: Duration) -> Result<(), String> {
+    let proposal = async {
+        raft.ensure_linearizable().await.map_err(|e| e.to_string())?;
+        raft.client_write(command).await.map(|_| ()).map_err(|e| e.to_string())
+    };
+    tokio::time::timeout(timeout, proposal).await.map_err(|_| format!("timed out after {timeout:?}"))?
 }
 
 /// Proposes the expiry of leases whose deadline has passed, in batches.
@@ -205,14 +205,8 @@ pub(super) async fn checkpoint_all_leases(raft: &ConcordRaft, shared: &Shared, t
     let term = raft.metrics().borrow().current_term;
     for chunk in all.chunks(CHECKPOINT_BATCH) {
         let command = Command::LeaseCheckpoint { checkpoints: chunk.to_vec(), term };
-        let proposal = async {
-            raft.ensure_linearizable().await.map_err(|e| e.to_string())?;
-            raft.client_write(command).await.map_err(|e| e.to_string())
-        };
-        match tokio::time::timeout(timeout, proposal).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return tracing::warn!(error = %e, "final lease checkpoint not written"),
-            Err(_) => return tracing::warn!("final lease checkpoint timed out"),
+        if let Err(e) = propose_as_leader(raft, command, timeout).await {
+            return tracing::warn!(error = %e, "final lease checkpoint not written");
         }
     }
     if !all.is_empty() {
