@@ -84,6 +84,12 @@ enum Command {
     },
 }
 
+/// mimalloc instead of glibc's malloc: the server allocates and frees small
+/// buffers on many threads (gRPC frames, log entries, replies); glibc spent
+/// ~15% of a member's CPU in malloc/free under load (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -51,6 +51,7 @@ struct Inner {
     term: Gauge,
     leader_changes: Gauge,
     forwarded: Family<ForwardLabels, Gauge>,
+    leader_calls: Family<ForwardLabels, Gauge>,
     lag: Family<PeerLabels, Gauge>,
 }
 
@@ -104,6 +105,12 @@ impl Metrics {
             "Requests this member handed to the leader since it opened (writes, linearizable reads)",
             forwarded.clone(),
         );
+        let leader_calls = Family::<ForwardLabels, Gauge>::default();
+        registry.register(
+            "leader_calls",
+            "Calls that carried the forwarded requests to the leader (requests waiting together share one)",
+            leader_calls.clone(),
+        );
         let lag = Family::<PeerLabels, Gauge>::default();
         registry.register(
             "peer_replication_lag_entries",
@@ -123,6 +130,7 @@ impl Metrics {
                 term,
                 leader_changes,
                 forwarded,
+                leader_calls,
                 lag,
             }),
         }
@@ -173,6 +181,8 @@ impl Metrics {
         self.inner.leader_changes.set(status.leader_changes as i64);
         self.inner.forwarded.get_or_create(&ForwardLabels { kind: "write" }).set(status.forwarded_writes as i64);
         self.inner.forwarded.get_or_create(&ForwardLabels { kind: "read" }).set(status.forwarded_reads as i64);
+        self.inner.leader_calls.get_or_create(&ForwardLabels { kind: "write" }).set(status.forward_calls as i64);
+        self.inner.leader_calls.get_or_create(&ForwardLabels { kind: "read" }).set(status.read_index_rounds as i64);
         self.inner.lag.clear();
         for (peer, lag) in &status.replication_lag {
             self.inner.lag.get_or_create(&PeerLabels { peer: format!("{peer:x}") }).set(*lag as i64);

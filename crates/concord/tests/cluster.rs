@@ -117,6 +117,37 @@ async fn any_member_serves_any_client_and_the_cluster_survives_its_leader() {
     let rounds = after.read_index_rounds - before.read_index_rounds;
     assert!(rounds < 200, "200 concurrent follower reads took {rounds} read-index rounds");
     println!("200 concurrent follower reads: {rounds} read-index rounds");
+    // Writes through a follower that wait together share forward calls;
+    // each gets its own answer, refusals included.
+    let before = db(&members[reader]).status();
+    let writes: Vec<_> = (0..200)
+        .map(|i| {
+            let db = db(&members[reader]).clone();
+            tokio::spawn(async move {
+                if i % 50 == 7 {
+                    // An unknown lease: refused, alone, in the middle of a batch.
+                    db.kv().put(format!("w/{i}"), "v").lease(0x7e57).await.map(|_| ())
+                } else {
+                    db.kv().put(format!("w/{i}"), format!("{i}")).await.map(|_| ())
+                }
+            })
+        })
+        .collect();
+    for (i, write) in writes.into_iter().enumerate() {
+        match write.await.unwrap() {
+            Err(concord::Error::LeaseNotFound(0x7e57)) if i % 50 == 7 => {}
+            Ok(()) if i % 50 != 7 => {}
+            other => panic!("write {i} through a follower answered {other:?}"),
+        }
+    }
+    let after = db(&members[reader]).status();
+    assert_eq!(after.forwarded_writes - before.forwarded_writes, 200);
+    let calls = after.forward_calls - before.forward_calls;
+    assert!(calls < 200, "200 concurrent follower writes took {calls} forward calls");
+    println!("200 concurrent follower writes: {calls} forward calls");
+    let written = db(&members[leader_index]).kv().range(KeyRange::prefix("w/")).await.unwrap();
+    assert_eq!(written.kvs.len(), 196, "every accepted write landed, no refused one did");
+    assert!(written.kvs.iter().all(|kv| kv.value == kv.key[2..]));
     // Leases through a follower.
     let follower = members.iter().position(|m| db(m).member_id() != leader).unwrap();
     let lease = db(&members[follower]).lease().grant(30).await.unwrap();

@@ -8,6 +8,7 @@
 //! front end (one write path).
 
 mod config;
+mod forwarder;
 pub(crate) mod kv;
 mod lease;
 mod open;
@@ -17,6 +18,7 @@ mod route;
 mod status;
 mod tasks;
 mod txn;
+mod waiting;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,7 +40,6 @@ use crate::error::{Error, Result};
 use crate::lease::LeaseLimits;
 use crate::replication::ConcordRaft;
 use crate::replication::log_writer::LogWriter;
-use crate::replication::network::PeerNetwork;
 use crate::replication::state_store::Shared;
 use crate::state_machine::StateMachine;
 use crate::types::{KeyRange, Revision};
@@ -67,11 +68,11 @@ pub struct Concord {
 struct Inner {
     raft: ConcordRaft,
     proposer: proposer::Proposer,
+    forwarder: forwarder::Forwarder,
     shared: Arc<Shared>,
     config: Config,
     member_id: crate::cluster::MemberId,
     cluster_id: u64,
-    network: PeerNetwork,
     read_index: read_index::ReadIndexRounds,
     /// Stops the peer server, if this member runs one.
     stop_peer_server: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
@@ -194,7 +195,7 @@ impl Concord {
     }
 
     fn is_leader(&self) -> bool {
-        let metrics = self.inner.raft.metrics();
+        let metrics = self.inner.raft.server_metrics();
         let m = metrics.borrow();
         m.current_leader == Some(self.inner.member_id) && m.state == ServerState::Leader
     }

@@ -103,13 +103,13 @@ impl Concord {
         let node = Concord {
             inner: Arc::new(Inner {
                 proposer: proposer::Proposer::spawn(raft.clone(), config.max_pending_proposals),
+                forwarder: super::forwarder::Forwarder::spawn(network, config.max_pending_proposals),
                 raft,
                 shared,
                 config,
                 member_id,
                 cluster_id,
                 read_index,
-                network,
                 stop_peer_server: Mutex::new(None),
                 forwarded_writes: Default::default(),
                 forwarded_reads: Default::default(),
@@ -206,7 +206,7 @@ impl Concord {
     /// Waits until the cluster has a leader that this member knows (at
     /// most `timeout`); returns its member id.
     pub async fn wait_for_leader(&self, timeout: std::time::Duration) -> Result<u64> {
-        let mut metrics = self.inner.raft.metrics();
+        let mut metrics = self.inner.raft.server_metrics();
         let wait = async {
             loop {
                 if let Some(leader) = metrics.borrow().current_leader {

@@ -27,41 +27,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc, oneshot};
-use tokio::time::Instant;
+use tokio::sync::{Semaphore, mpsc};
 
 use crate::command::{Applied, Command, Reply};
 use crate::error::Error;
 use crate::replication::ConcordRaft;
 
+use super::waiting::{Waiting, gather};
 use super::write_error;
 
-/// Most commands in one batch.
-const MAX_BATCH_COMMANDS: usize = 512;
-/// Most payload bytes (keys + values) in one batch, so one huge value does
-/// not ride with hundreds of others in a giant entry.
-const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
-
-struct Proposal {
-    command: Command,
-    deadline: Instant,
-    timeout: Duration,
-    reply: oneshot::Sender<Result<Applied, Error>>,
-}
-
-impl Proposal {
-    /// Whether the caller still waits; answers it `Timeout` if its deadline passed.
-    fn still_wanted(self, now: Instant) -> Option<Proposal> {
-        if self.reply.is_closed() {
-            return None;
-        }
-        if now >= self.deadline {
-            let _ = self.reply.send(Err(Error::Timeout(self.timeout)));
-            return None;
-        }
-        Some(self)
-    }
-}
+type Proposal = Waiting<Command>;
 
 /// Handle for proposing commands; cheap to clone.
 #[derive(Clone)]
@@ -89,7 +64,6 @@ impl Proposer {
     /// is durable and applied. The caller bounds the wait itself; here the
     /// deadline only decides whether the command is still worth proposing.
     pub async fn propose(&self, command: Command, timeout: Duration) -> Result<Applied, Error> {
-        let deadline = Instant::now() + timeout;
         if timeout.is_zero() {
             return Err(Error::Timeout(timeout));
         }
@@ -103,8 +77,8 @@ impl Proposer {
             self.queued.fetch_sub(1, Ordering::AcqRel);
             return Err(Error::TooManyRequests { pending });
         }
-        let (reply, rx) = oneshot::channel();
-        if self.tx.send(Proposal { command, deadline, timeout, reply }).is_err() {
+        let (proposal, rx) = Waiting::new(command, timeout);
+        if self.tx.send(proposal).is_err() {
             self.queued.fetch_sub(1, Ordering::AcqRel);
             return Err(Error::Shutdown);
         }
@@ -123,26 +97,7 @@ async fn run(
         let Ok(_slot) = in_flight.acquire().await else { return };
         // Everything that arrived while the previous batch was in flight
         // joins this one; callers that gave up meanwhile are left out.
-        let now = Instant::now();
-        let mut taken = 1;
-        let mut batch = Vec::new();
-        let mut bytes = 0;
-        if let Some(p) = first.still_wanted(now) {
-            bytes += p.command.payload_size();
-            batch.push(p);
-        }
-        while batch.len() < MAX_BATCH_COMMANDS && bytes < MAX_BATCH_BYTES {
-            match rx.try_recv() {
-                Ok(p) => {
-                    taken += 1;
-                    if let Some(p) = p.still_wanted(now) {
-                        bytes += p.command.payload_size();
-                        batch.push(p);
-                    }
-                }
-                Err(_) => break,
-            }
-        }
+        let (batch, taken) = gather(first, &mut rx, Command::payload_size);
         queued.fetch_sub(taken, Ordering::AcqRel);
         if !batch.is_empty() {
             propose_batch(&raft, batch).await;
@@ -153,11 +108,11 @@ async fn run(
 async fn propose_batch(raft: &ConcordRaft, mut batch: Vec<Proposal>) {
     if batch.len() == 1 {
         let p = batch.pop().expect("one proposal");
-        let result = raft.client_write(p.command).await.map(|r| r.data).map_err(write_error);
+        let result = raft.client_write(p.request).await.map(|r| r.data).map_err(write_error);
         let _ = p.reply.send(result);
         return;
     }
-    let (commands, replies): (Vec<Command>, Vec<_>) = batch.into_iter().map(|p| (p.command, p.reply)).unzip();
+    let (commands, replies): (Vec<Command>, Vec<_>) = batch.into_iter().map(|p| (p.request, p.reply)).unzip();
     match raft.client_write(Command::Batch(commands)).await {
         Ok(resp) => match resp.data.result {
             Ok(Reply::Batch(results)) if results.len() == replies.len() => {
@@ -178,33 +133,5 @@ async fn propose_batch(raft: &ConcordRaft, mut batch: Vec<Proposal>) {
                 let _ = reply.send(Err(e.clone()));
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn proposal(deadline: Instant) -> (Proposal, oneshot::Receiver<Result<Applied, Error>>) {
-        let (reply, rx) = oneshot::channel();
-        let command = Command::LeaseRevoke { id: 1 };
-        (Proposal { command, deadline, timeout: Duration::from_millis(5), reply }, rx)
-    }
-
-    /// A command whose caller went away, or whose deadline passed, before the
-    /// batching task took it is never proposed; the latter is told Timeout.
-    #[tokio::test]
-    async fn callers_that_gave_up_are_dropped_unproposed() {
-        let now = Instant::now();
-        let (wanted, _rx) = proposal(now + Duration::from_secs(1));
-        assert!(wanted.still_wanted(now).is_some());
-
-        let (abandoned, rx) = proposal(now + Duration::from_secs(1));
-        drop(rx);
-        assert!(abandoned.still_wanted(now).is_none());
-
-        let (late, rx) = proposal(now);
-        assert!(late.still_wanted(now).is_none());
-        assert_eq!(rx.await.unwrap(), Err(Error::Timeout(Duration::from_millis(5))));
     }
 }

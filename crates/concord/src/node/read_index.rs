@@ -50,7 +50,7 @@ impl ReadIndexRounds {
 }
 
 fn leader_member(raft: &ConcordRaft) -> Option<(u64, Member)> {
-    let metrics = raft.metrics();
+    let metrics = raft.server_metrics();
     let m = metrics.borrow();
     let leader = m.current_leader?;
     Some((leader, m.membership_config.membership().get_node(&leader)?.clone()))
@@ -95,7 +95,7 @@ async fn run(
 
 /// Resolves once a leader other than `leader` is known.
 pub(super) async fn leader_changes_from(raft: &ConcordRaft, leader: u64) {
-    let mut metrics = raft.metrics();
+    let mut metrics = raft.server_metrics();
     loop {
         if metrics.borrow().current_leader.is_some_and(|now| now != leader) {
             return;

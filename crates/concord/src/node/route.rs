@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 impl Concord {
     /// The leader's member id and peer record, if a leader is known.
     fn leader_member(&self) -> Option<(u64, crate::cluster::Member)> {
-        let metrics = self.inner.raft.metrics();
+        let metrics = self.inner.raft.server_metrics();
         let m = metrics.borrow();
         let leader = m.current_leader?;
         let member = m.membership_config.membership().get_node(&leader)?.clone();
@@ -32,7 +32,7 @@ impl Concord {
 
     pub(super) async fn route_write(&self, command: Command, timeout: Duration) -> Result<Applied> {
         // The common case first, without copying the leader's record.
-        if self.inner.raft.metrics().borrow().current_leader == Some(self.inner.member_id) {
+        if self.inner.raft.server_metrics().borrow().current_leader == Some(self.inner.member_id) {
             return self.write_as_leader(command, timeout).await;
         }
         match self.leader_member() {
@@ -42,7 +42,7 @@ impl Concord {
                 // A leader that stalls keeps the forwarded request until its
                 // timeout; once this member learns of a new leader the
                 // request's fate is unknown, and the client hears so at once.
-                let forward = self.inner.network.forward(leader, &member, &command, timeout);
+                let forward = self.inner.forwarder.forward(leader, member, command, timeout);
                 tokio::select! {
                     result = forward => result,
                     () = self.leader_changes_from(leader) => Err(Error::LeaderChanged),

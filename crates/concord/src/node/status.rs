@@ -36,6 +36,9 @@ pub struct MemberStatus {
     /// Writes and read-index requests this member handed to the leader.
     pub forwarded_writes: u64,
     pub forwarded_reads: u64,
+    /// Calls that carried `forwarded_writes` to the leader (writes waiting
+    /// together share one).
+    pub forward_calls: u64,
     /// Read-index rounds asked of the leader (reads waiting together share one).
     pub read_index_rounds: u64,
     /// On the leader: how many log entries each other member is behind.
@@ -164,6 +167,7 @@ impl Concord {
             leader_changes: self.inner.leader_changes.load(std::sync::atomic::Ordering::Relaxed),
             forwarded_writes: self.inner.forwarded_writes.load(std::sync::atomic::Ordering::Relaxed),
             forwarded_reads: self.inner.forwarded_reads.load(std::sync::atomic::Ordering::Relaxed),
+            forward_calls: self.inner.forwarder.calls(),
             read_index_rounds: self.inner.read_index.rounds(),
             replication_lag,
         }

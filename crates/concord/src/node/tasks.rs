@@ -65,14 +65,14 @@ pub(super) fn spawn_all(node: &Concord, stop: watch::Receiver<bool>) -> Vec<Join
 
 impl TaskContext {
     fn is_leader(&self) -> bool {
-        let metrics = self.raft.metrics();
+        let metrics = self.raft.server_metrics();
         let m = metrics.borrow();
         m.current_leader == Some(self.member_id) && m.state == openraft::ServerState::Leader
     }
 
     /// Waits until this member leads. Returns false if asked to stop.
     async fn until_leader(&self, stop: &mut watch::Receiver<bool>) -> bool {
-        let mut metrics = self.raft.metrics();
+        let mut metrics = self.raft.server_metrics();
         loop {
             if *stop.borrow() {
                 return false;
@@ -125,7 +125,7 @@ async fn expire_leases(ctx: TaskContext, mut stop: watch::Receiver<bool>) {
         if !ctx.until_leader(&mut stop).await {
             return;
         }
-        let term = ctx.raft.metrics().borrow().current_term;
+        let term = ctx.raft.server_metrics().borrow().vote.leader_id().get_term();
         if promoted_in != Some(term) {
             if let Err(e) = ctx.raft.ensure_linearizable().await {
                 tracing::debug!(error = %e, "leadership not confirmed yet");
@@ -148,7 +148,7 @@ async fn expire_leases(ctx: TaskContext, mut stop: watch::Receiver<bool>) {
             _ = ctx.shared.deadline_moved.notified() => continue,
             _ = stop.changed() => return,
         }
-        if !ctx.is_leader() || ctx.raft.metrics().borrow().current_term != term {
+        if !ctx.is_leader() || ctx.raft.server_metrics().borrow().vote.leader_id().get_term() != term {
             continue;
         }
         let expired = ctx.shared.deadlines.lock().expired(Instant::now(), ctx.config.lease_expiry_batch);
@@ -179,8 +179,8 @@ async fn checkpoint_leases(ctx: TaskContext, mut stop: watch::Receiver<bool>) {
             return;
         }
         let leading_since = Instant::now();
-        let term = ctx.raft.metrics().borrow().current_term;
-        while ctx.is_leader() && ctx.raft.metrics().borrow().current_term == term {
+        let term = ctx.raft.server_metrics().borrow().vote.leader_id().get_term();
+        while ctx.is_leader() && ctx.raft.server_metrics().borrow().vote.leader_id().get_term() == term {
             let age = (leading_since.elapsed() / 2).clamp(FIRST_CHECKPOINT_AGE.min(interval), interval);
             tokio::select! {
                 _ = tokio::time::sleep((age / 4).max(Duration::from_millis(10))) => {}
@@ -202,7 +202,7 @@ async fn checkpoint_leases(ctx: TaskContext, mut stop: watch::Receiver<bool>) {
 /// restart resumes each lease where it was. Only a leader proposes.
 pub(super) async fn checkpoint_all_leases(raft: &ConcordRaft, shared: &Shared, timeout: Duration) {
     let all = shared.deadlines.lock().all_checkpoints(Instant::now());
-    let term = raft.metrics().borrow().current_term;
+    let term = raft.server_metrics().borrow().vote.leader_id().get_term();
     for chunk in all.chunks(CHECKPOINT_BATCH) {
         let command = Command::LeaseCheckpoint { checkpoints: chunk.to_vec(), term };
         if let Err(e) = propose_as_leader(raft, command, timeout).await {
@@ -303,7 +303,7 @@ async fn count_leader_changes(
     changes: Arc<std::sync::atomic::AtomicU64>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut metrics = ctx.raft.metrics();
+    let mut metrics = ctx.raft.server_metrics();
     let mut last = metrics.borrow().current_leader;
     loop {
         tokio::select! {

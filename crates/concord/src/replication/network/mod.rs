@@ -127,18 +127,20 @@ impl PeerNetwork {
         request
     }
 
-    /// Hands a write to the leader, which proposes it (once: a forwarded
-    /// write is never forwarded again).
+    /// Hands writes to the leader, which proposes each (once: a forwarded
+    /// write is never forwarded again) within its own time limit; one
+    /// answer per command, in order.
     pub(crate) async fn forward(
         &self,
         leader: MemberId,
         member: &Member,
-        command: &Command,
-        timeout: Duration,
-    ) -> Result<Applied, Error> {
+        commands: &[(Command, Duration)],
+    ) -> Result<Vec<Result<Applied, Error>>, Error> {
         let mut client = self.client(leader, member).map_err(Error::NotReady)?;
-        let reply = client.forward(self.request(leader, encode(command), timeout)).await.map_err(status_error)?;
-        decode::<Result<Applied, Error>>(&reply.into_inner().payload).map_err(Error::Storage)?
+        let timeout = commands.iter().map(|(_, t)| *t).max().unwrap_or_default();
+        let payload: Vec<(&Command, u64)> = commands.iter().map(|(c, t)| (c, t.as_millis() as u64)).collect();
+        let reply = client.forward(self.request(leader, encode(&payload), timeout)).await.map_err(status_error)?;
+        decode::<Vec<Result<Applied, Error>>>(&reply.into_inner().payload).map_err(Error::Storage)
     }
 
     /// The leader's read index: a linearizable read on this member waits

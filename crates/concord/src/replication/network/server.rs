@@ -111,9 +111,11 @@ impl Peer for PeerService {
     }
 
     async fn forward(&self, request: Request<PeerRequest>) -> Result<Response<PeerReply>, Status> {
-        let (command, request): (Command, _) = self.open(request)?;
-        let timeout = Duration::from_millis(request.timeout_ms.clamp(1, 60_000));
-        reply(&(self.forward)(command, timeout).await)
+        let (commands, _): (Vec<(Command, u64)>, _) = self.open(request)?;
+        let answers = commands
+            .into_iter()
+            .map(|(command, timeout_ms)| (self.forward)(command, Duration::from_millis(timeout_ms.clamp(1, 60_000))));
+        reply(&futures_util::future::join_all(answers).await)
     }
 
     async fn read_index(&self, request: Request<PeerRequest>) -> Result<Response<PeerReply>, Status> {

@@ -1,0 +1,165 @@
+//! Group commit for forwarded writes: a follower hands its clients' writes
+//! to the leader in batches.
+//!
+//! One peer call per write costs as much CPU on both members as the write
+//! itself (an HTTP/2 stream each side, a task, a protobuf frame). The
+//! forwarder instead collects the writes waiting at the moment into one
+//! `Forward` call; the leader proposes each command of it on its own (its
+//! own deadline, its own result, the same admission checks as a local
+//! write) — they join the leader's next log entry with its own clients'
+//! writes — and answers them together.
+//!
+//! As in the proposer (`proposer.rs`), an uncontended write is sent at once
+//! by its caller, a command whose caller gave up before it was sent is
+//! left out (nothing written), and the queue is bounded. Unlike the
+//! proposer, [`FORWARDS_IN_FLIGHT`] calls may be out at once: a forwarded
+//! batch waits a whole leader round trip, and with one call out the next
+//! batch would miss every other leader entry.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::time::Instant;
+
+use super::waiting::{Waiting, gather};
+use crate::cluster::{Member, MemberId};
+use crate::command::{Applied, Command};
+use crate::error::Error;
+use crate::replication::network::PeerNetwork;
+
+/// Forward calls out at once per member.
+const FORWARDS_IN_FLIGHT: usize = 2;
+
+/// A write for the leader `leader`.
+struct Forward {
+    leader: MemberId,
+    member: Member,
+    command: Command,
+}
+
+/// Handle for forwarding writes to the leader; cheap to clone.
+#[derive(Clone)]
+pub(super) struct Forwarder {
+    tx: mpsc::UnboundedSender<Waiting<Forward>>,
+    network: PeerNetwork,
+    in_flight: Arc<Semaphore>,
+    /// Writes queued for the batching task and not yet taken by it.
+    queued: Arc<AtomicUsize>,
+    max_pending: usize,
+    /// `Forward` calls made so far.
+    calls: Arc<AtomicU64>,
+}
+
+impl Forwarder {
+    /// Starts the batching task. It ends when every handle is dropped.
+    pub fn spawn(network: PeerNetwork, max_pending: usize) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let in_flight = Arc::new(Semaphore::new(FORWARDS_IN_FLIGHT));
+        let queued = Arc::new(AtomicUsize::new(0));
+        let calls = Arc::new(AtomicU64::new(0));
+        tokio::spawn(run(network.clone(), rx, in_flight.clone(), queued.clone(), calls.clone()));
+        Forwarder { tx, network, in_flight, queued, max_pending: max_pending.max(1), calls }
+    }
+
+    /// `Forward` calls made so far (each carries one or more writes).
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// Hands `command` to `leader`, which proposes it (never forwarding it
+    /// again); resolves with the leader's answer.
+    pub async fn forward(
+        &self,
+        leader: MemberId,
+        member: Member,
+        command: Command,
+        timeout: Duration,
+    ) -> Result<Applied, Error> {
+        if timeout.is_zero() {
+            return Err(Error::Timeout(timeout));
+        }
+        let (waiting, rx) = Waiting::new(Forward { leader, member, command }, timeout);
+        if self.queued.load(Ordering::Acquire) == 0 {
+            if let Ok(slot) = self.in_flight.clone().try_acquire_owned() {
+                send(self.network.clone(), vec![waiting], slot, self.calls.clone()).await;
+                return rx.await.map_err(|_| Error::Shutdown)?;
+            }
+        }
+        let pending = self.queued.fetch_add(1, Ordering::AcqRel);
+        if pending >= self.max_pending {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(Error::TooManyRequests { pending });
+        }
+        if self.tx.send(waiting).is_err() {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(Error::Shutdown);
+        }
+        rx.await.map_err(|_| Error::Shutdown)?
+    }
+}
+
+async fn run(
+    network: PeerNetwork,
+    mut rx: mpsc::UnboundedReceiver<Waiting<Forward>>,
+    in_flight: Arc<Semaphore>,
+    queued: Arc<AtomicUsize>,
+    calls: Arc<AtomicU64>,
+) {
+    while let Some(first) = rx.recv().await {
+        let Ok(slot) = in_flight.clone().acquire_owned().await else { return };
+        let (batch, taken) = gather(first, &mut rx, |f| f.command.payload_size());
+        queued.fetch_sub(taken, Ordering::AcqRel);
+        if !batch.is_empty() {
+            tokio::spawn(send(network.clone(), batch, slot, calls.clone()));
+        }
+    }
+}
+
+/// Sends `batch` (holding an in-flight slot until answered), one call per
+/// leader named in it — one, unless the leader changed while it gathered.
+async fn send(
+    network: PeerNetwork,
+    mut batch: Vec<Waiting<Forward>>,
+    slot: OwnedSemaphorePermit,
+    calls: Arc<AtomicU64>,
+) {
+    while !batch.is_empty() {
+        let leader = batch[0].request.leader;
+        let (to_leader, rest): (Vec<_>, Vec<_>) = batch.into_iter().partition(|w| w.request.leader == leader);
+        batch = rest;
+        let member = to_leader[0].request.member.clone();
+        let now = Instant::now();
+        let mut commands = Vec::with_capacity(to_leader.len());
+        let mut replies = Vec::with_capacity(to_leader.len());
+        for w in to_leader {
+            commands.push((w.request.command, w.deadline.saturating_duration_since(now)));
+            replies.push(w.reply);
+        }
+        calls.fetch_add(1, Ordering::Relaxed);
+        match network.forward(leader, &member, &commands).await {
+            Ok(results) if results.len() == replies.len() => {
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(result);
+                }
+            }
+            Ok(results) => {
+                let e = Error::Storage(format!(
+                    "internal error: the leader answered {} of {} forwarded writes",
+                    results.len(),
+                    replies.len()
+                ));
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+            Err(e) => {
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+    drop(slot);
+}
