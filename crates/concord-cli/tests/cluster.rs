@@ -215,8 +215,25 @@ fn a_paused_leader_steps_down_and_never_serves_stale_reads() {
 
     signal(&servers[old], "STOP");
     let paused = Instant::now();
+    // Writes through one follower, sent before it notices the pause: they
+    // go to the paused leader and their clients give up after 1 s.
+    std::thread::scope(|scope| {
+        for i in 0..4 {
+            let follower = others[0];
+            scope.spawn(move || follower.etcdctl(&["put", &format!("stuck/{i}"), "v", "--command-timeout=1s"]));
+        }
+    });
     write_until_ok(&others, "x", "during", "no write while the leader was paused");
     println!("leader SIGSTOP -> first successful write: {:?}", paused.elapsed());
+    // Whatever that follower still had out to the paused leader does not
+    // hold up its writes to the new one.
+    let through_follower = Instant::now();
+    write_until_ok(&[others[0]], "y", "through the follower", "no write through the follower");
+    assert!(
+        through_follower.elapsed() < Duration::from_secs(2),
+        "a write through the follower took {:?}: held up by calls to the paused leader",
+        through_follower.elapsed()
+    );
     let failover_at = Instant::now();
     std::thread::sleep(Duration::from_secs(5).saturating_sub(paused.elapsed()));
     signal(&servers[old], "CONT");

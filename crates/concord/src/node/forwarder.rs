@@ -14,7 +14,10 @@
 //! left out (nothing written), and the queue is bounded. Unlike the
 //! proposer, [`FORWARDS_IN_FLIGHT`] calls may be out at once: a forwarded
 //! batch waits a whole leader round trip, and with one call out the next
-//! batch would miss every other leader entry.
+//! batch would miss every other leader entry. A call to a leader that this
+//! member has seen replaced is abandoned at once (its writes answer "leader
+//! changed"), so a stalled old leader does not hold the slots that writes
+//! to the new one need.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -27,6 +30,7 @@ use super::waiting::{Waiting, gather};
 use crate::cluster::{Member, MemberId};
 use crate::command::{Applied, Command};
 use crate::error::Error;
+use crate::replication::ConcordRaft;
 use crate::replication::network::PeerNetwork;
 
 /// Forward calls out at once per member.
@@ -39,33 +43,41 @@ struct Forward {
     command: Command,
 }
 
-/// Handle for forwarding writes to the leader; cheap to clone.
+/// What a call needs: the peer network, this member's view of the leader,
+/// and the call counter.
 #[derive(Clone)]
-pub(super) struct Forwarder {
-    tx: mpsc::UnboundedSender<Waiting<Forward>>,
+struct Link {
     network: PeerNetwork,
-    in_flight: Arc<Semaphore>,
-    /// Writes queued for the batching task and not yet taken by it.
-    queued: Arc<AtomicUsize>,
-    max_pending: usize,
+    raft: ConcordRaft,
     /// `Forward` calls made so far.
     calls: Arc<AtomicU64>,
 }
 
+/// Handle for forwarding writes to the leader; cheap to clone.
+#[derive(Clone)]
+pub(super) struct Forwarder {
+    tx: mpsc::UnboundedSender<Waiting<Forward>>,
+    link: Link,
+    in_flight: Arc<Semaphore>,
+    /// Writes queued for the batching task and not yet taken by it.
+    queued: Arc<AtomicUsize>,
+    max_pending: usize,
+}
+
 impl Forwarder {
     /// Starts the batching task. It ends when every handle is dropped.
-    pub fn spawn(network: PeerNetwork, max_pending: usize) -> Self {
+    pub fn spawn(network: PeerNetwork, raft: ConcordRaft, max_pending: usize) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let in_flight = Arc::new(Semaphore::new(FORWARDS_IN_FLIGHT));
         let queued = Arc::new(AtomicUsize::new(0));
-        let calls = Arc::new(AtomicU64::new(0));
-        tokio::spawn(run(network.clone(), rx, in_flight.clone(), queued.clone(), calls.clone()));
-        Forwarder { tx, network, in_flight, queued, max_pending: max_pending.max(1), calls }
+        let link = Link { network, raft, calls: Arc::new(AtomicU64::new(0)) };
+        tokio::spawn(run(link.clone(), rx, in_flight.clone(), queued.clone()));
+        Forwarder { tx, link, in_flight, queued, max_pending: max_pending.max(1) }
     }
 
     /// `Forward` calls made so far (each carries one or more writes).
     pub fn calls(&self) -> u64 {
-        self.calls.load(Ordering::Relaxed)
+        self.link.calls.load(Ordering::Relaxed)
     }
 
     /// Hands `command` to `leader`, which proposes it (never forwarding it
@@ -83,7 +95,7 @@ impl Forwarder {
         let (waiting, rx) = Waiting::new(Forward { leader, member, command }, timeout);
         if self.queued.load(Ordering::Acquire) == 0 {
             if let Ok(slot) = self.in_flight.clone().try_acquire_owned() {
-                send(self.network.clone(), vec![waiting], slot, self.calls.clone()).await;
+                send(self.link.clone(), vec![waiting], slot).await;
                 return rx.await.map_err(|_| Error::Shutdown)?;
             }
         }
@@ -101,30 +113,24 @@ impl Forwarder {
 }
 
 async fn run(
-    network: PeerNetwork,
+    link: Link,
     mut rx: mpsc::UnboundedReceiver<Waiting<Forward>>,
     in_flight: Arc<Semaphore>,
     queued: Arc<AtomicUsize>,
-    calls: Arc<AtomicU64>,
 ) {
     while let Some(first) = rx.recv().await {
         let Ok(slot) = in_flight.clone().acquire_owned().await else { return };
         let (batch, taken) = gather(first, &mut rx, |f| f.command.payload_size());
         queued.fetch_sub(taken, Ordering::AcqRel);
         if !batch.is_empty() {
-            tokio::spawn(send(network.clone(), batch, slot, calls.clone()));
+            tokio::spawn(send(link.clone(), batch, slot));
         }
     }
 }
 
 /// Sends `batch` (holding an in-flight slot until answered), one call per
 /// leader named in it — one, unless the leader changed while it gathered.
-async fn send(
-    network: PeerNetwork,
-    mut batch: Vec<Waiting<Forward>>,
-    slot: OwnedSemaphorePermit,
-    calls: Arc<AtomicU64>,
-) {
+async fn send(link: Link, mut batch: Vec<Waiting<Forward>>, slot: OwnedSemaphorePermit) {
     while !batch.is_empty() {
         let leader = batch[0].request.leader;
         let (to_leader, rest): (Vec<_>, Vec<_>) = batch.into_iter().partition(|w| w.request.leader == leader);
@@ -137,8 +143,14 @@ async fn send(
             commands.push((w.request.command, w.deadline.saturating_duration_since(now)));
             replies.push(w.reply);
         }
-        calls.fetch_add(1, Ordering::Relaxed);
-        match network.forward(leader, &member, &commands).await {
+        link.calls.fetch_add(1, Ordering::Relaxed);
+        // Once this member knows another leader, the fate of the writes is
+        // unknown and their callers hear so at once.
+        let answers = tokio::select! {
+            answers = link.network.forward(leader, &member, &commands) => answers,
+            () = super::read_index::leader_changes_from(&link.raft, leader) => Err(Error::LeaderChanged),
+        };
+        match answers {
             Ok(results) if results.len() == replies.len() => {
                 for (reply, result) in replies.into_iter().zip(results) {
                     let _ = reply.send(result);

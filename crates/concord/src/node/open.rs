@@ -103,7 +103,7 @@ impl Concord {
         let node = Concord {
             inner: Arc::new(Inner {
                 proposer: proposer::Proposer::spawn(raft.clone(), config.max_pending_proposals),
-                forwarder: super::forwarder::Forwarder::spawn(network, config.max_pending_proposals),
+                forwarder: super::forwarder::Forwarder::spawn(network, raft.clone(), config.max_pending_proposals),
                 raft,
                 shared,
                 config,

@@ -39,22 +39,12 @@ impl Concord {
             Some((leader, _)) if leader == self.inner.member_id => self.write_as_leader(command, timeout).await,
             Some((leader, member)) => {
                 self.inner.forwarded_writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                // A leader that stalls keeps the forwarded request until its
-                // timeout; once this member learns of a new leader the
-                // request's fate is unknown, and the client hears so at once.
-                let forward = self.inner.forwarder.forward(leader, member, command, timeout);
-                tokio::select! {
-                    result = forward => result,
-                    () = self.leader_changes_from(leader) => Err(Error::LeaderChanged),
-                }
+                // Answers "leader changed" at once if this member learns of
+                // a new leader while the write is out (forwarder.rs).
+                self.inner.forwarder.forward(leader, member, command, timeout).await
             }
             None => Err(Error::NotReady("no leader".into())),
         }
-    }
-
-    /// Resolves once this member knows a leader other than `leader`.
-    async fn leader_changes_from(&self, leader: u64) {
-        super::read_index::leader_changes_from(&self.inner.raft, leader).await
     }
 
     /// Proposes `command` on this member, which must lead (a forwarded write
