@@ -20,13 +20,13 @@
 //! to the new one need.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use super::waiting::{Waiting, gather};
+use super::waiting::{Batches, Queue, Waiting, bounded_queue};
 use crate::cluster::{Member, MemberId};
 use crate::command::{Applied, Command};
 use crate::error::Error;
@@ -56,23 +56,19 @@ struct Link {
 /// Handle for forwarding writes to the leader; cheap to clone.
 #[derive(Clone)]
 pub(super) struct Forwarder {
-    tx: mpsc::UnboundedSender<Waiting<Forward>>,
+    queue: Queue<Forward>,
     link: Link,
     in_flight: Arc<Semaphore>,
-    /// Writes queued for the batching task and not yet taken by it.
-    queued: Arc<AtomicUsize>,
-    max_pending: usize,
 }
 
 impl Forwarder {
     /// Starts the batching task. It ends when every handle is dropped.
     pub fn spawn(network: PeerNetwork, raft: ConcordRaft, max_pending: usize) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (queue, batches) = bounded_queue(max_pending);
         let in_flight = Arc::new(Semaphore::new(FORWARDS_IN_FLIGHT));
-        let queued = Arc::new(AtomicUsize::new(0));
         let link = Link { network, raft, calls: Arc::new(AtomicU64::new(0)) };
-        tokio::spawn(run(link.clone(), rx, in_flight.clone(), queued.clone()));
-        Forwarder { tx, link, in_flight, queued, max_pending: max_pending.max(1) }
+        tokio::spawn(run(link.clone(), batches, in_flight.clone()));
+        Forwarder { queue, link, in_flight }
     }
 
     /// `Forward` calls made so far (each carries one or more writes).
@@ -92,36 +88,21 @@ impl Forwarder {
         if timeout.is_zero() {
             return Err(Error::Timeout(timeout));
         }
-        let (waiting, rx) = Waiting::new(Forward { leader, member, command }, timeout);
-        if self.queued.load(Ordering::Acquire) == 0 {
+        let (waiting, answer) = Waiting::new(Forward { leader, member, command }, timeout);
+        if self.queue.is_empty() {
             if let Ok(slot) = self.in_flight.clone().try_acquire_owned() {
                 send(self.link.clone(), vec![waiting], slot).await;
-                return rx.await.map_err(|_| Error::Shutdown)?;
+                return answer.await.map_err(|_| Error::Shutdown)?;
             }
         }
-        let pending = self.queued.fetch_add(1, Ordering::AcqRel);
-        if pending >= self.max_pending {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
-            return Err(Error::TooManyRequests { pending });
-        }
-        if self.tx.send(waiting).is_err() {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
-            return Err(Error::Shutdown);
-        }
-        rx.await.map_err(|_| Error::Shutdown)?
+        self.queue.submit(waiting, answer).await
     }
 }
 
-async fn run(
-    link: Link,
-    mut rx: mpsc::UnboundedReceiver<Waiting<Forward>>,
-    in_flight: Arc<Semaphore>,
-    queued: Arc<AtomicUsize>,
-) {
-    while let Some(first) = rx.recv().await {
+async fn run(link: Link, mut batches: Batches<Forward>, in_flight: Arc<Semaphore>) {
+    while let Some(first) = batches.first().await {
         let Ok(slot) = in_flight.clone().acquire_owned().await else { return };
-        let (batch, taken) = gather(first, &mut rx, |f| f.command.payload_size());
-        queued.fetch_sub(taken, Ordering::AcqRel);
+        let batch = batches.gather(first, |f| f.command.payload_size());
         if !batch.is_empty() {
             tokio::spawn(send(link.clone(), batch, slot));
         }

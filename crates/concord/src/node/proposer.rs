@@ -17,23 +17,22 @@
 //! semaphore permit shared by both paths, so at most one proposal is ever
 //! in flight either way.
 //!
-//! Bounded work: at most `max_pending` commands wait for the batching task
-//! (more get [`Error::TooManyRequests`] at once, as etcd answers "too many
-//! requests" when apply lags), and a command whose caller gave up (its
-//! deadline passed or its future was dropped) before it was taken is dropped
-//! unproposed: a timeout reported before proposing means nothing was written.
+//! Bounded work (`waiting.rs`): at most `max_pending` commands wait for the
+//! batching task (more get [`Error::TooManyRequests`] at once), and a
+//! command whose caller gave up (its deadline passed or its future was
+//! dropped) before it was taken is dropped unproposed: a timeout reported
+//! before proposing means nothing was written.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 
 use crate::command::{Applied, Command, Reply};
 use crate::error::Error;
 use crate::replication::ConcordRaft;
 
-use super::waiting::{Waiting, gather};
+use super::waiting::{Batches, Queue, Waiting, bounded_queue};
 use super::write_error;
 
 type Proposal = Waiting<Command>;
@@ -41,23 +40,19 @@ type Proposal = Waiting<Command>;
 /// Handle for proposing commands; cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Proposer {
-    tx: mpsc::UnboundedSender<Proposal>,
+    queue: Queue<Command>,
     raft: ConcordRaft,
     /// One permit: held by whoever has a proposal in flight.
     in_flight: Arc<Semaphore>,
-    /// Proposals sent to the batching task and not yet taken by it.
-    queued: Arc<AtomicUsize>,
-    max_pending: usize,
 }
 
 impl Proposer {
     /// Starts the batching task. It ends when every handle is dropped.
     pub fn spawn(raft: ConcordRaft, max_pending: usize) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (queue, batches) = bounded_queue(max_pending);
         let in_flight = Arc::new(Semaphore::new(1));
-        let queued = Arc::new(AtomicUsize::new(0));
-        tokio::spawn(run(raft.clone(), rx, in_flight.clone(), queued.clone()));
-        Proposer { tx, raft, in_flight, queued, max_pending: max_pending.max(1) }
+        tokio::spawn(run(raft.clone(), batches, in_flight.clone()));
+        Proposer { queue, raft, in_flight }
     }
 
     /// Proposes `command` unless `timeout` runs out first; resolves once it
@@ -67,38 +62,23 @@ impl Proposer {
         if timeout.is_zero() {
             return Err(Error::Timeout(timeout));
         }
-        if self.queued.load(Ordering::Acquire) == 0 {
+        if self.queue.is_empty() {
             if let Ok(_slot) = self.in_flight.clone().try_acquire_owned() {
                 return self.raft.client_write(command).await.map(|r| r.data).map_err(write_error);
             }
         }
-        let pending = self.queued.fetch_add(1, Ordering::AcqRel);
-        if pending >= self.max_pending {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
-            return Err(Error::TooManyRequests { pending });
-        }
-        let (proposal, rx) = Waiting::new(command, timeout);
-        if self.tx.send(proposal).is_err() {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
-            return Err(Error::Shutdown);
-        }
-        rx.await.map_err(|_| Error::Shutdown)?
+        let (proposal, answer) = Waiting::new(command, timeout);
+        self.queue.submit(proposal, answer).await
     }
 }
 
-async fn run(
-    raft: ConcordRaft,
-    mut rx: mpsc::UnboundedReceiver<Proposal>,
-    in_flight: Arc<Semaphore>,
-    queued: Arc<AtomicUsize>,
-) {
-    while let Some(first) = rx.recv().await {
+async fn run(raft: ConcordRaft, mut batches: Batches<Command>, in_flight: Arc<Semaphore>) {
+    while let Some(first) = batches.first().await {
         // Wait for a proposal made directly by a caller to finish.
         let Ok(_slot) = in_flight.acquire().await else { return };
         // Everything that arrived while the previous batch was in flight
         // joins this one; callers that gave up meanwhile are left out.
-        let (batch, taken) = gather(first, &mut rx, Command::payload_size);
-        queued.fetch_sub(taken, Ordering::AcqRel);
+        let batch = batches.gather(first, Command::payload_size);
         if !batch.is_empty() {
             propose_batch(&raft, batch).await;
         }
