@@ -48,6 +48,45 @@ pub struct MemberInfo {
     pub is_learner: bool,
 }
 
+/// A member's part in the cluster, as it sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Leader,
+    Follower,
+    Candidate,
+    Learner,
+    /// The member is shutting down.
+    Shutdown,
+}
+
+impl Role {
+    /// `leader`, `follower`, `candidate`, `learner` or `shutdown`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Leader => "leader",
+            Role::Follower => "follower",
+            Role::Candidate => "candidate",
+            Role::Learner => "learner",
+            Role::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// What a member knows of its cluster now ([`crate::Concord::cluster`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterView {
+    pub cluster_id: u64,
+    /// This member.
+    pub member_id: MemberId,
+    pub role: Role,
+    /// The leader this member follows (itself if it leads), if one is known.
+    pub leader: Option<MemberId>,
+    /// The Raft term this member is in.
+    pub term: u64,
+    /// Every member, in member id order.
+    pub members: Vec<MemberInfo>,
+}
+
 /// etcd's member id for `peer_urls` in the cluster named by `token`.
 pub fn member_id(peer_urls: &[String], token: &str) -> MemberId {
     let mut urls: Vec<&str> = peer_urls.iter().map(String::as_str).collect();

@@ -71,6 +71,21 @@ async fn any_member_serves_any_client_and_the_cluster_survives_its_leader() {
         assert_eq!(db(m).wait_for_leader(Duration::from_secs(5)).await.unwrap(), leader, "one leader for all");
         assert_eq!(db(m).members().len(), 3);
     }
+    // Every member's view of the cluster: the same members, leader and term;
+    // exactly one sees itself lead.
+    let views: Vec<_> = members.iter().map(|m| db(m).cluster()).collect();
+    for (m, view) in members.iter().zip(&views) {
+        assert_eq!(view.member_id, db(m).member_id());
+        assert_eq!((view.cluster_id, view.leader, view.term), (views[0].cluster_id, Some(leader), views[0].term));
+        assert_eq!(view.members, views[0].members);
+        let expected =
+            if view.member_id == leader { concord::cluster::Role::Leader } else { concord::cluster::Role::Follower };
+        assert_eq!(view.role, expected);
+    }
+    let names: Vec<&str> = views[0].members.iter().map(|m| m.name.as_str()).collect();
+    let mut sorted = names.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, ["m0", "m1", "m2"]);
     // A watch on every member.
     let mut watchers = Vec::new();
     for m in &members {

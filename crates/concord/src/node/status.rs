@@ -79,6 +79,23 @@ impl Concord {
             .collect()
     }
 
+    /// What this member knows of its cluster: members, leader, term and
+    /// its own role. A handle on a follower serves exactly like one on the
+    /// leader; this is for applications that want to know.
+    pub fn cluster(&self) -> crate::cluster::ClusterView {
+        let members = self.members();
+        let metrics = self.inner.raft.server_metrics();
+        let m = metrics.borrow();
+        crate::cluster::ClusterView {
+            cluster_id: self.inner.cluster_id,
+            member_id: self.inner.member_id,
+            role: role_of(m.state),
+            leader: m.current_leader,
+            term: m.vote.leader_id().get_term(),
+            members,
+        }
+    }
+
     /// The leader's member id, if one is known.
     pub fn leader(&self) -> Option<u64> {
         self.inner.raft.metrics().borrow().current_leader
@@ -110,13 +127,7 @@ impl Concord {
         let (role, replication_lag) = {
             let metrics = self.inner.raft.metrics();
             let m = metrics.borrow();
-            let role = match m.state {
-                openraft::ServerState::Leader => "leader",
-                openraft::ServerState::Follower => "follower",
-                openraft::ServerState::Candidate => "candidate",
-                openraft::ServerState::Learner => "learner",
-                openraft::ServerState::Shutdown => "shutdown",
-            };
+            let role = role_of(m.state).as_str();
             let last = m.last_log_index.unwrap_or(0);
             let lag = (m.replication.iter().flatten())
                 .filter(|(id, _)| **id != self.inner.member_id)
@@ -171,5 +182,16 @@ impl Concord {
             read_index_rounds: self.inner.read_index.rounds(),
             replication_lag,
         }
+    }
+}
+
+fn role_of(state: openraft::ServerState) -> crate::cluster::Role {
+    use crate::cluster::Role;
+    match state {
+        openraft::ServerState::Leader => Role::Leader,
+        openraft::ServerState::Follower => Role::Follower,
+        openraft::ServerState::Candidate => Role::Candidate,
+        openraft::ServerState::Learner => Role::Learner,
+        openraft::ServerState::Shutdown => Role::Shutdown,
     }
 }
