@@ -27,7 +27,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::waiting::{Batches, Queue, Waiting, bounded_queue};
-use crate::cluster::{Member, MemberId};
+use crate::cluster::MemberId;
 use crate::command::{Applied, Command};
 use crate::error::Error;
 use crate::replication::ConcordRaft;
@@ -39,7 +39,6 @@ const FORWARDS_IN_FLIGHT: usize = 2;
 /// A write for the leader `leader`.
 struct Forward {
     leader: MemberId,
-    member: Member,
     command: Command,
 }
 
@@ -78,17 +77,11 @@ impl Forwarder {
 
     /// Hands `command` to `leader`, which proposes it (never forwarding it
     /// again); resolves with the leader's answer.
-    pub async fn forward(
-        &self,
-        leader: MemberId,
-        member: Member,
-        command: Command,
-        timeout: Duration,
-    ) -> Result<Applied, Error> {
+    pub async fn forward(&self, leader: MemberId, command: Command, timeout: Duration) -> Result<Applied, Error> {
         if timeout.is_zero() {
             return Err(Error::Timeout(timeout));
         }
-        let (waiting, answer) = Waiting::new(Forward { leader, member, command }, timeout);
+        let (waiting, answer) = Waiting::new(Forward { leader, command }, timeout);
         if self.queue.is_empty() {
             if let Ok(slot) = self.in_flight.clone().try_acquire_owned() {
                 send(self.link.clone(), vec![waiting], slot).await;
@@ -116,7 +109,6 @@ async fn send(link: Link, mut batch: Vec<Waiting<Forward>>, slot: OwnedSemaphore
         let leader = batch[0].request.leader;
         let (to_leader, rest): (Vec<_>, Vec<_>) = batch.into_iter().partition(|w| w.request.leader == leader);
         batch = rest;
-        let member = to_leader[0].request.member.clone();
         let now = Instant::now();
         let mut commands = Vec::with_capacity(to_leader.len());
         let mut replies = Vec::with_capacity(to_leader.len());
@@ -124,12 +116,17 @@ async fn send(link: Link, mut batch: Vec<Waiting<Forward>>, slot: OwnedSemaphore
             commands.push((w.request.command, w.deadline.saturating_duration_since(now)));
             replies.push(w.reply);
         }
-        link.calls.fetch_add(1, Ordering::Relaxed);
         // Once this member knows another leader, the fate of the writes is
         // unknown and their callers hear so at once.
-        let answers = tokio::select! {
-            answers = link.network.forward(leader, &member, &commands) => answers,
-            () = super::read_index::leader_changes_from(&link.raft, leader) => Err(Error::LeaderChanged),
+        let answers = match super::read_index::member_record(&link.raft, leader) {
+            Some(member) => {
+                link.calls.fetch_add(1, Ordering::Relaxed);
+                tokio::select! {
+                    answers = link.network.forward(leader, &member, &commands) => answers,
+                    () = super::read_index::leader_changes_from(&link.raft, leader) => Err(Error::LeaderChanged),
+                }
+            }
+            None => Err(Error::LeaderChanged),
         };
         match answers {
             Ok(results) if results.len() == replies.len() => {

@@ -50,10 +50,13 @@ impl ReadIndexRounds {
 }
 
 fn leader_member(raft: &ConcordRaft) -> Option<(u64, Member)> {
-    let metrics = raft.server_metrics();
-    let m = metrics.borrow();
-    let leader = m.current_leader?;
-    Some((leader, m.membership_config.membership().get_node(&leader)?.clone()))
+    let leader = raft.server_metrics().borrow().current_leader?;
+    Some((leader, member_record(raft, leader)?))
+}
+
+/// The peer record of member `id` in this member's membership.
+pub(super) fn member_record(raft: &ConcordRaft, id: u64) -> Option<Member> {
+    raft.server_metrics().borrow().membership_config.membership().get_node(&id).cloned()
 }
 
 async fn run(

@@ -21,27 +21,14 @@ use crate::command::{Applied, Command};
 use crate::error::{Error, Result};
 
 impl Concord {
-    /// The leader's member id and peer record, if a leader is known.
-    fn leader_member(&self) -> Option<(u64, crate::cluster::Member)> {
-        let metrics = self.inner.raft.server_metrics();
-        let m = metrics.borrow();
-        let leader = m.current_leader?;
-        let member = m.membership_config.membership().get_node(&leader)?.clone();
-        Some((leader, member))
-    }
-
     pub(super) async fn route_write(&self, command: Command, timeout: Duration) -> Result<Applied> {
-        // The common case first, without copying the leader's record.
-        if self.inner.raft.server_metrics().borrow().current_leader == Some(self.inner.member_id) {
-            return self.write_as_leader(command, timeout).await;
-        }
-        match self.leader_member() {
-            Some((leader, _)) if leader == self.inner.member_id => self.write_as_leader(command, timeout).await,
-            Some((leader, member)) => {
+        match self.leader() {
+            Some(leader) if leader == self.inner.member_id => self.write_as_leader(command, timeout).await,
+            Some(leader) => {
                 self.inner.forwarded_writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 // Answers "leader changed" at once if this member learns of
                 // a new leader while the write is out (forwarder.rs).
-                self.inner.forwarder.forward(leader, member, command, timeout).await
+                self.inner.forwarder.forward(leader, command, timeout).await
             }
             None => Err(Error::NotReady("no leader".into())),
         }
@@ -84,8 +71,8 @@ impl Concord {
             return Ok(());
         }
         let confirm = async {
-            match self.leader_member() {
-                Some((leader, _)) if leader == self.inner.member_id => {
+            match self.leader() {
+                Some(leader) if leader == self.inner.member_id => {
                     self.inner.raft.ensure_linearizable().await.map(|_| ()).map_err(leader_error)
                 }
                 Some(_) => {

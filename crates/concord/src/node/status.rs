@@ -98,7 +98,7 @@ impl Concord {
 
     /// The leader's member id, if one is known.
     pub fn leader(&self) -> Option<u64> {
-        self.inner.raft.metrics().borrow().current_leader
+        self.inner.raft.server_metrics().borrow().current_leader
     }
 
     /// This member's checksum of the keyspace history up to `revision`
