@@ -105,7 +105,8 @@ impl<K, V> Recorder<K, V> {
         Self::default()
     }
 
-    fn now(&self) -> u64 {
+    /// Nanoseconds since the recorder was made (the history's clock).
+    pub fn now(&self) -> u64 {
         self.start.elapsed().as_nanos() as u64
     }
 

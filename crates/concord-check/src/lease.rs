@@ -20,11 +20,12 @@
 //!   observation (invoked after that return) finds the lease alive, and no
 //!   later keep-alive succeeds. The same after an acknowledged revoke.
 //! - **One revision.** All keys of a lease that were deleted with it (not
-//!   by a client) are deleted at one revision.
+//!   by a client) are deleted at one revision, and no read (at one
+//!   revision) sees some of them but not all.
 //!
 //! It also measures, for leases that expired on their own, how late they
 //! went: from the latest moment they could have been due (the last
-//! successful keep-alive's return plus its TTL) to the return of the first
+//! successful — or unanswered — keep-alive's return plus its TTL) to the return of the first
 //! observation that found them gone (an upper bound of the true lateness;
 //! observers poll, so it includes up to one poll interval).
 
@@ -40,6 +41,9 @@ pub enum LeaseEventKind {
     Granted { ttl_ms: u64 },
     /// A keep-alive succeeded and the server answered this TTL (ms).
     KeptAlive { ttl_ms: u64 },
+    /// A keep-alive whose answer never came (it may have renewed the lease
+    /// as late as its give-up time): counts only for lateness.
+    RenewalUnknown { ttl_ms: u64 },
     /// A revoke was sent; `acknowledged` if the server confirmed it.
     Revoked { acknowledged: bool },
     /// An observation found the lease (or a key attached to it) present.
@@ -47,6 +51,9 @@ pub enum LeaseEventKind {
     /// An observation found the lease (or a key attached to it) absent,
     /// or a keep-alive was refused because the lease is unknown.
     SeenGone,
+    /// A read at one revision found some of the lease's keys but not all
+    /// (after every one had been attached).
+    SeenPartial,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +81,8 @@ pub enum LeaseViolation {
     Early { lease: LeaseId, kept_alive: LeaseEvent, seen_gone: LeaseEvent },
     /// Found alive (or kept alive) after it was certainly gone.
     Back { lease: LeaseId, gone: LeaseEvent, alive: LeaseEvent },
+    /// A read at one revision saw only some of its keys.
+    PartialKeys { lease: LeaseId, seen: LeaseEvent },
     /// Its keys were deleted at more than one revision.
     SplitDeletion { lease: LeaseId, revisions: Vec<(Vec<u8>, u64)> },
 }
@@ -133,6 +142,10 @@ fn check_lease(lease: LeaseId, events: &[&LeaseEvent], report: &mut LeaseReport)
             _ => None,
         })
     };
+    if let Some(partial) = events.iter().find(|e| e.kind == SeenPartial) {
+        report.violations.push(LeaseViolation::PartialKeys { lease, seen: **partial });
+        return;
+    }
     let first_revoke = events.iter().filter(|e| matches!(e.kind, Revoked { .. })).map(|e| e.invoked).min();
     let gone: Vec<&LeaseEvent> = events.iter().copied().filter(|e| e.kind == SeenGone).collect();
     let alive = || events.iter().copied().filter(|e| matches!(e.kind, SeenAlive | KeptAlive { .. }));
@@ -168,7 +181,11 @@ fn check_lease(lease: LeaseId, events: &[&LeaseEvent], report: &mut LeaseReport)
 
     // Lateness of a lease that expired on its own.
     if first_revoke.is_none() {
-        let due = renewals().map(|(k, ttl)| k.returned.saturating_add(ttl * MS)).max();
+        let unknown = events.iter().filter_map(|e| match e.kind {
+            RenewalUnknown { ttl_ms } => Some(e.returned.saturating_add(ttl_ms * MS)),
+            _ => None,
+        });
+        let due = renewals().map(|(k, ttl)| k.returned.saturating_add(ttl * MS)).chain(unknown).max();
         let seen = gone.iter().map(|g| g.returned).min();
         if let (Some(due), Some(seen)) = (due, seen) {
             report.lateness_ms.push(seen.saturating_sub(due) / MS);

@@ -77,6 +77,10 @@ pub struct ServeArgs {
     /// (`data-dir = "/var/lib/concord"`).
     #[arg(long, env = "CONCORD_CONFIG_FILE")]
     config_file: Option<PathBuf>,
+    /// Fault injection only: dial peers at other URLs than they advertise,
+    /// `advertised=dialled,...` (concord-torture puts a proxy on each link).
+    #[arg(long, env = "CONCORD_PEER_DIAL_MAP", hide = true)]
+    peer_dial_map: Option<String>,
 }
 
 /// The same settings, as read from the config file.
@@ -121,6 +125,7 @@ struct Settings {
     max_concurrent_streams: u32,
     auto_compaction_retention: u64,
     log_level: String,
+    peer_dial_map: std::collections::HashMap<String, String>,
 }
 
 fn settings(args: ServeArgs) -> Result<Settings, String> {
@@ -176,7 +181,20 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
         max_concurrent_streams: args.max_concurrent_streams.or(file.max_concurrent_streams).unwrap_or(1024),
         auto_compaction_retention: args.auto_compaction_retention.or(file.auto_compaction_retention).unwrap_or(100_000),
         log_level: args.log_level.or(file.log_level).unwrap_or_else(|| "info,openraft=warn".into()),
+        peer_dial_map: parse_dial_map(args.peer_dial_map.as_deref().unwrap_or(""))?,
     })
+}
+
+/// `advertised=dialled,...` to a map.
+fn parse_dial_map(spec: &str) -> Result<std::collections::HashMap<String, String>, String> {
+    spec.split(',')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((from, to)) if !from.is_empty() && !to.is_empty() => Ok((from.to_string(), to.to_string())),
+            _ => Err(format!("--peer-dial-map: {pair:?} is not advertised-url=dialled-url")),
+        })
+        .collect()
 }
 
 /// `http://host:port` (one URL) to a socket address.
@@ -216,6 +234,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     config.advertise_peer_urls = settings.advertise_peer_urls.clone();
     config.initial_cluster = settings.initial_cluster.clone();
     config.join_existing = settings.join_existing;
+    config.peer_dial_map = settings.peer_dial_map.clone();
     config.limits.max_value_bytes = settings.max_request_bytes;
     config.limits.max_request_bytes = settings.max_request_bytes;
 

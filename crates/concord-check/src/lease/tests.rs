@@ -103,6 +103,12 @@ fn keys_deleted_with_their_lease_at_two_revisions_fail() {
 }
 
 #[test]
+fn a_read_that_saw_some_of_a_leases_keys_fails() {
+    let h = history(&[(Granted { ttl_ms: 1_000 }, 0, MS), (SeenAlive, S, S), (SeenPartial, 2 * S, 2 * S)]);
+    assert!(matches!(h.check().violations.as_slice(), [LeaseViolation::PartialKeys { lease: 7, .. }]));
+}
+
+#[test]
 fn leases_are_checked_apart() {
     let mut h = LeaseHistory::new();
     h.push(1, 1, Granted { ttl_ms: 1_000 }, 0, MS);
@@ -111,4 +117,18 @@ fn leases_are_checked_apart() {
     assert!(h.check().violations.is_empty());
     h.push(2, 2, SeenGone, 2 * S, 2 * S);
     assert!(matches!(h.check().violations.as_slice(), [LeaseViolation::Early { lease: 2, .. }]));
+}
+
+#[test]
+fn an_unanswered_keep_alive_counts_for_lateness_only() {
+    let h = history(&[
+        (Granted { ttl_ms: 1_000 }, 0, MS),
+        (RenewalUnknown { ttl_ms: 1_000 }, S, 2 * S),
+        // Early only if that keep-alive had been acknowledged.
+        (SeenGone, S + 500 * MS, S + 501 * MS),
+        (SeenGone, 3 * S + 10 * MS, 3 * S + 20 * MS),
+    ]);
+    let report = h.check();
+    assert!(report.violations.is_empty(), "{:?}", report.violations);
+    assert_eq!(report.lateness_ms, vec![0], "seen gone before it was due at the latest");
 }

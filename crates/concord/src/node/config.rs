@@ -98,6 +98,11 @@ pub struct Config {
     /// Most writes waiting to be proposed; more are refused at once with
     /// `Error::TooManyRequests` (etcd's "too many requests").
     pub max_pending_proposals: usize,
+    /// Peer URL → URL actually dialled. Empty (the default) dials every
+    /// peer at its advertised URL. Fault-injection runs put a proxy between
+    /// each ordered pair of members this way, so that they can cut one
+    /// direction of one link (`concord-torture`'s partitions).
+    pub peer_dial_map: std::collections::HashMap<String, String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -148,6 +153,7 @@ impl Config {
             watch_buffer: 256,
             watch_progress_interval: Duration::from_secs(600),
             max_pending_proposals: 10_000,
+            peer_dial_map: Default::default(),
         }
     }
 

@@ -60,7 +60,7 @@ impl Concord {
         let last_index = log.last_index();
 
         let member_id = config.member_id();
-        let network = PeerNetwork::new(member_id);
+        let network = PeerNetwork::new(member_id, config.peer_dial_map.clone());
         let raft = ConcordRaft::new(member_id, raft_config, network.clone(), log, state_store)
             .await
             .map_err(|e| Error::Storage(format!("raft failed to start: {e}")))?;

@@ -37,24 +37,47 @@ impl Concord {
     /// Proposes `command` on this member, which must lead (a forwarded write
     /// lands here and is never forwarded again).
     pub(super) async fn write_as_leader(&self, command: Command, timeout: Duration) -> Result<Applied> {
-        self.admit(&command)?;
+        if let Command::LeaseKeepAlive { id, .. } = command {
+            match self.refuse_expired_renewal(id, timeout).await {
+                Err(Error::NotLeader { .. }) => return Err(Error::NotReady("leader changed".into())),
+                other => other?,
+            }
+        }
         match self.inner.proposer.propose(command, timeout).await {
             Err(Error::NotLeader { .. }) => Err(Error::NotReady("leader changed".into())),
             other => other,
         }
     }
 
-    /// Leader-side checks before proposing.
-    fn admit(&self, command: &Command) -> Result<()> {
-        if let Command::LeaseKeepAlive { id, .. } = command {
-            // A lease past its deadline is expired even if its expiry is not
-            // committed yet: renewing it would resurrect it (etcd answers
-            // "lease not found" too). The race left is one commit long.
-            if self.inner.shared.deadlines.lock().is_past_deadline(*id, tokio::time::Instant::now()) {
-                return Err(Error::LeaseNotFound(*id));
+    /// A lease past its deadline is expired even if its expiry is not
+    /// committed yet: renewing it would resurrect it, so the renewal is
+    /// refused with "lease not found" (as etcd does). But not at once:
+    /// - only after this member has confirmed that it still leads — a
+    ///   deposed leader cut off from its followers saw no renewals commit,
+    ///   and its deadlines are nobody's (the torture run caught one
+    ///   answering "not found" for a lease the new leader kept alive);
+    /// - only once the expiry is applied, since until then every reader
+    ///   still sees the lease (etcd's Renew waits for the revoke too).
+    ///
+    /// With expiry paused (`lease_expiry_batch` 0) the refusal comes as
+    /// soon as leadership is confirmed.
+    async fn refuse_expired_renewal(&self, id: crate::types::LeaseId, timeout: Duration) -> Result<()> {
+        let give_up = tokio::time::Instant::now() + timeout;
+        loop {
+            let now = tokio::time::Instant::now();
+            if !self.inner.shared.deadlines.lock().is_past_deadline(id, now) {
+                return Ok(());
             }
+            let left = give_up.saturating_duration_since(now);
+            if left.is_zero() {
+                return Err(Error::Timeout(timeout));
+            }
+            let exists = self.read(Consistency::Linearizable, left, |sm| Ok(sm.leases().get(id).is_some())).await?;
+            if !exists || self.inner.config.lease_expiry_batch == 0 {
+                return Err(Error::LeaseNotFound(id));
+            }
+            tokio::time::sleep(Duration::from_millis(5).min(left)).await;
         }
-        Ok(())
     }
 
     /// On the leader: the log index a linearizable read must wait for.

@@ -76,12 +76,15 @@ struct PeerNetworkInner {
     cluster_id: std::sync::atomic::AtomicU64,
     me: MemberId,
     channels: Mutex<HashMap<(MemberId, String), Channel>>,
+    /// Advertised peer URL → URL dialled instead (`Config::peer_dial_map`).
+    dial_map: HashMap<String, String>,
 }
 
 impl PeerNetwork {
-    pub(crate) fn new(me: MemberId) -> Self {
+    pub(crate) fn new(me: MemberId, dial_map: HashMap<String, String>) -> Self {
         let cluster_id = std::sync::atomic::AtomicU64::new(0);
-        PeerNetwork { inner: Arc::new(PeerNetworkInner { cluster_id, me, channels: Mutex::new(HashMap::new()) }) }
+        let channels = Mutex::new(HashMap::new());
+        PeerNetwork { inner: Arc::new(PeerNetworkInner { cluster_id, me, channels, dial_map }) }
     }
 
     pub(crate) fn set_cluster_id(&self, cluster_id: u64) {
@@ -92,14 +95,16 @@ impl PeerNetwork {
         self.inner.cluster_id.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// The channel to `target` at its first peer URL (created on first use).
+    /// The channel to `target` at its first peer URL (created on first use;
+    /// dialled where the dial map says, if it names that URL).
     fn channel(&self, target: MemberId, member: &Member) -> Result<Channel, String> {
         let url = member.peer_urls.first().ok_or_else(|| format!("member {target:x} has no peer URL"))?.clone();
         let mut channels = self.inner.channels.lock();
         if let Some(channel) = channels.get(&(target, url.clone())) {
             return Ok(channel.clone());
         }
-        let channel = Endpoint::from_shared(url.clone())
+        let dialled = self.inner.dial_map.get(&url).unwrap_or(&url).clone();
+        let channel = Endpoint::from_shared(dialled)
             .map_err(|e| format!("peer URL {url}: {e}"))?
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(1))

@@ -1,0 +1,263 @@
+//! A cluster of real `concord serve` processes on loopback, with a
+//! [`Link`] on every peer link, and the faults done to it.
+//!
+//! Every port is chosen free when the cluster starts and kept for its
+//! life, so a member restarts where its peers and clients expect it.
+//! Everything started is stopped when the cluster is dropped (paused
+//! members are continued first, so that a kill can take them).
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use concord_etcd::pb::etcdserverpb as pb;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::proxy::Link;
+
+pub struct Member {
+    pub name: String,
+    /// host:port of the etcd API.
+    pub client: SocketAddr,
+    args: Vec<String>,
+    log: PathBuf,
+    child: Option<Child>,
+    paused: bool,
+    /// The member id, once a status answer told it.
+    pub id: Option<u64>,
+    pub channel: Channel,
+}
+
+impl Member {
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
+pub struct Cluster {
+    pub members: Vec<Member>,
+    /// (from, to) → the link `from` dials `to` through.
+    links: HashMap<(usize, usize), Link>,
+    bin: PathBuf,
+}
+
+fn free_addr() -> std::io::Result<SocketAddr> {
+    TcpListener::bind("127.0.0.1:0")?.local_addr()
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+}
+
+impl Cluster {
+    /// Starts `n` members of a new cluster, data under `dir`, and waits
+    /// until they have a leader.
+    pub async fn start(bin: &Path, n: usize, dir: &Path) -> Result<Cluster, String> {
+        let io = |e: std::io::Error| e.to_string();
+        let clients: Vec<SocketAddr> = (0..n).map(|_| free_addr()).collect::<Result<_, _>>().map_err(io)?;
+        let peers: Vec<SocketAddr> = (0..n).map(|_| free_addr()).collect::<Result<_, _>>().map_err(io)?;
+        let mut links = HashMap::new();
+        for from in 0..n {
+            for to in (0..n).filter(|&to| to != from) {
+                links.insert((from, to), Link::start(peers[to]).await.map_err(io)?);
+            }
+        }
+        let url = |a: SocketAddr| format!("http://{a}");
+        let initial = (0..n).map(|i| format!("m{i}={}", url(peers[i]))).collect::<Vec<_>>().join(",");
+        let mut members = Vec::new();
+        for i in 0..n {
+            let dial_map = (0..n)
+                .filter(|&to| to != i)
+                .map(|to| format!("{}={}", url(peers[to]), url(links[&(i, to)].addr())))
+                .collect::<Vec<_>>()
+                .join(",");
+            let data = dir.join(format!("m{i}"));
+            let args = vec![
+                "serve".to_string(),
+                format!("--name=m{i}"),
+                format!("--data-dir={}", data.display()),
+                format!("--listen-client-urls={}", url(clients[i])),
+                format!("--listen-peer-urls={}", url(peers[i])),
+                format!("--initial-advertise-peer-urls={}", url(peers[i])),
+                format!("--initial-cluster={initial}"),
+                "--initial-cluster-token=torture".into(),
+                // Watchers resume from any revision of the run.
+                "--auto-compaction-retention=0".into(),
+                format!("--peer-dial-map={dial_map}"),
+            ];
+            let channel = Endpoint::from_shared(url(clients[i]))
+                .map_err(|e| e.to_string())?
+                .tcp_nodelay(true)
+                .connect_timeout(Duration::from_millis(500))
+                .connect_lazy();
+            members.push(Member {
+                name: format!("m{i}"),
+                client: clients[i],
+                args,
+                log: dir.join(format!("m{i}.log")),
+                child: None,
+                paused: false,
+                id: None,
+                channel,
+            });
+        }
+        let mut cluster = Cluster { members, links, bin: bin.to_path_buf() };
+        for i in 0..n {
+            cluster.spawn(i)?;
+        }
+        cluster.wait_for_leader(Duration::from_secs(30)).await.ok_or("the cluster elected no leader within 30 s")?;
+        Ok(cluster)
+    }
+
+    fn spawn(&mut self, i: usize) -> Result<(), String> {
+        let m = &mut self.members[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&m.log)
+            .map_err(|e| format!("{}: {e}", m.log.display()))?;
+        let child = Command::new(&self.bin)
+            .args(&m.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", self.bin.display()))?;
+        m.child = Some(child);
+        m.paused = false;
+        Ok(())
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self, i: usize) {
+        let m = &mut self.members[i];
+        if let Some(mut child) = m.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        m.paused = false;
+    }
+
+    /// Starts a killed member again on its data.
+    pub fn restart(&mut self, i: usize) -> Result<(), String> {
+        if self.members[i].child.is_none() { self.spawn(i) } else { Ok(()) }
+    }
+
+    /// SIGSTOP.
+    pub fn pause(&mut self, i: usize) {
+        if let Some(pid) = self.members[i].pid() {
+            signal(pid, "STOP");
+            self.members[i].paused = true;
+        }
+    }
+
+    /// SIGCONT.
+    pub fn resume(&mut self, i: usize) {
+        if let Some(pid) = self.members[i].pid() {
+            signal(pid, "CONT");
+        }
+        self.members[i].paused = false;
+    }
+
+    /// Cuts every link between a member of `side` and one outside it.
+    pub fn partition(&self, side: &[usize]) {
+        for ((from, to), link) in &self.links {
+            if side.contains(from) != side.contains(to) {
+                link.cut();
+            }
+        }
+    }
+
+    pub fn heal_links(&self) {
+        self.links.values().for_each(Link::heal);
+    }
+
+    /// Undoes every fault: links healed, paused members continued, killed
+    /// ones restarted.
+    pub fn heal_all(&mut self) -> Result<(), String> {
+        self.heal_links();
+        for i in 0..self.members.len() {
+            if self.members[i].paused {
+                self.resume(i);
+            }
+            self.restart(i)?;
+        }
+        Ok(())
+    }
+
+    /// The index of the member that running, unpaused members name leader
+    /// (the first answer; `None` if nobody answers with one).
+    pub async fn leader(&mut self) -> Option<usize> {
+        for i in 0..self.members.len() {
+            let m = &self.members[i];
+            if !m.is_running() || m.paused {
+                continue;
+            }
+            let Some(status) = status(&m.channel).await else { continue };
+            let id = status.header.as_ref().map(|h| h.member_id);
+            self.members[i].id = id;
+            if status.leader != 0 {
+                if let Some(at) = self.members.iter().position(|m| m.id == Some(status.leader)) {
+                    return Some(at);
+                }
+                // Learn the other members' ids, then look again.
+                for j in 0..self.members.len() {
+                    if self.members[j].id.is_none() && self.members[j].is_running() && !self.members[j].paused {
+                        self.members[j].id = status_of(&self.members[j].channel).await;
+                    }
+                }
+                return self.members.iter().position(|m| m.id == Some(status.leader));
+            }
+        }
+        None
+    }
+
+    pub async fn wait_for_leader(&mut self, limit: Duration) -> Option<usize> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(leader) = self.leader().await {
+                return Some(leader);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
+    /// The last `lines` lines of member `i`'s log.
+    pub fn log_tail(&self, i: usize, lines: usize) -> String {
+        let log = std::fs::read_to_string(&self.members[i].log).unwrap_or_default();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.resume(i);
+            self.kill(i);
+        }
+    }
+}
+
+async fn status(channel: &Channel) -> Option<pb::StatusResponse> {
+    let mut client = pb::maintenance_client::MaintenanceClient::new(channel.clone());
+    let mut request = tonic::Request::new(pb::StatusRequest {});
+    request.set_timeout(Duration::from_millis(500));
+    let answer = tokio::time::timeout(Duration::from_millis(600), client.status(request)).await;
+    answer.ok()?.ok().map(tonic::Response::into_inner)
+}
+
+async fn status_of(channel: &Channel) -> Option<u64> {
+    status(channel).await?.header.map(|h| h.member_id)
+}

@@ -1,0 +1,100 @@
+//! The faults a torture run injects, one round at a time: inject, hold,
+//! heal, let the cluster settle.
+
+use rand::Rng;
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
+
+use crate::cluster::Cluster;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Fault {
+    /// SIGKILL a random member; restart it on its data when healed.
+    KillRandom,
+    /// SIGKILL the leader; restart it when healed.
+    KillLeader,
+    /// SIGSTOP the leader; SIGCONT when healed.
+    PauseLeader,
+    /// SIGSTOP a random minority; SIGCONT when healed.
+    PauseMinority,
+    /// Cut every link between the leader and the rest, both ways.
+    IsolateLeader,
+    /// Cut a random minority off from the majority, both ways.
+    PartitionMinority,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 6] = [
+        Fault::KillRandom,
+        Fault::KillLeader,
+        Fault::PauseLeader,
+        Fault::PauseMinority,
+        Fault::IsolateLeader,
+        Fault::PartitionMinority,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::KillRandom => "kill-random",
+            Fault::KillLeader => "kill-leader",
+            Fault::PauseLeader => "pause-leader",
+            Fault::PauseMinority => "pause-minority",
+            Fault::IsolateLeader => "isolate-leader",
+            Fault::PartitionMinority => "partition-minority",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Fault, String> {
+        Fault::ALL.into_iter().find(|f| f.name() == name).ok_or_else(|| {
+            let known: Vec<&str> = Fault::ALL.iter().map(|f| f.name()).collect();
+            format!("unknown fault {name:?} (known: {})", known.join(", "))
+        })
+    }
+}
+
+/// Who a fault was done to.
+#[derive(Debug, Clone)]
+pub struct Targets(pub Vec<usize>);
+
+async fn leader_or_random(cluster: &mut Cluster, rng: &mut StdRng) -> usize {
+    match cluster.leader().await {
+        Some(leader) => leader,
+        None => rng.random_range(0..cluster.members.len()),
+    }
+}
+
+fn minority(cluster: &Cluster, rng: &mut StdRng) -> Vec<usize> {
+    let n = cluster.members.len();
+    let all: Vec<usize> = (0..n).collect();
+    let size = rng.random_range(1..=((n - 1) / 2).max(1));
+    all.choose_multiple(rng, size).copied().collect()
+}
+
+/// Does `fault` to the cluster.
+pub async fn inject(fault: Fault, cluster: &mut Cluster, rng: &mut StdRng) -> Targets {
+    let targets = match fault {
+        Fault::KillRandom => vec![rng.random_range(0..cluster.members.len())],
+        Fault::KillLeader | Fault::PauseLeader | Fault::IsolateLeader => vec![leader_or_random(cluster, rng).await],
+        Fault::PauseMinority | Fault::PartitionMinority => minority(cluster, rng),
+    };
+    match fault {
+        Fault::KillRandom | Fault::KillLeader => targets.iter().for_each(|&i| cluster.kill(i)),
+        Fault::PauseLeader | Fault::PauseMinority => targets.iter().for_each(|&i| cluster.pause(i)),
+        Fault::IsolateLeader | Fault::PartitionMinority => cluster.partition(&targets),
+    }
+    Targets(targets)
+}
+
+/// Undoes `fault`.
+pub fn heal(fault: Fault, cluster: &mut Cluster, targets: &Targets) -> Result<(), String> {
+    match fault {
+        Fault::KillRandom | Fault::KillLeader => {
+            for &i in &targets.0 {
+                cluster.restart(i)?;
+            }
+        }
+        Fault::PauseLeader | Fault::PauseMinority => targets.0.iter().for_each(|&i| cluster.resume(i)),
+        Fault::IsolateLeader | Fault::PartitionMinority => cluster.heal_links(),
+    }
+    Ok(())
+}
