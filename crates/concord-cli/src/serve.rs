@@ -235,6 +235,13 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     config.initial_cluster = settings.initial_cluster.clone();
     config.join_existing = settings.join_existing;
     config.peer_dial_map = settings.peer_dial_map.clone();
+    if let Some(storage) = concord::failpoints::storage_from_env() {
+        tracing::warn!(
+            control = ?std::env::var_os(concord::failpoints::CONTROL_FILE_VAR),
+            "failpoints compiled in: the data files' fsyncs obey the control file"
+        );
+        config.storage = Some(storage);
+    }
     config.limits.max_value_bytes = settings.max_request_bytes;
     config.limits.max_request_bytes = settings.max_request_bytes;
 

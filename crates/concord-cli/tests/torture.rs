@@ -3,7 +3,8 @@
 //! every member, and one round of each fault — SIGKILL of a random member
 //! and of the leader, SIGSTOP of the leader and of a minority, the leader
 //! isolated and a minority partitioned off by the proxies on the peer
-//! links. What the clients saw must be linearizable per key, leases must
+//! links, the leader's disk slowed and a member's disk failing (failpoints:
+//! the tests build concord with them). What the clients saw must be linearizable per key, leases must
 //! be never early and gone at one revision, watchers must miss nothing.
 
 use std::time::Duration;

@@ -9,6 +9,11 @@
 //! stream, progress, cancel), Maintenance (Status, Alarm), Cluster
 //! (MemberList). Everything else answers UNIMPLEMENTED.
 
+// The gRPC handlers' futures nest deeply; rustc's default query depth is
+// exceeded computing their layouts in some builds (with concord's
+// `failpoints` feature, for one).
+#![recursion_limit = "256"]
+
 pub mod convert;
 pub mod header;
 pub mod http;

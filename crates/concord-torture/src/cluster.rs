@@ -23,6 +23,8 @@ pub struct Member {
     pub client: SocketAddr,
     args: Vec<String>,
     log: PathBuf,
+    /// The failpoint control file (concord's src/failpoints.rs).
+    failpoints: PathBuf,
     child: Option<Child>,
     paused: bool,
     /// The member id, once a status answer told it.
@@ -46,6 +48,8 @@ impl Member {
 
 pub struct Cluster {
     pub members: Vec<Member>,
+    /// Whether the concord binary obeys failpoints (built with them).
+    pub has_failpoints: bool,
     /// (from, to) → the link `from` dials `to` through.
     links: HashMap<(usize, usize), Link>,
     bin: PathBuf,
@@ -100,22 +104,26 @@ impl Cluster {
                 .tcp_nodelay(true)
                 .connect_timeout(Duration::from_millis(500))
                 .connect_lazy();
+            let failpoints = dir.join(format!("m{i}.failpoints"));
+            std::fs::write(&failpoints, "").map_err(io)?;
             members.push(Member {
                 name: format!("m{i}"),
                 client: clients[i],
                 args,
                 log: dir.join(format!("m{i}.log")),
+                failpoints,
                 child: None,
                 paused: false,
                 id: None,
                 channel,
             });
         }
-        let mut cluster = Cluster { members, links, bin: bin.to_path_buf() };
+        let mut cluster = Cluster { members, has_failpoints: false, links, bin: bin.to_path_buf() };
         for i in 0..n {
             cluster.spawn(i)?;
         }
         cluster.wait_for_leader(Duration::from_secs(30)).await.ok_or("the cluster elected no leader within 30 s")?;
+        cluster.has_failpoints = (0..n).all(|i| cluster.log_tail(i, 1000).contains("failpoints compiled in"));
         Ok(cluster)
     }
 
@@ -128,6 +136,7 @@ impl Cluster {
             .map_err(|e| format!("{}: {e}", m.log.display()))?;
         let child = Command::new(&self.bin)
             .args(&m.args)
+            .env("CONCORD_FAILPOINTS", &m.failpoints)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -151,6 +160,13 @@ impl Cluster {
     /// Starts a killed member again on its data.
     pub fn restart(&mut self, i: usize) -> Result<(), String> {
         if self.members[i].child.is_none() { self.spawn(i) } else { Ok(()) }
+    }
+
+    /// Sets member `i`'s disk failpoint: `fsync-delay-ms=N`, `fsync-fail`,
+    /// or `""` for a healthy disk.
+    pub fn set_disk(&self, i: usize, order: &str) -> Result<(), String> {
+        let path = &self.members[i].failpoints;
+        std::fs::write(path, order).map_err(|e| format!("{}: {e}", path.display()))
     }
 
     /// SIGSTOP.
@@ -182,10 +198,13 @@ impl Cluster {
         self.links.values().for_each(Link::heal);
     }
 
-    /// Undoes every fault: links healed, paused members continued, killed
-    /// ones restarted.
+    /// Undoes every fault: links and disks healed, paused members continued,
+    /// killed ones restarted.
     pub fn heal_all(&mut self) -> Result<(), String> {
         self.heal_links();
+        for i in 0..self.members.len() {
+            self.set_disk(i, "")?;
+        }
         for i in 0..self.members.len() {
             if self.members[i].paused {
                 self.resume(i);

@@ -21,16 +21,23 @@ pub enum Fault {
     IsolateLeader,
     /// Cut a random minority off from the majority, both ways.
     PartitionMinority,
+    /// Every fsync of the leader's data files takes 200 ms longer.
+    SlowDiskLeader,
+    /// Every fsync of a random member fails: it must stop writing (and
+    /// acknowledge nothing more); healed by a good disk and a restart.
+    FailingDisk,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 6] = [
+    pub const ALL: [Fault; 8] = [
         Fault::KillRandom,
         Fault::KillLeader,
         Fault::PauseLeader,
         Fault::PauseMinority,
         Fault::IsolateLeader,
         Fault::PartitionMinority,
+        Fault::SlowDiskLeader,
+        Fault::FailingDisk,
     ];
 
     pub fn name(self) -> &'static str {
@@ -41,7 +48,14 @@ impl Fault {
             Fault::PauseMinority => "pause-minority",
             Fault::IsolateLeader => "isolate-leader",
             Fault::PartitionMinority => "partition-minority",
+            Fault::SlowDiskLeader => "slow-disk-leader",
+            Fault::FailingDisk => "failing-disk",
         }
+    }
+
+    /// Whether the fault needs a concord built with failpoints.
+    pub fn needs_failpoints(self) -> bool {
+        matches!(self, Fault::SlowDiskLeader | Fault::FailingDisk)
     }
 
     pub fn parse(name: &str) -> Result<Fault, String> {
@@ -71,18 +85,22 @@ fn minority(cluster: &Cluster, rng: &mut StdRng) -> Vec<usize> {
 }
 
 /// Does `fault` to the cluster.
-pub async fn inject(fault: Fault, cluster: &mut Cluster, rng: &mut StdRng) -> Targets {
+pub async fn inject(fault: Fault, cluster: &mut Cluster, rng: &mut StdRng) -> Result<Targets, String> {
     let targets = match fault {
-        Fault::KillRandom => vec![rng.random_range(0..cluster.members.len())],
-        Fault::KillLeader | Fault::PauseLeader | Fault::IsolateLeader => vec![leader_or_random(cluster, rng).await],
+        Fault::KillRandom | Fault::FailingDisk => vec![rng.random_range(0..cluster.members.len())],
+        Fault::KillLeader | Fault::PauseLeader | Fault::IsolateLeader | Fault::SlowDiskLeader => {
+            vec![leader_or_random(cluster, rng).await]
+        }
         Fault::PauseMinority | Fault::PartitionMinority => minority(cluster, rng),
     };
     match fault {
         Fault::KillRandom | Fault::KillLeader => targets.iter().for_each(|&i| cluster.kill(i)),
         Fault::PauseLeader | Fault::PauseMinority => targets.iter().for_each(|&i| cluster.pause(i)),
         Fault::IsolateLeader | Fault::PartitionMinority => cluster.partition(&targets),
+        Fault::SlowDiskLeader => cluster.set_disk(targets[0], "fsync-delay-ms=200")?,
+        Fault::FailingDisk => cluster.set_disk(targets[0], "fsync-fail")?,
     }
-    Targets(targets)
+    Ok(Targets(targets))
 }
 
 /// Undoes `fault`.
@@ -95,6 +113,14 @@ pub fn heal(fault: Fault, cluster: &mut Cluster, targets: &Targets) -> Result<()
         }
         Fault::PauseLeader | Fault::PauseMinority => targets.0.iter().for_each(|&i| cluster.resume(i)),
         Fault::IsolateLeader | Fault::PartitionMinority => cluster.heal_links(),
+        Fault::SlowDiskLeader => cluster.set_disk(targets.0[0], "")?,
+        Fault::FailingDisk => {
+            // A member whose disk failed has stopped writing for good; it
+            // comes back by restarting on a good disk.
+            cluster.set_disk(targets.0[0], "")?;
+            cluster.kill(targets.0[0]);
+            cluster.restart(targets.0[0])?;
+        }
     }
     Ok(())
 }

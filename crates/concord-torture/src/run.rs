@@ -64,6 +64,14 @@ impl Options {
 pub async fn run(options: &Options) -> Result<Report, String> {
     let started = Instant::now();
     let mut cluster = Cluster::start(&options.concord, options.members, &options.dir).await?;
+    if !cluster.has_failpoints {
+        if let Some(f) = options.faults.iter().find(|f| f.needs_failpoints()) {
+            return Err(format!(
+                "{} needs a concord built with failpoints (cargo build -p concord-cli --features failpoints)",
+                f.name()
+            ));
+        }
+    }
     let channels = cluster.members.iter().map(|m| m.channel.clone()).collect();
     let shared = Shared::new(channels, options.op_timeout, options.serializable_reads);
     let keys = register::KeySlots::new(options.register_clients * 4);
@@ -93,7 +101,7 @@ pub async fn run(options: &Options) -> Result<Report, String> {
             },
         };
         let injected = shared.now();
-        let targets = nemesis::inject(fault, &mut cluster, &mut rng).await;
+        let targets = nemesis::inject(fault, &mut cluster, &mut rng).await?;
         let names = targets.0.iter().map(|&i| cluster.members[i].name.clone()).collect();
         tracing::info!(fault = fault.name(), targets = ?names, "fault injected");
         tokio::time::sleep(options.fault_time).await;

@@ -28,6 +28,7 @@
 pub mod cluster;
 pub mod command;
 pub mod error;
+pub mod failpoints;
 pub mod lease;
 pub mod limits;
 pub mod mvcc;
