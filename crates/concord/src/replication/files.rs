@@ -6,10 +6,20 @@
 //! (and with them writes already acknowledged). So the data directory is
 //! fsynced once its files exist, and the parent of a directory we created is
 //! fsynced too.
+//!
+//! Creating a data file is not atomic either: redb initializes a new file
+//! in several fsynced steps and writes its magic number last, so a crash
+//! in between leaves a file that is neither empty nor a database, and that
+//! redb refuses to open (found by the crash-point test). So a new file is
+//! created under a marker, `<file>.creating`, made durable before the first
+//! byte and removed (durably) once redb's creation is complete. A file
+//! found with its marker never finished being created — nothing in it was
+//! ever acknowledged — and is started afresh.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use redb::backends::FileBackend;
 use redb::{Database, StorageBackend};
 
 /// Opens the storage behind one data file (given its path). The default is
@@ -22,16 +32,49 @@ pub(crate) fn open_database(
     cache_bytes: usize,
     storage: Option<&StorageFactory>,
 ) -> Result<Database, String> {
+    let cannot = |e: &dyn std::fmt::Display| format!("cannot open {}: {e}", path.display());
+    let backend: Box<dyn StorageBackend> = match storage {
+        None => {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .map_err(|e| cannot(&e))?;
+            Box::new(FileBackend::new(file).map_err(|e| cannot(&e))?)
+        }
+        Some(factory) => factory(path).map_err(|e| cannot(&e))?,
+    };
+    let marker = creation_marker(path);
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if marker.exists() {
+        tracing::warn!(file = %path.display(), "the data file's creation never completed (crash); creating it afresh");
+        backend.set_len(0).map_err(|e| cannot(&e))?;
+    }
+    let creating = backend.len().map_err(|e| cannot(&e))? == 0;
+    if creating && !marker.exists() {
+        std::fs::File::create(&marker).and_then(|f| f.sync_all()).map_err(|e| cannot(&e))?;
+        sync_dir(&dir)?;
+    }
     let mut builder = Database::builder();
     builder.set_cache_size(cache_bytes);
-    let opened = match storage {
-        None => builder.create(path),
-        Some(factory) => {
-            let backend = factory(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-            builder.create_with_backend(DynBackend(backend))
-        }
-    };
-    opened.map_err(|e| format!("cannot open {}: {e}", path.display()))
+    let db = builder.create_with_backend(DynBackend(backend)).map_err(|e| cannot(&e))?;
+    if creating {
+        std::fs::remove_file(&marker).map_err(|e| cannot(&e))?;
+        sync_dir(&dir)?;
+    }
+    Ok(db)
+}
+
+/// The file whose presence says `path` is being created.
+fn creation_marker(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".creating");
+    PathBuf::from(name)
 }
 
 /// A boxed backend is a backend (redb takes a concrete type).

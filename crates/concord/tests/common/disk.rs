@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use concord::{StorageBackend, StorageFactory};
@@ -28,6 +28,11 @@ pub struct Disk {
     dead: AtomicBool,
     /// When set, every fsync fails (and syncs nothing).
     failing: AtomicBool,
+    /// fsyncs so far, over every file.
+    syncs: AtomicU64,
+    /// The crash point, if any: (fsync number, whether that fsync
+    /// completes first).
+    crash_at: Mutex<Option<(u64, bool)>>,
 }
 
 impl Disk {
@@ -56,6 +61,24 @@ impl Disk {
             })
             .collect();
         Arc::new(Disk { files: Mutex::new(survived), ..Disk::default() })
+    }
+
+    /// The power goes at the `n`-th fsync (counted from 1 over every file):
+    /// just before it (`after` false) or just after it completed (`after`
+    /// true). Either way that fsync reports failure, so nothing more is
+    /// acknowledged; [`Disk::power_loss`] then gives what survived.
+    pub fn crash_at_sync(&self, n: u64, after: bool) {
+        *self.crash_at.lock().unwrap() = Some((n, after));
+    }
+
+    /// fsyncs so far, over every file.
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::SeqCst)
+    }
+
+    /// Whether the crash point was reached.
+    pub fn crashed(&self) -> bool {
+        self.dead.load(Ordering::SeqCst)
     }
 
     /// From now on every fsync fails.
@@ -111,6 +134,19 @@ impl StorageBackend for File {
     fn sync_data(&self) -> std::io::Result<()> {
         if self.disk.failing.load(Ordering::SeqCst) {
             return Err(std::io::Error::other("simulated fsync failure"));
+        }
+        self.disk.check_alive()?;
+        let n = self.disk.syncs.fetch_add(1, Ordering::SeqCst) + 1;
+        let crash = *self.disk.crash_at.lock().unwrap();
+        if let Some((at, after)) = crash.filter(|(at, _)| *at == n) {
+            if after {
+                self.with(|f| {
+                    f.durable.clone_from(&f.current);
+                    Ok(())
+                })?;
+            }
+            self.disk.dead.store(true, Ordering::SeqCst);
+            return Err(std::io::Error::other(format!("the power went at fsync {at}")));
         }
         self.with(|f| {
             f.durable.clone_from(&f.current);
