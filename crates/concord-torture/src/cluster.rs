@@ -21,6 +21,8 @@ pub struct Member {
     pub name: String,
     /// host:port of the etcd API.
     pub client: SocketAddr,
+    /// host:port this member serves its peers on (not through a link).
+    pub peer: SocketAddr,
     args: Vec<String>,
     log: PathBuf,
     /// The failpoint control file (concord's src/failpoints.rs).
@@ -109,6 +111,7 @@ impl Cluster {
             members.push(Member {
                 name: format!("m{i}"),
                 client: clients[i],
+                peer: peers[i],
                 args,
                 log: dir.join(format!("m{i}.log")),
                 failpoints,

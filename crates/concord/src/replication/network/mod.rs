@@ -61,8 +61,13 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Bytes {
     Bytes::from(postcard::to_stdvec(value).expect("peer messages always encode"))
 }
 
+/// Decodes a whole message: bytes left over make it malformed too.
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    postcard::from_bytes(bytes).map_err(|e| format!("malformed peer message: {e}"))
+    let (value, rest) = postcard::take_from_bytes(bytes).map_err(|e| format!("malformed peer message: {e}"))?;
+    if !rest.is_empty() {
+        return Err(format!("malformed peer message: {} bytes after its end", rest.len()));
+    }
+    Ok(value)
 }
 
 /// Channels to peers, shared by every client.

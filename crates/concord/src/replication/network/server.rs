@@ -1,8 +1,10 @@
 //! The receiving side of the peer protocol: hands Raft messages to openraft
 //! and a follower's writes and read-index requests to this member.
 //!
-//! A request for another cluster or another member is refused with
-//! `FailedPrecondition` and changes nothing.
+//! A request for another cluster or another member, or from a member that
+//! is not in this member's configuration (a removed member still talking),
+//! is refused with `FailedPrecondition`; a malformed payload with
+//! `InvalidArgument`. Every refusal is logged and changes nothing.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -60,13 +62,28 @@ impl PeerService {
             tracing::warn!(from = %format!("{from:x}"), target = %format!("{target:x}"), "peer message for another member refused");
             return Err(Status::failed_precondition(format!("this is member {:x}, not {target:x}", self.me)));
         }
+        // A member that has no configuration yet (one waiting to join)
+        // takes messages from anyone of its cluster.
+        let known = {
+            let metrics = self.raft.server_metrics();
+            let metrics = metrics.borrow();
+            let membership = metrics.membership_config.membership();
+            membership.nodes().next().is_none() || membership.get_node(&from).is_some()
+        };
+        if !known {
+            tracing::warn!(from = %format!("{from:x}"), "peer message from a member outside the configuration refused");
+            return Err(Status::failed_precondition(format!("member {from:x} is not in this cluster's configuration")));
+        }
         Ok(())
     }
 
     fn open<T: serde::de::DeserializeOwned>(&self, request: Request<PeerRequest>) -> Result<(T, PeerRequest), Status> {
         let request = request.into_inner();
         self.check(request.cluster_id, request.target, request.from)?;
-        let payload = decode(&request.payload).map_err(Status::invalid_argument)?;
+        let payload = decode(&request.payload).map_err(|e| {
+            tracing::warn!(from = %format!("{:x}", request.from), error = %e, "malformed peer message refused");
+            Status::invalid_argument(e)
+        })?;
         Ok((payload, request))
     }
 }
@@ -99,7 +116,10 @@ impl Peer for PeerService {
             self.check(chunk.cluster_id, chunk.target, chunk.from)?;
             if header.is_none() {
                 let decoded: (openraft::Vote<MemberId>, SnapshotMeta<MemberId, Member>) =
-                    decode(&chunk.header).map_err(Status::invalid_argument)?;
+                    decode(&chunk.header).map_err(|e| {
+                        tracing::warn!(from = %format!("{:x}", chunk.from), error = %e, "malformed snapshot header refused");
+                        Status::invalid_argument(e)
+                    })?;
                 header = Some(decoded);
             }
             data.extend_from_slice(&chunk.data);
@@ -119,8 +139,8 @@ impl Peer for PeerService {
     }
 
     async fn read_index(&self, request: Request<PeerRequest>) -> Result<Response<PeerReply>, Status> {
-        let request = request.into_inner();
-        self.check(request.cluster_id, request.target, request.from)?;
+        // No payload: an empty one is the unit value.
+        let ((), _) = self.open(request)?;
         reply(&(self.read_index)().await)
     }
 }
