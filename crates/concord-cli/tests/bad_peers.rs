@@ -64,7 +64,7 @@ async fn messages_no_member_would_send_are_refused_logged_and_change_nothing() {
     let leader = cluster.leader().await.expect("a leader");
     let target = (leader + 1) % 3;
     let before = status(&cluster, target).await;
-    let header = before.header.clone().unwrap();
+    let header = before.header.unwrap();
     let leader_id = status(&cluster, leader).await.header.unwrap().member_id;
     let good = PeerRequest {
         cluster_id: header.cluster_id,
