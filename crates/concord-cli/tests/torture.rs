@@ -4,7 +4,8 @@
 //! and of the leader, SIGSTOP of the leader and of a minority, the leader
 //! isolated and a minority partitioned off by the proxies on the peer
 //! links, the leader's disk slowed and a member's disk failing (failpoints:
-//! the tests build concord with them). What the clients saw must be linearizable per key, leases must
+//! the tests build concord with them), every member's wall clock jumped
+//! (libfaketime, installed by scripts/test). What the clients saw must be linearizable per key, leases must
 //! be never early and gone at one revision, watchers must miss nothing.
 
 use std::time::Duration;

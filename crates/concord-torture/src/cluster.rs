@@ -27,6 +27,8 @@ pub struct Member {
     log: PathBuf,
     /// The failpoint control file (concord's src/failpoints.rs).
     failpoints: PathBuf,
+    /// The wall-clock offset file libfaketime reads (`+N` / `-N` seconds).
+    clock: PathBuf,
     child: Option<Child>,
     paused: bool,
     /// The member id, once a status answer told it.
@@ -52,10 +54,17 @@ pub struct Cluster {
     pub members: Vec<Member>,
     /// Whether the concord binary obeys failpoints (built with them).
     pub has_failpoints: bool,
+    /// libfaketime, if installed: members run under it, their wall clocks
+    /// movable one by one (their monotonic clocks untouched).
+    faketime: Option<PathBuf>,
     /// (from, to) → the link `from` dials `to` through.
     links: HashMap<(usize, usize), Link>,
     bin: PathBuf,
 }
+
+/// Where Debian's libfaketime puts its library.
+const FAKETIME: [&str; 2] =
+    ["/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1", "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1"];
 
 fn free_addr() -> std::io::Result<SocketAddr> {
     TcpListener::bind("127.0.0.1:0")?.local_addr()
@@ -108,6 +117,8 @@ impl Cluster {
                 .connect_lazy();
             let failpoints = dir.join(format!("m{i}.failpoints"));
             std::fs::write(&failpoints, "").map_err(io)?;
+            let clock = dir.join(format!("m{i}.clock"));
+            std::fs::write(&clock, "+0").map_err(io)?;
             members.push(Member {
                 name: format!("m{i}"),
                 client: clients[i],
@@ -115,13 +126,15 @@ impl Cluster {
                 args,
                 log: dir.join(format!("m{i}.log")),
                 failpoints,
+                clock,
                 child: None,
                 paused: false,
                 id: None,
                 channel,
             });
         }
-        let mut cluster = Cluster { members, has_failpoints: false, links, bin: bin.to_path_buf() };
+        let faketime = FAKETIME.iter().map(PathBuf::from).find(|p| p.exists());
+        let mut cluster = Cluster { members, has_failpoints: false, faketime, links, bin: bin.to_path_buf() };
         for i in 0..n {
             cluster.spawn(i)?;
         }
@@ -137,7 +150,15 @@ impl Cluster {
             .append(true)
             .open(&m.log)
             .map_err(|e| format!("{}: {e}", m.log.display()))?;
-        let child = Command::new(&self.bin)
+        let mut command = Command::new(&self.bin);
+        if let Some(faketime) = &self.faketime {
+            command
+                .env("LD_PRELOAD", faketime)
+                .env("FAKETIME_TIMESTAMP_FILE", &m.clock)
+                .env("FAKETIME_CACHE_DURATION", "1")
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+        }
+        let child = command
             .args(&m.args)
             .env("CONCORD_FAILPOINTS", &m.failpoints)
             .stdin(Stdio::null())
@@ -170,6 +191,18 @@ impl Cluster {
     pub fn set_disk(&self, i: usize, order: &str) -> Result<(), String> {
         let path = &self.members[i].failpoints;
         std::fs::write(path, order).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Whether wall clocks can be moved ([`Cluster::set_clock`]).
+    pub fn has_clock_control(&self) -> bool {
+        self.faketime.is_some()
+    }
+
+    /// Sets member `i`'s wall clock `offset_secs` away from the real one
+    /// (it takes effect within a second; the monotonic clock stays).
+    pub fn set_clock(&self, i: usize, offset_secs: i64) -> Result<(), String> {
+        let path = &self.members[i].clock;
+        std::fs::write(path, format!("{offset_secs:+}")).map_err(|e| format!("{}: {e}", path.display()))
     }
 
     /// SIGSTOP.
@@ -207,6 +240,7 @@ impl Cluster {
         self.heal_links();
         for i in 0..self.members.len() {
             self.set_disk(i, "")?;
+            self.set_clock(i, 0)?;
         }
         for i in 0..self.members.len() {
             if self.members[i].paused {

@@ -26,10 +26,13 @@ pub enum Fault {
     /// Every fsync of a random member fails: it must stop writing (and
     /// acknowledge nothing more); healed by a good disk and a restart.
     FailingDisk,
+    /// Every member's wall clock jumps up to an hour away, each its own
+    /// way (libfaketime); leases must not care. Healed by jumping back.
+    ClockJumps,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 8] = [
+    pub const ALL: [Fault; 9] = [
         Fault::KillRandom,
         Fault::KillLeader,
         Fault::PauseLeader,
@@ -38,6 +41,7 @@ impl Fault {
         Fault::PartitionMinority,
         Fault::SlowDiskLeader,
         Fault::FailingDisk,
+        Fault::ClockJumps,
     ];
 
     pub fn name(self) -> &'static str {
@@ -50,6 +54,7 @@ impl Fault {
             Fault::PartitionMinority => "partition-minority",
             Fault::SlowDiskLeader => "slow-disk-leader",
             Fault::FailingDisk => "failing-disk",
+            Fault::ClockJumps => "clock-jumps",
         }
     }
 
@@ -92,6 +97,7 @@ pub async fn inject(fault: Fault, cluster: &mut Cluster, rng: &mut StdRng) -> Re
             vec![leader_or_random(cluster, rng).await]
         }
         Fault::PauseMinority | Fault::PartitionMinority => minority(cluster, rng),
+        Fault::ClockJumps => (0..cluster.members.len()).collect(),
     };
     match fault {
         Fault::KillRandom | Fault::KillLeader => targets.iter().for_each(|&i| cluster.kill(i)),
@@ -99,6 +105,11 @@ pub async fn inject(fault: Fault, cluster: &mut Cluster, rng: &mut StdRng) -> Re
         Fault::IsolateLeader | Fault::PartitionMinority => cluster.partition(&targets),
         Fault::SlowDiskLeader => cluster.set_disk(targets[0], "fsync-delay-ms=200")?,
         Fault::FailingDisk => cluster.set_disk(targets[0], "fsync-fail")?,
+        Fault::ClockJumps => {
+            for &i in &targets {
+                cluster.set_clock(i, rng.random_range(-3600..=3600))?;
+            }
+        }
     }
     Ok(Targets(targets))
 }
@@ -114,6 +125,11 @@ pub fn heal(fault: Fault, cluster: &mut Cluster, targets: &Targets) -> Result<()
         Fault::PauseLeader | Fault::PauseMinority => targets.0.iter().for_each(|&i| cluster.resume(i)),
         Fault::IsolateLeader | Fault::PartitionMinority => cluster.heal_links(),
         Fault::SlowDiskLeader => cluster.set_disk(targets.0[0], "")?,
+        Fault::ClockJumps => {
+            for &i in &targets.0 {
+                cluster.set_clock(i, 0)?;
+            }
+        }
         Fault::FailingDisk => {
             // A member whose disk failed has stopped writing for good; it
             // comes back by restarting on a good disk.

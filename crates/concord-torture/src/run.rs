@@ -64,6 +64,9 @@ impl Options {
 pub async fn run(options: &Options) -> Result<Report, String> {
     let started = Instant::now();
     let mut cluster = Cluster::start(&options.concord, options.members, &options.dir).await?;
+    if !cluster.has_clock_control() && options.faults.contains(&Fault::ClockJumps) {
+        return Err("clock-jumps needs libfaketime (apt-get install libfaketime)".into());
+    }
     if !cluster.has_failpoints {
         if let Some(f) = options.faults.iter().find(|f| f.needs_failpoints()) {
             return Err(format!(
