@@ -1,7 +1,7 @@
 //! Bad peers: messages sent straight to a member's peer port that a real
 //! member would never send — for another cluster, for another member, from
-//! a member outside the configuration, with a payload that does not decode
-//! — are refused with a specific error, logged, and change nothing (the
+//! a member outside the configuration, with a payload that does not decode,
+//! larger than any peer message may be — are refused with a specific error, logged, and change nothing (the
 //! leader, the term and the revision stay; the cluster keeps working).
 
 use std::time::Duration;
@@ -95,6 +95,12 @@ async fn messages_no_member_would_send_are_refused_logged_and_change_nothing() {
         assert_eq!(refused.code(), Code::InvalidArgument, "{method}: {refused:?}");
         assert!(refused.message().contains("malformed peer message"), "{method}: {refused:?}");
     }
+
+    // Oversized: past the 256 MiB a peer message may have, refused by the
+    // transport before anything reads it.
+    let oversized = PeerRequest { payload: vec![0; 257 << 20], ..good.clone() };
+    let refused = send(peer, METHODS[0], oversized).await;
+    assert!(matches!(refused.code(), Code::OutOfRange | Code::ResourceExhausted), "{refused:?}");
 
     let after = status(&cluster, target).await;
     assert_eq!(after.leader, before.leader, "the leader changed");
