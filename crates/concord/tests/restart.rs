@@ -108,3 +108,49 @@ async fn a_large_log_triggers_a_snapshot_by_size() {
     let r = m.db.kv().range(KeyRange::prefix("big/")).count_only().await.unwrap();
     assert_eq!(r.count, 200);
 }
+
+/// The cluster id is recorded at the first open and read back after, so a
+/// later change of membership cannot change it (etcd keeps the id of the
+/// cluster's first configuration too). Data written before the id was
+/// recorded gets it recorded at its next open.
+#[tokio::test]
+async fn the_cluster_id_is_recorded_once_and_kept() {
+    use redb::ReadableDatabase;
+    const META: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("raft_meta");
+    let stored = |dir: &std::path::Path| -> Option<u64> {
+        let db = redb::Database::open(dir.join("concord.redb")).unwrap();
+        let txn = db.begin_read().unwrap();
+        let table = txn.open_table(META).unwrap();
+        let value = table.get("cluster_id").unwrap()?;
+        Some(u64::from_le_bytes(value.value().try_into().unwrap()))
+    };
+    let m = common::open().await;
+    // etcd's default single member's cluster id.
+    assert_eq!(m.db.cluster_id(), 0xcdf818194e3a8c32);
+    m.db.shutdown().await.unwrap();
+    assert_eq!(stored(m.dir.path()), Some(0xcdf818194e3a8c32));
+
+    // Data from before the id was recorded: it is recorded at the next open.
+    {
+        let db = redb::Database::open(m.dir.path().join("concord.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META).unwrap().remove("cluster_id").unwrap();
+        txn.commit().unwrap();
+    }
+    assert_eq!(stored(m.dir.path()), None);
+    let db = common::config(&m.dir).open().await.unwrap();
+    assert_eq!(db.cluster_id(), 0xcdf818194e3a8c32);
+    db.shutdown().await.unwrap();
+    assert_eq!(stored(m.dir.path()), Some(0xcdf818194e3a8c32));
+
+    // What is recorded is what a member reports, whatever its voters.
+    {
+        let db = redb::Database::open(m.dir.path().join("concord.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META).unwrap().insert("cluster_id", 0x1234_u64.to_le_bytes().as_slice()).unwrap();
+        txn.commit().unwrap();
+    }
+    let db = common::config(&m.dir).open().await.unwrap();
+    assert_eq!(db.cluster_id(), 0x1234, "the recorded id wins");
+    db.shutdown().await.unwrap();
+}

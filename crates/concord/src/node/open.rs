@@ -37,6 +37,7 @@ impl Concord {
         let db =
             files::open_database(&path, config.storage_cache_bytes, config.storage.as_ref()).map_err(Error::Storage)?;
         let stored_log = LogStore::load(&db).map_err(Error::Storage)?;
+        let stored_cluster_id = stored_log.cluster_id;
         let snapshots = SnapshotStore::open(&config.data_dir.join("snapshot.redb"), config.storage.as_ref())
             .map_err(Error::Storage)?;
         // The files' directory entries must be durable before anything
@@ -94,7 +95,23 @@ impl Concord {
                 config.advertise_peer_urls.join(",")
             )));
         }
-        let cluster_id = crate::cluster::cluster_id(voters.iter().copied());
+        // The cluster id is the first configuration's (etcd's: from the
+        // initial members), recorded at the first open so that later
+        // membership changes do not change it.
+        let cluster_id = match stored_cluster_id {
+            Some(id) => id,
+            None => {
+                let id = crate::cluster::cluster_id(voters.iter().copied());
+                let (ack, stored) = tokio::sync::oneshot::channel();
+                let sent = writer.sender().send(crate::replication::log_writer::WriteOp::ClusterId { id, ack });
+                let stored = match sent {
+                    Ok(()) => stored.await.unwrap_or_else(|_| Err("the log writer stopped".into())),
+                    Err(_) => Err("the log writer stopped".into()),
+                };
+                stored.map_err(|e| Error::Storage(format!("cannot record the cluster id: {e}")))?;
+                id
+            }
+        };
         network.set_cluster_id(cluster_id);
         let alone = voters == [member_id];
 

@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
 use super::TypeConfig;
-use super::log_writer::{LOG, META, META_COMMITTED, META_LAST_PURGED, META_VOTE, WriteOp};
+use super::log_writer::{LOG, META, META_CLUSTER_ID, META_COMMITTED, META_LAST_PURGED, META_VOTE, WriteOp};
 
 type NodeId = u64;
 
@@ -35,6 +35,9 @@ pub(crate) struct LogCache {
     last_purged: Option<LogId<NodeId>>,
     vote: Option<Vote<NodeId>>,
     committed: Option<LogId<NodeId>>,
+    /// The cluster id recorded at the first open (`None` on pristine
+    /// storage, and on data written before it was recorded).
+    pub(crate) cluster_id: Option<u64>,
 }
 
 /// The Raft log. Cloning gives another handle to the same log (readers).
@@ -122,6 +125,12 @@ impl LogStore {
                 cache.committed =
                     get(META_COMMITTED)?.map(|b| decode::<Option<LogId<NodeId>>>(&b)).transpose()?.flatten();
                 cache.last_purged = get(META_LAST_PURGED)?.map(|b| decode(&b)).transpose()?;
+                cache.cluster_id = match get(META_CLUSTER_ID)? {
+                    None => None,
+                    Some(b) => Some(u64::from_le_bytes(
+                        b.as_slice().try_into().map_err(|_| "the stored cluster id is not 8 bytes".to_string())?,
+                    )),
+                };
             }
             Err(redb::TableError::TableDoesNotExist(_)) => {}
             Err(e) => return Err(e.to_string()),

@@ -33,6 +33,8 @@ pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft
 pub(crate) const META_VOTE: &str = "vote";
 pub(crate) const META_COMMITTED: &str = "committed";
 pub(crate) const META_LAST_PURGED: &str = "last_purged";
+/// The cluster id, stored once (membership changes must not change it).
+pub(crate) const META_CLUSTER_ID: &str = "cluster_id";
 
 /// Most ops folded into one transaction.
 const MAX_BATCH: usize = 4096;
@@ -58,6 +60,11 @@ pub(crate) enum WriteOp {
     },
     Vote {
         vote: Vec<u8>,
+        ack: Ack,
+    },
+    /// Records the cluster id (little-endian u64).
+    ClusterId {
+        id: u64,
         ack: Ack,
     },
     /// Not acknowledged: a stale committed pointer is safe.
@@ -182,6 +189,9 @@ fn write_batch(db: &Database, batch: &[WriteOp], committed: Option<Vec<u8>>) -> 
                 WriteOp::Vote { vote, .. } => {
                     meta.insert(META_VOTE, vote.as_slice()).map_err(|e| e.to_string())?;
                 }
+                WriteOp::ClusterId { id, .. } => {
+                    meta.insert(META_CLUSTER_ID, id.to_le_bytes().as_slice()).map_err(|e| e.to_string())?;
+                }
                 // Written once below, the latest value only.
                 WriteOp::Committed { .. } => {}
                 WriteOp::Stop => {}
@@ -200,7 +210,10 @@ fn finish(op: WriteOp, result: &Result<(), String>) {
             let io = result.clone().map_err(std::io::Error::other);
             callback.log_io_completed(io);
         }
-        WriteOp::Truncate { ack, .. } | WriteOp::Purge { ack, .. } | WriteOp::Vote { ack, .. } => {
+        WriteOp::Truncate { ack, .. }
+        | WriteOp::Purge { ack, .. }
+        | WriteOp::Vote { ack, .. }
+        | WriteOp::ClusterId { ack, .. } => {
             let _ = ack.send(result.clone());
         }
         WriteOp::Committed { .. } | WriteOp::Stop => {}
