@@ -89,6 +89,10 @@ fn member_id_of(s: &Server) -> u64 {
 fn three_processes_serve_any_client_and_survive_a_leader_kill() {
     let (mut servers, args) = start_cluster(3);
     let refs: Vec<&Server> = servers.iter().collect();
+    // A new member knows its cluster id before its first vote request.
+    for s in &refs {
+        assert!(!s.log().contains("not 0"), "a peer message went out without the cluster id:\n{}", s.log());
+    }
 
     // etcdctl naming every member: put, get, txn, lease, member list, status.
     assert_eq!(ok(etcdctl_all(&refs, &["put", "foo", "bar"])), "OK\n");

@@ -38,6 +38,7 @@ impl Concord {
             files::open_database(&path, config.storage_cache_bytes, config.storage.as_ref()).map_err(Error::Storage)?;
         let stored_log = LogStore::load(&db).map_err(Error::Storage)?;
         let stored_cluster_id = stored_log.cluster_id;
+        let stored_log_is_pristine = stored_log.is_pristine();
         let snapshots = SnapshotStore::open(&config.data_dir.join("snapshot.redb"), config.storage.as_ref())
             .map_err(Error::Storage)?;
         // The files' directory entries must be durable before anything
@@ -62,6 +63,13 @@ impl Concord {
 
         let member_id = config.member_id();
         let network = PeerNetwork::new(member_id, config.peer_dial_map.clone());
+        // Known before Raft starts (recorded, or from the initial members of
+        // a new cluster): then even the first vote requests carry it.
+        if let Some(id) = stored_cluster_id {
+            network.set_cluster_id(id);
+        } else if stored_log_is_pristine && !config.join_existing {
+            network.set_cluster_id(crate::cluster::cluster_id(config.initial_members()?.into_keys()));
+        }
         let raft = ConcordRaft::new(member_id, raft_config, network.clone(), log, state_store)
             .await
             .map_err(|e| Error::Storage(format!("raft failed to start: {e}")))?;

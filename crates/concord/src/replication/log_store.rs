@@ -40,6 +40,13 @@ pub(crate) struct LogCache {
     pub(crate) cluster_id: Option<u64>,
 }
 
+impl LogCache {
+    /// Nothing was ever written: no entry, no vote.
+    pub(crate) fn is_pristine(&self) -> bool {
+        self.entries.is_empty() && self.vote.is_none() && self.last_purged.is_none()
+    }
+}
+
 /// The Raft log. Cloning gives another handle to the same log (readers).
 #[derive(Clone)]
 pub struct LogStore {
