@@ -138,7 +138,9 @@ impl Cluster {
         for i in 0..n {
             cluster.spawn(i)?;
         }
-        cluster.wait_for_leader(Duration::from_secs(30)).await.ok_or("the cluster elected no leader within 30 s")?;
+        if !cluster.wait_for_agreement(Duration::from_secs(30)).await {
+            return Err("the members did not agree on a leader within 30 s".into());
+        }
         cluster.has_failpoints = (0..n).all(|i| cluster.log_tail(i, 1000).contains("failpoints compiled in"));
         Ok(cluster)
     }
@@ -276,6 +278,23 @@ impl Cluster {
             }
         }
         None
+    }
+
+    /// Waits until every member names the same leader (a fresh cluster:
+    /// one member may know the election's result before another).
+    pub async fn wait_for_agreement(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            let mut leaders = Vec::new();
+            for m in &self.members {
+                leaders.push(status(&m.channel).await.map(|s| s.leader).unwrap_or(0));
+            }
+            if leaders[0] != 0 && leaders.iter().all(|&l| l == leaders[0]) {
+                return self.leader().await.is_some();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
     }
 
     pub async fn wait_for_leader(&mut self, limit: Duration) -> Option<usize> {
