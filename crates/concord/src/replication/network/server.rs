@@ -31,6 +31,9 @@ pub type ReadIndexHandler = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<u
 
 pub(crate) struct PeerService {
     raft: ConcordRaft,
+    /// The membership, as every request's sender is checked against it
+    /// (one receiver kept, rather than one made per request).
+    membership: tokio::sync::watch::Receiver<openraft::metrics::RaftServerMetrics<MemberId, Member>>,
     cluster_id: u64,
     me: MemberId,
     forward: ForwardHandler,
@@ -45,7 +48,8 @@ impl PeerService {
         forward: ForwardHandler,
         read_index: ReadIndexHandler,
     ) -> PeerServer<PeerService> {
-        PeerServer::new(PeerService { raft, cluster_id, me, forward, read_index })
+        let membership = raft.server_metrics();
+        PeerServer::new(PeerService { raft, membership, cluster_id, me, forward, read_index })
             .max_decoding_message_size(MAX_PEER_MESSAGE)
             .max_encoding_message_size(MAX_PEER_MESSAGE)
     }
@@ -65,8 +69,7 @@ impl PeerService {
         // A member that has no configuration yet (one waiting to join)
         // takes messages from anyone of its cluster.
         let known = {
-            let metrics = self.raft.server_metrics();
-            let metrics = metrics.borrow();
+            let metrics = self.membership.borrow();
             let membership = metrics.membership_config.membership();
             membership.nodes().next().is_none() || membership.get_node(&from).is_some()
         };
