@@ -269,11 +269,18 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     tracing::info!(addr = %peer_addr, member = %format!("{:x}", db.member_id()), "serving peers");
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutting down: finishing in-flight requests");
-        let _ = stop_tx.send(true);
-    });
+    {
+        let db = db.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = wait_for_signal() => tracing::info!("shutting down: finishing in-flight requests"),
+                // As etcd's: a removed member stops serving and exits (0, so
+                // that a supervisor does not restart it into the refusal).
+                _ = db.removed() => tracing::warn!("this member was removed from the cluster; exiting"),
+            }
+            let _ = stop_tx.send(true);
+        });
+    }
 
     if let Some(listener) = metrics_listener {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;

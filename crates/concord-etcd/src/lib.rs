@@ -6,14 +6,16 @@
 //!
 //! Services: KV (Range, Put, DeleteRange, Txn, Compact), Lease (Grant,
 //! Revoke, KeepAlive stream, TimeToLive, Leases), Watch (many watches per
-//! stream, progress, cancel), Maintenance (Status, Alarm), Cluster
-//! (MemberList). Everything else answers UNIMPLEMENTED.
+//! stream, progress, cancel), Maintenance (Status, Alarm, HashKV), Cluster
+//! (MemberList, MemberAdd, MemberRemove, MemberUpdate, MemberPromote).
+//! Everything else answers UNIMPLEMENTED.
 
 // The gRPC handlers' futures nest deeply; rustc's default query depth is
 // exceeded computing their layouts in some builds (with concord's
 // `failpoints` feature, for one).
 #![recursion_limit = "256"]
 
+pub mod cluster;
 pub mod convert;
 pub mod header;
 pub mod http;
@@ -26,6 +28,6 @@ pub mod server;
 pub mod status;
 pub mod watch;
 
-pub use maintenance::MemberUrls;
+pub use cluster::MemberUrls;
 pub use metrics::Metrics;
 pub use server::{ServerOptions, serve};

@@ -1,23 +1,16 @@
-//! etcd's Maintenance (Status, Alarm, HashKV) and Cluster (MemberList) services for
-//! a single member. Other methods answer UNIMPLEMENTED.
+//! etcd's Maintenance service (Status, Alarm, HashKV). Other methods answer
+//! UNIMPLEMENTED.
 
 use concord::Concord;
 use tonic::{Request, Response, Status};
 
 use crate::header::current;
 use crate::metrics::Metrics;
-use crate::pb::etcdserverpb::{self as pb, cluster_server::Cluster, maintenance_server::Maintenance};
+use crate::pb::etcdserverpb::{self as pb, maintenance_server::Maintenance};
 
 /// The etcd API version this server speaks (what `etcdctl endpoint status`
 /// shows as VERSION).
 pub const ETCD_API_VERSION: &str = "3.4.0";
-
-/// How this member is reached, for MemberList.
-#[derive(Debug, Clone, Default)]
-pub struct MemberUrls {
-    pub client_urls: Vec<String>,
-    pub peer_urls: Vec<String>,
-}
 
 pub struct MaintenanceService {
     db: Concord,
@@ -69,50 +62,6 @@ impl Maintenance for MaintenanceService {
                     is_learner: false,
                     ..Default::default()
                 }))
-            })
-            .await
-    }
-}
-
-pub struct ClusterService {
-    db: Concord,
-    urls: MemberUrls,
-    metrics: Metrics,
-}
-
-impl ClusterService {
-    pub fn new(db: Concord, urls: MemberUrls, metrics: Metrics) -> Self {
-        ClusterService { db, urls, metrics }
-    }
-}
-
-#[tonic::async_trait]
-impl Cluster for ClusterService {
-    async fn member_list(
-        &self,
-        _request: Request<pb::MemberListRequest>,
-    ) -> Result<Response<pb::MemberListResponse>, Status> {
-        self.metrics
-            .track("MemberList", false, async {
-                let me = self.db.member_id();
-                let members = (self.db.members().into_iter())
-                    .map(|m| pb::Member {
-                        id: m.id,
-                        name: m.name,
-                        peer_ur_ls: m.peer_urls,
-                        // This member's own URLs are known before it has
-                        // published them through the log.
-                        client_ur_ls: if m.id == me && m.client_urls.is_empty() {
-                            self.urls.client_urls.clone()
-                        } else {
-                            m.client_urls
-                        },
-                        is_learner: m.is_learner,
-                    })
-                    .collect();
-                // etcd's cluster responses carry no store revision.
-                let header = crate::header::header(&self.db, 0);
-                Ok(Response::new(pb::MemberListResponse { header: Some(header), members }))
             })
             .await
     }

@@ -10,9 +10,10 @@ use tokio::sync::watch;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 
+use crate::cluster::{ClusterService, MemberUrls};
 use crate::kv::KvService;
 use crate::lease::LeaseService;
-use crate::maintenance::{ClusterService, MaintenanceService, MemberUrls};
+use crate::maintenance::MaintenanceService;
 use crate::metrics::Metrics;
 use crate::pb::etcdserverpb::cluster_server::ClusterServer;
 use crate::pb::etcdserverpb::kv_server::KvServer;

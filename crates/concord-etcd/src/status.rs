@@ -26,6 +26,18 @@ pub const NOT_LEADER: &str = "etcdserver: not leader";
 pub const NO_LEADER: &str = "etcdserver: no leader";
 pub const LEADER_CHANGED: &str = "etcdserver: leader changed";
 pub const STOPPED: &str = "etcdserver: server stopped";
+pub const MEMBER_NOT_FOUND: &str = "etcdserver: member not found";
+pub const PEER_URL_EXIST: &str = "etcdserver: Peer URLs already exists";
+pub const MEMBER_BAD_URLS: &str = "etcdserver: given member URLs are invalid";
+pub const MEMBER_NOT_ENOUGH_STARTED: &str = "etcdserver: re-configuration failed due to not enough started members";
+pub const MEMBER_NOT_LEARNER: &str = "etcdserver: can only promote a learner member";
+pub const LEARNER_NOT_READY: &str = "etcdserver: can only promote a learner member which is in sync with leader";
+pub const TOO_MANY_LEARNERS: &str = "etcdserver: too many learner members in cluster";
+/// etcd has no error for this (its raft drops a second change silently and
+/// the request times out); ours is retryable, as "no leader" is.
+pub const MEMBERSHIP_CHANGE_IN_PROGRESS: &str = "etcdserver: another membership change is in progress; retry shortly";
+/// etcd's ErrStopped as a removed member answers it.
+pub const REMOVED: &str = "etcdserver: server stopped";
 
 /// Maps an engine error to etcd's status for it.
 pub fn to_status(error: Error) -> Status {
@@ -57,6 +69,15 @@ pub fn to_status(error: Error) -> Status {
         Error::LeaderChanged => (Code::Unavailable, LEADER_CHANGED.into()),
         Error::Shutdown => (Code::Unavailable, STOPPED.into()),
         Error::Storage(_) => (Code::Internal, format!("etcdserver: {error}")),
+        Error::MemberNotFound(_) => (Code::NotFound, MEMBER_NOT_FOUND.into()),
+        Error::PeerUrlExists(_) => (Code::FailedPrecondition, PEER_URL_EXIST.into()),
+        Error::BadMemberUrls(_) => (Code::InvalidArgument, MEMBER_BAD_URLS.into()),
+        Error::NotEnoughStartedMembers => (Code::FailedPrecondition, MEMBER_NOT_ENOUGH_STARTED.into()),
+        Error::MemberNotLearner(_) => (Code::FailedPrecondition, MEMBER_NOT_LEARNER.into()),
+        Error::LearnerNotReady { .. } => (Code::FailedPrecondition, LEARNER_NOT_READY.into()),
+        Error::TooManyLearners => (Code::FailedPrecondition, TOO_MANY_LEARNERS.into()),
+        Error::MembershipChangeInProgress => (Code::Unavailable, MEMBERSHIP_CHANGE_IN_PROGRESS.into()),
+        Error::Removed => (Code::Unavailable, REMOVED.into()),
         _ => (Code::Unknown, format!("etcdserver: {error}")),
     };
     Status::new(code, message)
@@ -122,6 +143,26 @@ mod tests {
             (Error::NotReady("election".into()), Code::Unavailable, "etcdserver: no leader"),
             (Error::LeaderChanged, Code::Unavailable, "etcdserver: leader changed"),
             (Error::Shutdown, Code::Unavailable, "etcdserver: server stopped"),
+            (Error::Removed, Code::Unavailable, "etcdserver: server stopped"),
+            (Error::MemberNotFound(9), Code::NotFound, "etcdserver: member not found"),
+            (
+                Error::PeerUrlExists("http://a:1".into()),
+                Code::FailedPrecondition,
+                "etcdserver: Peer URLs already exists",
+            ),
+            (Error::BadMemberUrls("x".into()), Code::InvalidArgument, "etcdserver: given member URLs are invalid"),
+            (
+                Error::NotEnoughStartedMembers,
+                Code::FailedPrecondition,
+                "etcdserver: re-configuration failed due to not enough started members",
+            ),
+            (Error::MemberNotLearner(9), Code::FailedPrecondition, "etcdserver: can only promote a learner member"),
+            (
+                Error::LearnerNotReady { id: 9, matched: 1, leader: 100 },
+                Code::FailedPrecondition,
+                "etcdserver: can only promote a learner member which is in sync with leader",
+            ),
+            (Error::TooManyLearners, Code::FailedPrecondition, "etcdserver: too many learner members in cluster"),
         ];
         for (error, code, text) in etcd {
             let status = to_status(error.clone());
@@ -135,6 +176,7 @@ mod tests {
             (Error::TooManyLeases { max: 2 }, Code::ResourceExhausted),
             (Error::InvalidRequest("bad".into()), Code::InvalidArgument),
             (Error::Storage("disk".into()), Code::Internal),
+            (Error::MembershipChangeInProgress, Code::Unavailable),
         ];
         for (error, code) in ours {
             let status = to_status(error.clone());

@@ -38,7 +38,7 @@ pub struct MemberAttributes {
 }
 
 /// A member as reported to clients (etcd's MemberList entry).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberInfo {
     pub id: MemberId,
     pub name: String,
@@ -87,6 +87,48 @@ pub struct ClusterView {
     pub members: Vec<MemberInfo>,
 }
 
+/// A change of the membership, as the leader carries it out (a follower
+/// hands it over the peer protocol).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum MembershipChange {
+    /// A new member at `peer_urls`: a learner, or a voter once caught up.
+    Add {
+        peer_urls: Vec<String>,
+        learner: bool,
+    },
+    Promote {
+        id: MemberId,
+    },
+    Remove {
+        id: MemberId,
+    },
+    Update {
+        id: MemberId,
+        peer_urls: Vec<String>,
+    },
+}
+
+/// What a membership change answers: the member it concerned and every
+/// member afterwards (etcd's MemberAdd/Remove/Update/Promote responses).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembershipChanged {
+    pub member: MemberInfo,
+    pub members: Vec<MemberInfo>,
+}
+
+/// What any member tells anyone who asks on the peer port (a member about
+/// to join, a member checking whether it was removed): the cluster id and
+/// the membership it has, with that membership's log index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ClusterInfo {
+    pub cluster_id: u64,
+    /// Whether the member answering leads: only a leader's membership is
+    /// sure to hold every committed change.
+    pub from_leader: bool,
+    pub membership_index: u64,
+    pub members: Vec<MemberInfo>,
+}
+
 /// etcd's member id for `peer_urls` in the cluster named by `token`.
 pub fn member_id(peer_urls: &[String], token: &str) -> MemberId {
     let mut urls: Vec<&str> = peer_urls.iter().map(String::as_str).collect();
@@ -95,6 +137,35 @@ pub fn member_id(peer_urls: &[String], token: &str) -> MemberId {
     hasher.update(urls.concat().as_bytes());
     hasher.update(token.as_bytes());
     first_u64(&hasher.finalize())
+}
+
+/// The id of a member added at runtime: etcd's, from its peer URLs, the
+/// cluster token and the time, so a member added again at the same URLs
+/// (after a removal) gets a new id.
+pub(crate) fn new_member_id(peer_urls: &[String], token: &str, unix_secs: u64) -> MemberId {
+    member_id(peer_urls, &format!("{token}{unix_secs}"))
+}
+
+/// Checks peer URLs as etcd does: each an `http`/`https` URL with a host
+/// and a port, and nothing after the port.
+pub(crate) fn check_peer_urls(urls: &[String]) -> Result<(), String> {
+    if urls.is_empty() {
+        return Err("no peer URL given".into());
+    }
+    for url in urls {
+        let uri: tonic::codegen::http::Uri = url.parse().map_err(|e| format!("{url:?}: {e}"))?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) {
+            return Err(format!("{url:?}: the scheme must be http or https"));
+        }
+        let authority = uri.authority().ok_or_else(|| format!("{url:?}: no host"))?;
+        if authority.port_u16().is_none() || authority.host().is_empty() {
+            return Err(format!("{url:?}: a peer URL needs a host and a port"));
+        }
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            return Err(format!("{url:?}: a peer URL has no path"));
+        }
+    }
+    Ok(())
 }
 
 /// etcd's cluster id for a set of member ids.

@@ -66,6 +66,12 @@ pub enum Command {
     /// Several commands proposed together (group commit): each is applied in
     /// order exactly as it would be alone. Batches do not nest.
     Batch(Vec<Command>),
+    /// A member added as a voter joins as a learner first; this records
+    /// (replicated, so any later leader knows) that it is to be promoted
+    /// once it has caught up.
+    MarkPendingVoter {
+        id: crate::cluster::MemberId,
+    },
 }
 
 impl Command {
@@ -219,6 +225,7 @@ pub enum Reply {
     Batch(Vec<Applied>),
     /// A Raft-internal entry (blank or membership): nothing to reply.
     None,
+    PendingVoterMarked,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -57,6 +57,33 @@ pub enum Error {
     #[error("a transaction writes the same key twice")]
     DuplicateKey,
 
+    // ---- membership changes refused: nothing was changed ----
+    #[error("member {0:x} not found")]
+    MemberNotFound(u64),
+    #[error("peer URL {0} is already a member's")]
+    PeerUrlExists(String),
+    #[error("member URLs are invalid: {0}")]
+    BadMemberUrls(String),
+    /// etcd's strict reconfiguration check: the change would leave fewer
+    /// started voters than a quorum.
+    #[error("the change would leave too few started members for a quorum")]
+    NotEnoughStartedMembers,
+    #[error("member {0:x} is not a learner")]
+    MemberNotLearner(u64),
+    /// A learner is promoted only once it holds 90% of the leader's log.
+    #[error("learner {id:x} has {matched} of the leader's {leader} log entries; it must catch up first")]
+    LearnerNotReady { id: u64, matched: u64, leader: u64 },
+    /// One learner at a time (etcd's default).
+    #[error("a learner is already waiting to be promoted")]
+    TooManyLearners,
+    /// Membership changes go one at a time; retry once the previous one is
+    /// committed.
+    #[error("another membership change is in progress; retry shortly")]
+    MembershipChangeInProgress,
+    /// This member was removed from its cluster: it serves nothing more.
+    #[error("this member has been removed from the cluster")]
+    Removed,
+
     // ---- refused for load: nothing was written ----
     /// Too many writes are waiting to be proposed; try again shortly
     /// (etcd: "too many requests").

@@ -46,8 +46,8 @@ pub use error::{Error, Result};
 pub use lease::LeaseLimits;
 pub use limits::Limits;
 pub use node::{
-    Concord, Config, Consistency, Kv, LeaseGrant, LeaseInfo, LeaseKeepAlive, LeaseRevoke, Leases, MemberStatus,
-    NumberCompare, PeerListen, StorageFactory, Txn, ValueCompare,
+    Cluster, Concord, Config, Consistency, Kv, LeaseGrant, LeaseInfo, LeaseKeepAlive, LeaseRevoke, Leases,
+    MemberStatus, NumberCompare, PeerListen, StorageFactory, Txn, ValueCompare,
 };
 /// What a [`StorageFactory`] returns: redb's storage interface.
 pub use redb::StorageBackend;

@@ -76,7 +76,7 @@ async fn any_member_serves_any_client_and_the_cluster_survives_its_leader() {
     // be settling; the views must agree within a few seconds.)
     let settled = Instant::now();
     let views = loop {
-        let views: Vec<_> = members.iter().map(|m| db(m).cluster()).collect();
+        let views: Vec<_> = members.iter().map(|m| db(m).cluster().view()).collect();
         let agree = views.iter().all(|v| {
             (v.cluster_id, v.leader, v.term) == (views[0].cluster_id, views[0].leader, views[0].term)
                 && v.members == views[0].members

@@ -9,11 +9,14 @@
 
 mod config;
 mod forwarder;
+mod join;
 pub(crate) mod kv;
 mod lease;
+mod membership;
 mod open;
 mod proposer;
 mod read_index;
+mod removal;
 mod route;
 mod status;
 mod tasks;
@@ -32,6 +35,7 @@ use tokio::task::JoinHandle;
 pub use config::{Config, FsyncObserver, PeerListen, StorageFactory};
 pub use kv::{Delete, Get, History, Kv, Put, Range};
 pub use lease::{Grant, Info, KeepAlive, LeaseGrant, LeaseInfo, LeaseKeepAlive, LeaseRevoke, Leases, List, Revoke};
+pub use membership::Cluster;
 pub use status::MemberStatus;
 pub use txn::{NumberCompare, Txn, ValueCompare};
 
@@ -74,6 +78,11 @@ struct Inner {
     member_id: crate::cluster::MemberId,
     cluster_id: u64,
     read_index: read_index::ReadIndexRounds,
+    network: crate::replication::network::PeerNetwork,
+    /// Held by the leader while it carries out a membership change.
+    membership_lock: tokio::sync::Mutex<()>,
+    /// Set once this member learns it was removed from the cluster.
+    removed: watch::Sender<bool>,
     /// Stops the peer server, if this member runs one.
     stop_peer_server: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
     /// Requests this member handed to the leader (writes, read indexes).
@@ -211,6 +220,7 @@ impl Concord {
     /// Proposes a command and waits until it is durable and applied: here
     /// if this member leads, else through the leader (`route.rs`).
     pub(crate) async fn write(&self, command: Command, timeout: Duration) -> Result<Applied> {
+        self.check_not_removed()?;
         match tokio::time::timeout(timeout, self.route_write(command, timeout)).await {
             Err(_) => Err(Error::Timeout(timeout)),
             Ok(result) => result,

@@ -22,7 +22,9 @@ use crate::replication::files;
 use crate::replication::log_store::LogStore;
 use crate::replication::log_writer::LogWriter;
 use crate::replication::network::PeerNetwork;
-use crate::replication::network::server::{ForwardHandler, PeerService, ReadIndexHandler};
+use crate::replication::network::server::{
+    ClusterInfoHandler, ForwardHandler, Handlers, MembershipHandler, PeerService, ReadIndexHandler,
+};
 use crate::replication::snapshot_store::SnapshotStore;
 use crate::replication::state_store::StateStore;
 
@@ -38,6 +40,7 @@ impl Concord {
             files::open_database(&path, config.storage_cache_bytes, config.storage.as_ref()).map_err(Error::Storage)?;
         let stored_log = LogStore::load(&db).map_err(Error::Storage)?;
         let stored_cluster_id = stored_log.cluster_id;
+        let stored_member_id = stored_log.member_id;
         let stored_log_is_pristine = stored_log.is_pristine();
         let snapshots = SnapshotStore::open(&config.data_dir.join("snapshot.redb"), config.storage.as_ref())
             .map_err(Error::Storage)?;
@@ -61,70 +64,82 @@ impl Concord {
         );
         let last_index = log.last_index();
 
-        let member_id = config.member_id();
+        // A member joining a running cluster learns its id and the cluster's
+        // from the members it was told of; it never initializes.
+        let joined = match stored_member_id {
+            None if stored_log_is_pristine && config.join_existing => Some(super::join::discover(&config).await?),
+            _ => None,
+        };
+        let member_id = match (stored_member_id, &joined) {
+            (Some(id), _) => id,
+            (None, Some(joined)) => joined.member_id,
+            (None, None) => config.member_id(),
+        };
         let network = PeerNetwork::new(member_id, config.peer_dial_map.clone());
-        // Known before Raft starts (recorded, or from the initial members of
-        // a new cluster): then even the first vote requests carry it.
-        if let Some(id) = stored_cluster_id {
+        // Known before Raft starts (recorded, learned from the cluster, or
+        // from the initial members of a new cluster): then even the first
+        // vote requests carry it.
+        if let Some(id) = stored_cluster_id.or(joined.as_ref().map(|j| j.cluster_id)) {
             network.set_cluster_id(id);
-        } else if stored_log_is_pristine && !config.join_existing {
+        } else if stored_log_is_pristine {
             network.set_cluster_id(crate::cluster::cluster_id(config.initial_members()?.into_keys()));
+        }
+        if let Some(joined) = &joined {
+            record_identity(&writer, joined.cluster_id, member_id).await?;
         }
         let raft = ConcordRaft::new(member_id, raft_config, network.clone(), log, state_store)
             .await
             .map_err(|e| Error::Storage(format!("raft failed to start: {e}")))?;
         let initialized = raft.is_initialized().await.map_err(|e| Error::Storage(e.to_string()))?;
-        if !initialized && config.join_existing {
-            let _ = raft.shutdown().await;
-            return Err(Error::InvalidRequest(
-                "joining a running cluster (--initial-cluster-state existing) needs runtime member add, \
-                 which Concord does not have yet; create the cluster with --initial-cluster-state new"
-                    .into(),
-            ));
-        }
-        if !initialized {
+        // Waiting for the leader to send the log (or a snapshot): a member
+        // that joined, also when it restarts before it got anything.
+        let joining = !initialized && (joined.is_some() || stored_member_id.is_some());
+        if !initialized && !joining {
             let members = config.initial_members()?;
             tracing::info!(members = members.len(), "initializing a new cluster");
             raft.initialize(members).await.map_err(|e| Error::Storage(format!("cannot initialize: {e}")))?;
         }
-        // The membership (just initialized, or loaded from the log) reaches
-        // the metrics asynchronously.
-        raft.wait(Some(config.open_timeout))
-            .metrics(|m| m.membership_config.membership().nodes().next().is_some(), "open: load the membership")
-            .await
-            .map_err(|e| Error::NotReady(format!("the membership did not load: {e}")))?;
-        let voters: Vec<u64> = raft.metrics().borrow().membership_config.membership().voter_ids().collect();
-        let known = raft.metrics().borrow().membership_config.membership().get_node(&member_id).is_some();
-        if !known {
-            let _ = raft.shutdown().await;
-            return Err(Error::InvalidRequest(format!(
-                "this member ({member_id:x}, {}) is not in the cluster its data belongs to; its peer URLs or \
-                 cluster token differ from those it was created with",
-                config.advertise_peer_urls.join(",")
-            )));
+        let mut voters: Vec<u64> = Vec::new();
+        if !joining {
+            // The membership (just initialized, or loaded from the log)
+            // reaches the metrics asynchronously.
+            raft.wait(Some(config.open_timeout))
+                .metrics(|m| m.membership_config.membership().nodes().next().is_some(), "open: load the membership")
+                .await
+                .map_err(|e| Error::NotReady(format!("the membership did not load: {e}")))?;
+            voters = raft.metrics().borrow().membership_config.membership().voter_ids().collect();
+            let known = raft.metrics().borrow().membership_config.membership().get_node(&member_id).is_some();
+            if !known && stored_member_id.is_none() {
+                let _ = raft.shutdown().await;
+                return Err(Error::InvalidRequest(format!(
+                    "this member ({member_id:x}, {}) is not in the cluster its data belongs to; its peer URLs or \
+                     cluster token differ from those it was created with",
+                    config.advertise_peer_urls.join(",")
+                )));
+            }
+            if !known {
+                // Removed, or added and still catching up: the removal
+                // watch asks the cluster which (removal.rs).
+                tracing::warn!(member = %format!("{member_id:x}"), "this member is not in the membership it has; asking the cluster whether it was removed");
+            }
         }
         // The cluster id is the first configuration's (etcd's: from the
         // initial members), recorded at the first open so that later
         // membership changes do not change it.
-        let cluster_id = match stored_cluster_id {
-            Some(id) => id,
-            None => {
-                let id = crate::cluster::cluster_id(voters.iter().copied());
-                let (ack, stored) = tokio::sync::oneshot::channel();
-                let sent = writer.sender().send(crate::replication::log_writer::WriteOp::ClusterId { id, ack });
-                let stored = match sent {
-                    Ok(()) => stored.await.unwrap_or_else(|_| Err("the log writer stopped".into())),
-                    Err(_) => Err("the log writer stopped".into()),
-                };
-                stored.map_err(|e| Error::Storage(format!("cannot record the cluster id: {e}")))?;
-                id
-            }
+        let cluster_id = match (stored_cluster_id, &joined) {
+            (Some(id), _) => id,
+            (None, Some(joined)) => joined.cluster_id,
+            (None, None) => crate::cluster::cluster_id(voters.iter().copied()),
         };
+        if (stored_cluster_id.is_none() || stored_member_id.is_none()) && joined.is_none() {
+            record_identity(&writer, cluster_id, member_id).await?;
+        }
         network.set_cluster_id(cluster_id);
         let alone = voters == [member_id];
 
         let (stop_tasks, stop_rx) = watch::channel(false);
         let read_index = super::read_index::ReadIndexRounds::spawn(raft.clone(), network.clone());
+        let network_handle = network.clone();
         let node = Concord {
             inner: Arc::new(Inner {
                 proposer: proposer::Proposer::spawn(raft.clone(), config.max_pending_proposals),
@@ -135,6 +150,9 @@ impl Concord {
                 member_id,
                 cluster_id,
                 read_index,
+                network: network_handle,
+                membership_lock: tokio::sync::Mutex::new(()),
+                removed: watch::Sender::new(false),
                 stop_peer_server: Mutex::new(None),
                 forwarded_writes: Default::default(),
                 forwarded_reads: Default::default(),
@@ -151,6 +169,16 @@ impl Concord {
         }
         let handles = tasks::spawn_all(&node, stop_rx);
         node.inner.tasks.lock().extend(handles);
+        if let Some(joined) = &joined {
+            tracing::info!(
+                cluster = %format!("{:x}", joined.cluster_id),
+                member = %format!("{member_id:x}"),
+                role = if joined.learner { "learner" } else { "voter" },
+                "joining cluster {:x} as {}; waiting for the leader to send the data",
+                joined.cluster_id,
+                if joined.learner { "learner" } else { "voter" },
+            );
+        }
         tracing::info!(
             data_dir = %node.inner.config.data_dir.display(),
             member = %format!("{member_id:x}"),
@@ -185,12 +213,34 @@ impl Concord {
                 Box::pin(async move { upgrade(&weak)?.write_as_leader(command, timeout).await })
             })
         };
-        let read_index: ReadIndexHandler = Arc::new(move || {
+        let read_index: ReadIndexHandler = {
             let weak = weak.clone();
-            Box::pin(async move { upgrade(&weak)?.leader_read_index().await })
-        });
-        let service =
-            PeerService::new(self.inner.raft.clone(), self.inner.cluster_id, self.inner.member_id, forward, read_index);
+            Arc::new(move || {
+                let weak = weak.clone();
+                Box::pin(async move { upgrade(&weak)?.leader_read_index().await })
+            })
+        };
+        let change_membership: MembershipHandler = {
+            let weak = weak.clone();
+            Arc::new(move |change, timeout| {
+                let weak = weak.clone();
+                Box::pin(async move { upgrade(&weak)?.change_membership_as_leader(change, timeout).await })
+            })
+        };
+        let cluster_info: ClusterInfoHandler = {
+            let cluster_id = self.inner.cluster_id;
+            Arc::new(move || match upgrade(&weak) {
+                Ok(node) => node.cluster_info(),
+                Err(_) => crate::cluster::ClusterInfo {
+                    cluster_id,
+                    from_leader: false,
+                    membership_index: 0,
+                    members: Vec::new(),
+                },
+            })
+        };
+        let handlers = Handlers { forward, read_index, change_membership, cluster_info };
+        let service = PeerService::new(self.inner.raft.clone(), self.inner.cluster_id, self.inner.member_id, handlers);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         *self.inner.stop_peer_server.lock() = Some(stop);
         let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -244,6 +294,17 @@ impl Concord {
         };
         tokio::time::timeout(timeout, wait).await.map_err(|_| Error::NotReady("no leader elected".into()))?
     }
+}
+
+/// Records the cluster id and this member's id, durably.
+async fn record_identity(writer: &LogWriter, cluster_id: u64, member_id: u64) -> Result<()> {
+    let (ack, stored) = tokio::sync::oneshot::channel();
+    let sent = writer.sender().send(crate::replication::log_writer::WriteOp::Identity { cluster_id, member_id, ack });
+    let stored = match sent {
+        Ok(()) => stored.await.unwrap_or_else(|_| Err("the log writer stopped".into())),
+        Err(_) => Err("the log writer stopped".into()),
+    };
+    stored.map_err(|e| Error::Storage(format!("cannot record the cluster and member ids: {e}")))
 }
 
 fn upgrade(weak: &Weak<Inner>) -> Result<Concord> {

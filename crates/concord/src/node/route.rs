@@ -90,6 +90,7 @@ impl Concord {
     /// the leader and wait for this member's apply to catch up;
     /// serializable reads need nothing.
     pub(super) async fn confirm_read(&self, consistency: Consistency, timeout: Duration) -> Result<()> {
+        self.check_not_removed()?;
         if consistency == Consistency::Serializable {
             return Ok(());
         }

@@ -80,9 +80,10 @@ impl Concord {
     }
 
     /// What this member knows of its cluster: members, leader, term and
-    /// its own role. A handle on a follower serves exactly like one on the
-    /// leader; this is for applications that want to know.
-    pub fn cluster(&self) -> crate::cluster::ClusterView {
+    /// its own role (`db.cluster().view()`). A handle on a follower serves
+    /// exactly like one on the leader; this is for applications that want
+    /// to know.
+    pub(super) fn cluster_view(&self) -> crate::cluster::ClusterView {
         let members = self.members();
         let metrics = self.inner.raft.server_metrics();
         let m = metrics.borrow();

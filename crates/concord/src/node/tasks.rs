@@ -56,6 +56,8 @@ pub(super) fn spawn_all(node: &Concord, stop: watch::Receiver<bool>) -> Vec<Join
     ];
     tasks.push(tokio::spawn(snapshot_by_size(ctx.clone(), stop.clone())));
     tasks.push(tokio::spawn(publish_member(Arc::downgrade(&node.inner), stop.clone())));
+    tasks.push(tokio::spawn(super::removal::watch_for_removal(Arc::downgrade(&node.inner), stop.clone())));
+    tasks.push(tokio::spawn(super::removal::promote_caught_up_voters(Arc::downgrade(&node.inner), stop.clone())));
     tasks.push(tokio::spawn(count_leader_changes(ctx.clone(), node.inner.leader_changes.clone(), stop.clone())));
     if let Some(retention) = ctx.config.auto_compaction_retention {
         tasks.push(tokio::spawn(compact_history(ctx, retention, stop)));

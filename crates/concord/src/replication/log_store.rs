@@ -24,7 +24,9 @@ use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
 use super::TypeConfig;
-use super::log_writer::{LOG, META, META_CLUSTER_ID, META_COMMITTED, META_LAST_PURGED, META_VOTE, WriteOp};
+use super::log_writer::{
+    LOG, META, META_CLUSTER_ID, META_COMMITTED, META_LAST_PURGED, META_MEMBER_ID, META_VOTE, WriteOp,
+};
 
 type NodeId = u64;
 
@@ -38,6 +40,8 @@ pub(crate) struct LogCache {
     /// The cluster id recorded at the first open (`None` on pristine
     /// storage, and on data written before it was recorded).
     pub(crate) cluster_id: Option<u64>,
+    /// This member's id, recorded with the cluster id.
+    pub(crate) member_id: Option<u64>,
 }
 
 impl LogCache {
@@ -132,12 +136,16 @@ impl LogStore {
                 cache.committed =
                     get(META_COMMITTED)?.map(|b| decode::<Option<LogId<NodeId>>>(&b)).transpose()?.flatten();
                 cache.last_purged = get(META_LAST_PURGED)?.map(|b| decode(&b)).transpose()?;
-                cache.cluster_id = match get(META_CLUSTER_ID)? {
-                    None => None,
-                    Some(b) => Some(u64::from_le_bytes(
-                        b.as_slice().try_into().map_err(|_| "the stored cluster id is not 8 bytes".to_string())?,
-                    )),
+                let id = |key: &str| -> Result<Option<u64>, String> {
+                    match get(key)? {
+                        None => Ok(None),
+                        Some(b) => Ok(Some(u64::from_le_bytes(
+                            b.as_slice().try_into().map_err(|_| format!("the stored {key} is not 8 bytes"))?,
+                        ))),
+                    }
                 };
+                cache.cluster_id = id(META_CLUSTER_ID)?;
+                cache.member_id = id(META_MEMBER_ID)?;
             }
             Err(redb::TableError::TableDoesNotExist(_)) => {}
             Err(e) => return Err(e.to_string()),

@@ -35,6 +35,9 @@ pub(crate) const META_COMMITTED: &str = "committed";
 pub(crate) const META_LAST_PURGED: &str = "last_purged";
 /// The cluster id, stored once (membership changes must not change it).
 pub(crate) const META_CLUSTER_ID: &str = "cluster_id";
+/// This member's id, stored once: a member added at runtime has an id its
+/// settings cannot recompute (etcd's time-salted one).
+pub(crate) const META_MEMBER_ID: &str = "member_id";
 
 /// Most ops folded into one transaction.
 const MAX_BATCH: usize = 4096;
@@ -62,9 +65,10 @@ pub(crate) enum WriteOp {
         vote: Vec<u8>,
         ack: Ack,
     },
-    /// Records the cluster id (little-endian u64).
-    ClusterId {
-        id: u64,
+    /// Records the cluster id and this member's id (little-endian u64s).
+    Identity {
+        cluster_id: u64,
+        member_id: u64,
         ack: Ack,
     },
     /// Not acknowledged: a stale committed pointer is safe.
@@ -189,8 +193,9 @@ fn write_batch(db: &Database, batch: &[WriteOp], committed: Option<Vec<u8>>) -> 
                 WriteOp::Vote { vote, .. } => {
                     meta.insert(META_VOTE, vote.as_slice()).map_err(|e| e.to_string())?;
                 }
-                WriteOp::ClusterId { id, .. } => {
-                    meta.insert(META_CLUSTER_ID, id.to_le_bytes().as_slice()).map_err(|e| e.to_string())?;
+                WriteOp::Identity { cluster_id, member_id, .. } => {
+                    meta.insert(META_CLUSTER_ID, cluster_id.to_le_bytes().as_slice()).map_err(|e| e.to_string())?;
+                    meta.insert(META_MEMBER_ID, member_id.to_le_bytes().as_slice()).map_err(|e| e.to_string())?;
                 }
                 // Written once below, the latest value only.
                 WriteOp::Committed { .. } => {}
@@ -213,7 +218,7 @@ fn finish(op: WriteOp, result: &Result<(), String>) {
         WriteOp::Truncate { ack, .. }
         | WriteOp::Purge { ack, .. }
         | WriteOp::Vote { ack, .. }
-        | WriteOp::ClusterId { ack, .. } => {
+        | WriteOp::Identity { ack, .. } => {
             let _ = ack.send(result.clone());
         }
         WriteOp::Committed { .. } | WriteOp::Stop => {}

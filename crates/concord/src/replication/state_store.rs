@@ -195,6 +195,12 @@ impl RaftStateMachine<TypeConfig> for StateStore {
                         Applied { revision: applier.machine.kv().revision(), result: Ok(Reply::None) }
                     }
                     EntryPayload::Membership(membership) => {
+                        let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+                        applier
+                            .machine
+                            .state
+                            .pending_voters
+                            .retain(|id| !voters.contains(id) && membership.get_node(id).is_some());
                         applier.membership = StoredMembership::new(Some(entry.log_id), membership);
                         Applied { revision: applier.machine.kv().revision(), result: Ok(Reply::None) }
                     }

@@ -32,6 +32,25 @@ pub struct State {
     pub lease_limits: Option<LeaseLimits>,
     /// What each member published about itself (name, client URLs).
     pub member_attributes: std::collections::BTreeMap<crate::cluster::MemberId, crate::cluster::MemberAttributes>,
+    /// Members added as voters that are still learners: the leader promotes
+    /// each once it has caught up. An id leaves the set when a membership
+    /// entry is applied in which it is a voter or no member at all.
+    pub pending_voters: std::collections::BTreeSet<crate::cluster::MemberId>,
+}
+
+/// [`State`] as written before `pending_voters` existed (postcard has no
+/// optional trailing fields): such snapshots still load.
+#[derive(Deserialize)]
+struct StateBeforePendingVoters {
+    kv: KvStore,
+    leases: Lessor,
+    lease_limits: Option<LeaseLimits>,
+    member_attributes: std::collections::BTreeMap<crate::cluster::MemberId, crate::cluster::MemberAttributes>,
+}
+
+#[derive(Deserialize)]
+struct SnapshotBodyBeforePendingVoters {
+    state: StateBeforePendingVoters,
 }
 
 /// The snapshot file format: the replicated state (where it stands in the
@@ -55,8 +74,19 @@ impl State {
 
     /// The state a snapshot's bytes hold.
     pub fn decode_snapshot(bytes: &[u8]) -> Result<State, String> {
-        let body: SnapshotBody = postcard::from_bytes(bytes).map_err(|e| format!("cannot decode a snapshot: {e}"))?;
-        Ok(body.state)
+        match postcard::from_bytes::<SnapshotBody>(bytes) {
+            Ok(body) => Ok(body.state),
+            Err(e) => match postcard::from_bytes::<SnapshotBodyBeforePendingVoters>(bytes) {
+                Ok(SnapshotBodyBeforePendingVoters { state: old }) => Ok(State {
+                    kv: old.kv,
+                    leases: old.leases,
+                    lease_limits: old.lease_limits,
+                    member_attributes: old.member_attributes,
+                    pending_voters: Default::default(),
+                }),
+                Err(_) => Err(format!("cannot decode a snapshot: {e}")),
+            },
+        }
     }
 }
 
@@ -120,6 +150,10 @@ impl StateMachine {
             Command::PublishMember { id, attributes } => {
                 self.state.member_attributes.insert(*id, attributes.clone());
                 Ok(Reply::MemberPublished)
+            }
+            Command::MarkPendingVoter { id } => {
+                self.state.pending_voters.insert(*id);
+                Ok(Reply::PendingVoterMarked)
             }
             Command::SetLeaseLimits(limits) => {
                 self.state.lease_limits = Some(*limits);

@@ -226,6 +226,7 @@ impl Model {
                 Ok(Reply::LimitsSet)
             }
             Command::PublishMember { .. } => Ok(Reply::MemberPublished),
+            Command::MarkPendingVoter { .. } => Ok(Reply::PendingVoterMarked),
             Command::Batch(_) => Err(ApplyError::Invalid(String::new())),
         }
     }

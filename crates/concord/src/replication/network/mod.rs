@@ -50,6 +50,10 @@ use crate::command::{Applied, Command};
 use crate::error::Error;
 use pb::peer_client::PeerClient;
 
+/// Metadata on a refusal of a sender outside the receiver's configuration:
+/// the log index of the receiver's membership.
+pub(crate) const REFUSED_AT_MEMBERSHIP: &str = "concord-refused-at-membership";
+
 /// Largest peer message decoded (a batch of log entries, a snapshot chunk).
 pub(crate) const MAX_PEER_MESSAGE: usize = 256 * 1024 * 1024;
 /// Snapshot data per stream message.
@@ -79,6 +83,10 @@ pub struct PeerNetwork {
 struct PeerNetworkInner {
     /// Known once the membership is (right after Raft starts).
     cluster_id: std::sync::atomic::AtomicU64,
+    /// The highest membership log index of a peer that refused this member
+    /// as not in its configuration (0: none). A peer whose membership is
+    /// newer than this member's and leaves it out means it was removed.
+    refused_at: tokio::sync::watch::Sender<u64>,
     me: MemberId,
     channels: Mutex<HashMap<(MemberId, String), Channel>>,
     /// Advertised peer URL → URL dialled instead (`Config::peer_dial_map`).
@@ -89,7 +97,29 @@ impl PeerNetwork {
     pub(crate) fn new(me: MemberId, dial_map: HashMap<String, String>) -> Self {
         let cluster_id = std::sync::atomic::AtomicU64::new(0);
         let channels = Mutex::new(HashMap::new());
-        PeerNetwork { inner: Arc::new(PeerNetworkInner { cluster_id, me, channels, dial_map }) }
+        let refused_at = tokio::sync::watch::Sender::new(0);
+        PeerNetwork { inner: Arc::new(PeerNetworkInner { cluster_id, me, refused_at, channels, dial_map }) }
+    }
+
+    /// Membership log indexes of peers that refused this member (see
+    /// `PeerNetworkInner::refused_at`).
+    pub(crate) fn refusals(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.refused_at.subscribe()
+    }
+
+    /// Notes a peer's refusal of this member as outside its configuration.
+    fn note_refusal(&self, status: &tonic::Status) {
+        if status.code() != tonic::Code::FailedPrecondition {
+            return;
+        }
+        let index = status.metadata().get(REFUSED_AT_MEMBERSHIP).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if let Some(index) = index {
+            self.inner.refused_at.send_if_modified(|at| {
+                let newer = index > *at;
+                *at = (*at).max(index);
+                newer
+            });
+        }
     }
 
     pub(crate) fn set_cluster_id(&self, cluster_id: u64) {
@@ -123,6 +153,42 @@ impl PeerNetwork {
         Ok(PeerClient::new(self.channel(target, member)?)
             .max_decoding_message_size(MAX_PEER_MESSAGE)
             .max_encoding_message_size(MAX_PEER_MESSAGE))
+    }
+
+    /// Hands a membership change to the leader.
+    pub(crate) async fn change_membership(
+        &self,
+        leader: MemberId,
+        member: &Member,
+        change: &crate::cluster::MembershipChange,
+        timeout: Duration,
+    ) -> Result<crate::cluster::MembershipChanged, Error> {
+        let mut client = self.client(leader, member).map_err(Error::NotReady)?;
+        let request = self.request(leader, encode(change), timeout);
+        let reply = client.change_membership(request).await.map_err(status_error)?;
+        decode::<Result<crate::cluster::MembershipChanged, Error>>(&reply.into_inner().payload)
+            .map_err(Error::Storage)?
+    }
+
+    /// Asks whoever serves `peer_url` for its cluster id and membership (a
+    /// fresh connection: the asker may not know the member's id yet).
+    pub(crate) async fn cluster_info(
+        &self,
+        peer_url: &str,
+        timeout: Duration,
+    ) -> Result<crate::cluster::ClusterInfo, String> {
+        let dialled = self.inner.dial_map.get(peer_url).map_or(peer_url, String::as_str);
+        let endpoint = Endpoint::from_shared(dialled.to_string())
+            .map_err(|e| format!("peer URL {peer_url}: {e}"))?
+            .connect_timeout(timeout)
+            .timeout(timeout);
+        let channel = endpoint.connect().await.map_err(|e| format!("{peer_url}: {e}"))?;
+        let mut client = PeerClient::new(channel).max_decoding_message_size(MAX_PEER_MESSAGE);
+        let reply = client
+            .cluster_info(self.request(0, Bytes::new(), timeout))
+            .await
+            .map_err(|s| format!("{peer_url}: {}", s.message()))?;
+        decode(&reply.into_inner().payload)
     }
 
     fn request(&self, target: MemberId, payload: Bytes, timeout: Duration) -> tonic::Request<pb::PeerRequest> {
@@ -202,7 +268,10 @@ impl PeerConnection {
     {
         let client = self.network.client(self.target, &self.member).map_err(|e| unreachable(&e))?;
         let request = self.network.request(self.target, encode(payload), option.hard_ttl());
-        let reply = send(client, request).await.map_err(|s| transport_error(&s))?;
+        let reply = send(client, request).await.map_err(|s| {
+            self.network.note_refusal(&s);
+            transport_error(&s)
+        })?;
         match decode::<Result<Resp, E>>(&reply.into_inner().payload) {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(remote)) => {

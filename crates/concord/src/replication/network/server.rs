@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::pb::peer_server::{Peer, PeerServer};
 use super::pb::{PeerReply, PeerRequest, SnapshotChunk};
 use super::{MAX_PEER_MESSAGE, decode, encode, snapshot_of};
-use crate::cluster::{Member, MemberId};
+use crate::cluster::{ClusterInfo, Member, MemberId, MembershipChange, MembershipChanged};
 use crate::command::{Applied, Command};
 use crate::error::Error;
 use crate::replication::ConcordRaft;
@@ -28,6 +28,23 @@ pub type ForwardHandler =
     Arc<dyn Fn(Command, Duration) -> Pin<Box<dyn Future<Output = Result<Applied, Error>> + Send>> + Send + Sync>;
 /// What this member answers a follower's read-index request with.
 pub type ReadIndexHandler = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<u64, Error>> + Send>> + Send + Sync>;
+/// What this member does with a follower's membership change (carry it
+/// out as leader).
+pub type MembershipHandler = Arc<
+    dyn Fn(MembershipChange, Duration) -> Pin<Box<dyn Future<Output = Result<MembershipChanged, Error>> + Send>>
+        + Send
+        + Sync,
+>;
+/// What this member tells anyone about its cluster.
+pub type ClusterInfoHandler = Arc<dyn Fn() -> ClusterInfo + Send + Sync>;
+
+/// What the peer server hands to this member.
+pub(crate) struct Handlers {
+    pub forward: ForwardHandler,
+    pub read_index: ReadIndexHandler,
+    pub change_membership: MembershipHandler,
+    pub cluster_info: ClusterInfoHandler,
+}
 
 pub(crate) struct PeerService {
     raft: ConcordRaft,
@@ -36,20 +53,13 @@ pub(crate) struct PeerService {
     membership: tokio::sync::watch::Receiver<openraft::metrics::RaftServerMetrics<MemberId, Member>>,
     cluster_id: u64,
     me: MemberId,
-    forward: ForwardHandler,
-    read_index: ReadIndexHandler,
+    handlers: Handlers,
 }
 
 impl PeerService {
-    pub(crate) fn new(
-        raft: ConcordRaft,
-        cluster_id: u64,
-        me: MemberId,
-        forward: ForwardHandler,
-        read_index: ReadIndexHandler,
-    ) -> PeerServer<PeerService> {
+    pub(crate) fn new(raft: ConcordRaft, cluster_id: u64, me: MemberId, handlers: Handlers) -> PeerServer<PeerService> {
         let membership = raft.server_metrics();
-        PeerServer::new(PeerService { raft, membership, cluster_id, me, forward, read_index })
+        PeerServer::new(PeerService { raft, membership, cluster_id, me, handlers })
             .max_decoding_message_size(MAX_PEER_MESSAGE)
             .max_encoding_message_size(MAX_PEER_MESSAGE)
     }
@@ -68,14 +78,24 @@ impl PeerService {
         }
         // A member that has no configuration yet (one waiting to join)
         // takes messages from anyone of its cluster.
-        let known = {
+        let (known, membership_index) = {
             let metrics = self.membership.borrow();
-            let membership = metrics.membership_config.membership();
-            membership.nodes().next().is_none() || membership.get_node(&from).is_some()
+            let config = &metrics.membership_config;
+            let membership = config.membership();
+            let known = membership.nodes().next().is_none() || membership.get_node(&from).is_some();
+            (known, config.log_id().map_or(0, |id| id.index))
         };
         if !known {
             tracing::warn!(from = %format!("{from:x}"), "peer message from a member outside the configuration refused");
-            return Err(Status::failed_precondition(format!("member {from:x} is not in this cluster's configuration")));
+            // The sender compares this with its own membership: a newer one
+            // that leaves it out means it was removed (and it stops).
+            let mut status = Status::failed_precondition(format!(
+                "member {from:x} is not in this cluster's configuration (as of log index {membership_index})"
+            ));
+            if let Ok(value) = membership_index.to_string().parse() {
+                status.metadata_mut().insert(super::REFUSED_AT_MEMBERSHIP, value);
+            }
+            return Err(status);
         }
         Ok(())
     }
@@ -135,15 +155,25 @@ impl Peer for PeerService {
 
     async fn forward(&self, request: Request<PeerRequest>) -> Result<Response<PeerReply>, Status> {
         let (commands, _): (Vec<(Command, u64)>, _) = self.open(request)?;
-        let answers = commands
-            .into_iter()
-            .map(|(command, timeout_ms)| (self.forward)(command, Duration::from_millis(timeout_ms.clamp(1, 60_000))));
+        let answers = commands.into_iter().map(|(command, timeout_ms)| {
+            (self.handlers.forward)(command, Duration::from_millis(timeout_ms.clamp(1, 60_000)))
+        });
         reply(&futures_util::future::join_all(answers).await)
     }
 
     async fn read_index(&self, request: Request<PeerRequest>) -> Result<Response<PeerReply>, Status> {
         // No payload: an empty one is the unit value.
         let ((), _) = self.open(request)?;
-        reply(&(self.read_index)().await)
+        reply(&(self.handlers.read_index)().await)
+    }
+
+    async fn change_membership(&self, request: Request<PeerRequest>) -> Result<Response<PeerReply>, Status> {
+        let (change, request): (MembershipChange, _) = self.open(request)?;
+        let timeout = Duration::from_millis(request.timeout_ms.clamp(1, 60_000));
+        reply(&(self.handlers.change_membership)(change, timeout).await)
+    }
+
+    async fn cluster_info(&self, _request: Request<PeerRequest>) -> Result<Response<PeerReply>, Status> {
+        reply(&(self.handlers.cluster_info)())
     }
 }
