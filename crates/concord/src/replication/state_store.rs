@@ -245,6 +245,14 @@ impl RaftStateMachine<TypeConfig> for StateStore {
     ) -> Result<(), StorageError<NodeId>> {
         let data = snapshot.into_inner();
         let state = State::decode_snapshot(&data).map_err(sm_err)?;
+        tracing::info!(
+            last = ?meta.last_log_id,
+            bytes = data.len(),
+            revision = state.kv.revision(),
+            "snapshot received: {} keys, {} leases",
+            state.kv.live_keys(),
+            state.leases.len()
+        );
         self.persist_snapshot(meta, Arc::new(data)).await?;
         let mut applier = self.shared.applier.write();
         applier.machine = StateMachine::with_state(state);

@@ -1,0 +1,151 @@
+//! A follower that was away while the leader purged its log catches up by
+//! snapshot: it installs it, serves the same data and leases (TTLs and
+//! attached keys included) as the leader, and restarts cleanly right after.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use concord::{Concord, Config, PeerListen};
+use tempfile::TempDir;
+
+/// Puts written while the follower is away: more than 100,000. Concurrent
+/// puts share log entries (group commit), so the log is snapshotted every
+/// 200 entries to be sure it is purged past the follower.
+const WRITES_WHILE_AWAY: usize = 100_352;
+const CONCURRENCY: usize = 256;
+
+struct Slot {
+    name: String,
+    url: String,
+    socket: Arc<std::net::TcpListener>,
+    dir: TempDir,
+}
+
+fn slots(n: usize) -> Vec<Slot> {
+    (0..n)
+        .map(|i| {
+            let socket = Arc::new(std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+            let url = format!("http://{}", socket.local_addr().unwrap());
+            Slot { name: format!("m{i}"), url, socket, dir: tempfile::tempdir().unwrap() }
+        })
+        .collect()
+}
+
+fn config(slot: &Slot, all: &[Slot]) -> Config {
+    let initial = all.iter().map(|s| (s.name.clone(), s.url.clone()));
+    Config::new(slot.dir.path())
+        .cluster(slot.name.clone(), slot.url.clone(), PeerListen::Bound(slot.socket.clone()), initial)
+        .request_timeout(Duration::from_secs(20))
+        .snapshot_after_entries(200)
+        .logs_kept_after_snapshot(100)
+        .auto_compaction_retention(None)
+}
+
+async fn put_many(db: &Concord, prefix: &str, count: usize) {
+    let per_task = count / CONCURRENCY;
+    let tasks: Vec<_> = (0..CONCURRENCY)
+        .map(|t| {
+            let db = db.clone();
+            let prefix = prefix.to_string();
+            tokio::spawn(async move {
+                for i in 0..per_task {
+                    db.kv().put(format!("{prefix}{t:03}-{i:05}"), format!("value-{i}")).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follower_behind_the_purged_log_catches_up_by_snapshot() {
+    let slots = slots(3);
+    let opening: Vec<_> = slots
+        .iter()
+        .map(|s| {
+            let c = config(s, &slots);
+            tokio::spawn(async move { c.open().await.unwrap() })
+        })
+        .collect();
+    let mut members = Vec::new();
+    for task in opening {
+        members.push(task.await.unwrap());
+    }
+    let leader_id = members[0].wait_for_leader(Duration::from_secs(20)).await.unwrap();
+    let leader = members.iter().position(|m| m.member_id() == leader_id).unwrap();
+    let away = (leader + 1) % 3;
+    let db = members[leader].clone();
+    // Leases with keys before and while the follower is away.
+    let early = db.lease().grant(600).await.unwrap().id;
+    db.kv().put("early-key", "x").lease(early).await.unwrap();
+    put_many(&db, "before-", 1024).await;
+
+    let follower = members[away].clone();
+    let last_seen = follower.status().raft_index;
+    follower.shutdown().await.unwrap();
+    drop(follower);
+
+    let started = Instant::now();
+    put_many(&db, "away-", WRITES_WHILE_AWAY).await;
+    let late = db.lease().grant(900).await.unwrap().id;
+    db.kv().put("late-key", "y").lease(late).await.unwrap();
+    db.kv().delete("before-000-00000").await.unwrap();
+    let written = started.elapsed();
+    let status = db.status();
+    assert!(
+        status.purged_index.is_some_and(|purged| purged > last_seen),
+        "the leader's log must be purged past the follower ({last_seen}): {:?}",
+        status.purged_index
+    );
+
+    let back = config(&slots[away], &slots).open().await.unwrap();
+    let revision = db.revision();
+    let caught_up = Instant::now();
+    while back.revision() < revision {
+        assert!(caught_up.elapsed() < Duration::from_secs(60), "the follower did not catch up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let back_status = back.status();
+    assert!(
+        back_status.snapshot_index.is_some_and(|s| s > last_seen),
+        "the follower caught up by snapshot: {back_status:?}"
+    );
+    eprintln!("{WRITES_WHILE_AWAY} puts in {written:?}; the follower caught up in {:?}", caught_up.elapsed());
+    assert_same(&db, &back, revision, &[early, late]).await;
+
+    // A restart right after installing the snapshot works.
+    back.shutdown().await.unwrap();
+    drop(back);
+    let back = config(&slots[away], &slots).open().await.unwrap();
+    while back.revision() < revision {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_same(&db, &back, revision, &[early, late]).await;
+    back.shutdown().await.unwrap();
+    for (i, m) in members.iter().enumerate() {
+        if i != away {
+            m.shutdown().await.unwrap();
+        }
+    }
+}
+
+async fn assert_same(leader: &Concord, follower: &Concord, revision: i64, leases: &[i64]) {
+    assert_eq!(follower.hash_kv(revision).unwrap(), leader.hash_kv(revision).unwrap(), "same history");
+    assert_eq!(
+        follower.kv().get("late-key").await.unwrap().map(|kv| kv.lease),
+        Some(Some(leases[1])),
+        "the key's lease came with the snapshot"
+    );
+    for id in leases {
+        let on_leader = leader.lease().info(*id).await.unwrap();
+        let on_follower = follower.lease().info(*id).await.unwrap();
+        assert_eq!(on_follower.ttl, on_leader.ttl, "lease {id}'s TTL");
+        assert_eq!(on_follower.keys, on_leader.keys, "lease {id}'s keys");
+        // Its remaining time as recorded: never less than the leader's
+        // (a lease never expires early), never more than its TTL.
+        assert!(on_follower.remaining + Duration::from_secs(1) >= on_leader.remaining, "lease {id}: {on_follower:?} vs {on_leader:?}");
+        assert!(on_follower.remaining <= Duration::from_secs(on_leader.ttl as u64));
+    }
+}
