@@ -157,11 +157,49 @@ async fn keep_alive(c: &mut Clients, id: i64, once: bool) -> Result<(), String> 
     }
 }
 
-/// Cluster membership commands.
+/// Cluster membership commands (etcdctl's `member`).
 #[derive(Subcommand, Debug)]
 pub enum MemberCommand {
     /// Every member: id, status, name, peer URLs, client URLs, learner.
     List,
+    /// Adds a member; start it afterwards with the printed settings.
+    Add {
+        /// The new member's name (for the printed settings).
+        name: String,
+        /// Comma-separated peer URLs of the new member.
+        #[arg(long = "peer-urls")]
+        peer_urls: String,
+        /// Add it as a learner (it does not vote until promoted).
+        #[arg(long)]
+        learner: bool,
+    },
+    /// Makes a learner a voter (refused until it has caught up).
+    Promote {
+        /// The member id, in hex.
+        id: String,
+    },
+    /// Removes a member.
+    Remove {
+        /// The member id, in hex.
+        id: String,
+    },
+    /// Changes a member's peer URLs.
+    Update {
+        /// The member id, in hex.
+        id: String,
+        /// Comma-separated new peer URLs.
+        #[arg(long = "peer-urls")]
+        peer_urls: String,
+    },
+}
+
+fn parse_member_id(id: &str) -> Result<u64, String> {
+    u64::from_str_radix(id.trim_start_matches("0x"), 16)
+        .map_err(|_| format!("bad member ID arg ({id:?}), expecting ID in Hex"))
+}
+
+fn split_urls(urls: &str) -> Vec<String> {
+    urls.split(',').map(str::trim).filter(|u| !u.is_empty()).map(String::from).collect()
 }
 
 pub async fn member(conn: Connection, command: MemberCommand) -> Result<(), String> {
@@ -170,6 +208,28 @@ pub async fn member(conn: Connection, command: MemberCommand) -> Result<(), Stri
         MemberCommand::List => {
             let resp = c.cluster.member_list(pb::MemberListRequest { linearizable: true }).await.map_err(rpc_error)?;
             c.printer.member_list(&resp.into_inner().members);
+        }
+        MemberCommand::Add { name, peer_urls, learner } => {
+            let peer_urls = split_urls(&peer_urls);
+            let req = pb::MemberAddRequest { peer_ur_ls: peer_urls.clone(), is_learner: learner };
+            let resp = c.cluster.member_add(req).await.map_err(rpc_error)?.into_inner();
+            c.printer.member_added(&resp, &name, &peer_urls);
+        }
+        MemberCommand::Promote { id } => {
+            let id = parse_member_id(&id)?;
+            let resp = c.cluster.member_promote(pb::MemberPromoteRequest { id }).await.map_err(rpc_error)?;
+            c.printer.member_changed("promoted in", id, resp.into_inner().header);
+        }
+        MemberCommand::Remove { id } => {
+            let id = parse_member_id(&id)?;
+            let resp = c.cluster.member_remove(pb::MemberRemoveRequest { id }).await.map_err(rpc_error)?;
+            c.printer.member_changed("removed from", id, resp.into_inner().header);
+        }
+        MemberCommand::Update { id, peer_urls } => {
+            let id = parse_member_id(&id)?;
+            let req = pb::MemberUpdateRequest { id, peer_ur_ls: split_urls(&peer_urls) };
+            let resp = c.cluster.member_update(req).await.map_err(rpc_error)?;
+            c.printer.member_changed("updated in", id, resp.into_inner().header);
         }
     }
     Ok(())

@@ -94,6 +94,44 @@ impl Printer {
         }
     }
 
+    /// etcdctl's `member add` output: the new member, then the settings to
+    /// start it with.
+    pub fn member_added(&self, resp: &pb::MemberAddResponse, name: &str, peer_urls: &[String]) {
+        let cluster = resp.header.as_ref().map_or(0, |h| h.cluster_id);
+        let Some(member) = &resp.member else { return };
+        if self.json {
+            println!(
+                "{}",
+                json!({ "cluster_id": hex(cluster as i64), "id": hex(member.id as i64),
+                        "peer_urls": member.peer_ur_ls, "is_learner": member.is_learner })
+            );
+            return;
+        }
+        let as_learner = if member.is_learner { " as learner " } else { " " };
+        println!("Member {:16x} added{as_learner}to cluster {cluster:16x}", member.id);
+        let initial: Vec<String> = (resp.members.iter())
+            .flat_map(|m| {
+                let n = if m.id == member.id { name } else { m.name.as_str() };
+                m.peer_ur_ls.iter().map(move |u| format!("{n}={u}"))
+            })
+            .collect();
+        println!();
+        println!("ETCD_NAME={name:?}");
+        println!("ETCD_INITIAL_CLUSTER={:?}", initial.join(","));
+        println!("ETCD_INITIAL_ADVERTISE_PEER_URLS={:?}", peer_urls.join(","));
+        println!("ETCD_INITIAL_CLUSTER_STATE=\"existing\"");
+    }
+
+    /// etcdctl's `member promote|remove|update` line.
+    pub fn member_changed(&self, what: &str, id: u64, header: Option<pb::ResponseHeader>) {
+        let cluster = header.map_or(0, |h| h.cluster_id);
+        if self.json {
+            println!("{}", json!({ "cluster_id": hex(cluster as i64), "id": hex(id as i64) }));
+        } else {
+            println!("Member {id:16x} {what} cluster {cluster:16x}");
+        }
+    }
+
     pub fn put_ok(&self, revision: i64) {
         if self.json {
             println!("{}", json!({ "revision": revision }));

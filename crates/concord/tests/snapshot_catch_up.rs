@@ -145,7 +145,10 @@ async fn assert_same(leader: &Concord, follower: &Concord, revision: i64, leases
         assert_eq!(on_follower.keys, on_leader.keys, "lease {id}'s keys");
         // Its remaining time as recorded: never less than the leader's
         // (a lease never expires early), never more than its TTL.
-        assert!(on_follower.remaining + Duration::from_secs(1) >= on_leader.remaining, "lease {id}: {on_follower:?} vs {on_leader:?}");
+        assert!(
+            on_follower.remaining + Duration::from_secs(1) >= on_leader.remaining,
+            "lease {id}: {on_follower:?} vs {on_leader:?}"
+        );
         assert!(on_follower.remaining <= Duration::from_secs(on_leader.ttl as u64));
     }
 }

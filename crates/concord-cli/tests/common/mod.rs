@@ -154,6 +154,20 @@ impl Server {
         }
     }
 
+    /// Waits (at most `limit`) for the process to exit on its own.
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let child = self.child.as_mut().expect("running");
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return status;
+            }
+            assert!(Instant::now() < deadline, "concord serve did not exit; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Runs the real etcdctl against this server.
     pub fn etcdctl(&self, args: &[&str]) -> Output {
         self.etcdctl_stdin(args, None)

@@ -1,0 +1,152 @@
+//! `etcdctl member add/promote/update/remove/list` (and `concord member`)
+//! against real `concord serve` processes: a cluster grown from one member
+//! by the printed settings, outputs as etcd prints them, etcd's refusals,
+//! and a removed member that exits.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Server, assert_shape, stderr, stdout};
+
+fn free_peer_url() -> String {
+    format!("http://127.0.0.1:{}", common::free_port())
+}
+
+fn ok(out: std::process::Output) -> String {
+    assert!(out.status.success(), "command failed: {}\n{}", stdout(&out), stderr(&out));
+    stdout(&out)
+}
+
+fn refused(out: std::process::Output) -> String {
+    assert!(!out.status.success(), "expected a refusal, got: {}", stdout(&out));
+    stderr(&out)
+}
+
+/// Starts a member from etcdctl's printed `ETCD_*` settings.
+fn start_from(printed: &str, token: &str) -> Server {
+    let setting = |name: &str| -> String {
+        let line = printed.lines().find(|l| l.starts_with(&format!("{name}="))).expect(name);
+        line[name.len() + 1..].trim_matches('"').to_string()
+    };
+    let peer = setting("ETCD_INITIAL_ADVERTISE_PEER_URLS");
+    let args = [
+        format!("--name={}", setting("ETCD_NAME")),
+        format!("--listen-peer-urls={peer}"),
+        format!("--initial-advertise-peer-urls={peer}"),
+        format!("--initial-cluster={}", setting("ETCD_INITIAL_CLUSTER")),
+        format!("--initial-cluster-state={}", setting("ETCD_INITIAL_CLUSTER_STATE")),
+        format!("--initial-cluster-token={token}"),
+    ];
+    let mut server =
+        Server::spawn_in(tempfile::tempdir().unwrap(), &args.iter().map(String::as_str).collect::<Vec<_>>());
+    server.wait_ready();
+    server
+}
+
+/// `member list -w json` as (id, name, is_learner).
+fn members(server: &Server) -> Vec<(u64, String, bool)> {
+    let json: serde_json::Value = serde_json::from_str(&ok(server.etcdctl(&["member", "list", "-w", "json"]))).unwrap();
+    (json["members"].as_array().unwrap().iter())
+        .map(|m| {
+            (
+                m["ID"].as_u64().unwrap(),
+                m["name"].as_str().unwrap_or_default().to_string(),
+                m["isLearner"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect()
+}
+
+fn until(what: &str, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn etcdctl_grows_updates_and_shrinks_a_cluster() {
+    let token = format!("members-{}", std::process::id());
+    let p0 = free_peer_url();
+    let mut first = Server::spawn_in(
+        tempfile::tempdir().unwrap(),
+        &[
+            "--name=m0",
+            &format!("--listen-peer-urls={p0}"),
+            &format!("--initial-advertise-peer-urls={p0}"),
+            &format!("--initial-cluster=m0={p0}"),
+            &format!("--initial-cluster-token={token}"),
+        ],
+    );
+    first.wait_ready();
+    ok(first.etcdctl(&["put", "before", "1"]));
+
+    // A voter, added the etcd way: `member add`, then start it with what
+    // etcdctl printed.
+    let p1 = free_peer_url();
+    let printed = ok(first.etcdctl(&["member", "add", "m1", &format!("--peer-urls={p1}")]));
+    assert_shape(
+        &printed,
+        &format!(
+            "Member [ 0-9a-f]{{16}} added to cluster [ 0-9a-f]{{16}}\n\nETCD_NAME=\"m1\"\n\
+             ETCD_INITIAL_CLUSTER=\"(m0={p0},m1={p1}|m1={p1},m0={p0})\"\nETCD_INITIAL_ADVERTISE_PEER_URLS=\"{p1}\"\n\
+             ETCD_INITIAL_CLUSTER_STATE=\"existing\"\n"
+        ),
+    );
+    let second = start_from(&printed, &token);
+    assert_eq!(ok(second.etcdctl(&["get", "before", "--print-value-only"])), "1\n");
+    until("m1 to vote", || members(&first).iter().all(|(_, name, learner)| !name.is_empty() && !learner));
+
+    // A learner: refused promotion until it runs and has caught up.
+    let p2 = free_peer_url();
+    let printed = ok(first.etcdctl(&["member", "add", "m2", &format!("--peer-urls={p2}"), "--learner"]));
+    // etcdctl 3.4 prints no "as learner" (3.5 does, from the response).
+    assert_shape(&printed, "Member [ 0-9a-f]{16} added (as learner )?to cluster [ 0-9a-f]{16}\n\n.*");
+    let learner = members(&first).into_iter().find(|(_, _, learner)| *learner).expect("a learner").0;
+    let learner_hex = format!("{learner:x}");
+    let early = refused(first.etcdctl(&["member", "promote", &learner_hex]));
+    assert!(
+        early.contains("Error: etcdserver: can only promote a learner member which is in sync with leader"),
+        "{early}"
+    );
+    // One learner at a time.
+    let second_learner =
+        refused(first.etcdctl(&["member", "add", "x", &format!("--peer-urls={}", free_peer_url()), "--learner"]));
+    assert!(second_learner.contains("Error: etcdserver: too many learner members in cluster"), "{second_learner}");
+    let mut third = start_from(&printed, &token);
+    let mut promoted = String::new();
+    until("the learner to catch up and be promoted", || {
+        let out = first.etcdctl(&["member", "promote", &learner_hex]);
+        promoted = stdout(&out);
+        out.status.success()
+    });
+    assert_shape(&promoted, &format!("Member {learner:16x} promoted in cluster [ 0-9a-f]{{16}}\n"));
+    let again = refused(first.etcdctl(&["member", "promote", &learner_hex]));
+    assert!(again.contains("Error: etcdserver: can only promote a learner member"), "{again}");
+
+    // etcd's refusals.
+    let taken = refused(first.etcdctl(&["member", "add", "dup", &format!("--peer-urls={p0}")]));
+    assert!(taken.contains("Error: etcdserver: Peer URLs already exists"), "{taken}");
+    let unknown = refused(first.etcdctl(&["member", "remove", "1234"]));
+    assert!(unknown.contains("Error: etcdserver: member not found"), "{unknown}");
+
+    // Update: a second peer URL for m2 (it keeps listening on the first).
+    let extra = free_peer_url();
+    let updated = ok(third.etcdctl(&["member", "update", &learner_hex, &format!("--peer-urls={p2},{extra}")]));
+    assert_shape(&updated, &format!("Member {learner:16x} updated in cluster [ 0-9a-f]{{16}}\n"));
+    let listed = ok(first.concord(&["member", "list"]));
+    assert!(listed.contains(&format!("{p2},{extra}")), "{listed}");
+
+    // Remove (asked of a follower: it goes to the leader); the removed
+    // member exits on its own, cleanly.
+    let removed = ok(second.etcdctl(&["member", "remove", &learner_hex]));
+    assert_shape(&removed, &format!("Member {learner:16x} removed from cluster [ 0-9a-f]{{16}}\n"));
+    let status = third.wait_exit(Duration::from_secs(20));
+    assert!(status.success(), "a removed member exits with 0: {status}");
+    assert!(third.log().contains("removed from the cluster"), "{}", third.log());
+    assert_eq!(members(&first).len(), 2);
+    ok(second.etcdctl(&["put", "after", "2"]));
+    assert_eq!(ok(first.etcdctl(&["get", "after", "--print-value-only"])), "2\n");
+}
