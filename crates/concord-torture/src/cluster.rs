@@ -66,7 +66,20 @@ pub struct Cluster {
 const FAKETIME: [&str; 2] =
     ["/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1", "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1"];
 
-fn free_addr() -> std::io::Result<SocketAddr> {
+/// A loopback port nobody listens on now, for a member to bind later.
+///
+/// Taken below Linux's ephemeral range (32768–60999), where no outgoing
+/// connection is given a port by the kernel, so only another explicit bind
+/// can take it before the member does; port 0 if none is found.
+pub fn free_addr() -> std::io::Result<SocketAddr> {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    for _ in 0..100 {
+        let port = rng.random_range(20_000..32_000);
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            return listener.local_addr();
+        }
+    }
     TcpListener::bind("127.0.0.1:0")?.local_addr()
 }
 
@@ -77,7 +90,43 @@ fn signal(pid: u32, sig: &str) {
 impl Cluster {
     /// Starts `n` members of a new cluster, data under `dir`, and waits
     /// until they have a leader.
+    ///
+    /// A port chosen free can be taken by someone else (another test's
+    /// connection, say) before the member binds it; a member that exits at
+    /// start is therefore not a failure of the cluster: the whole start is
+    /// tried again on fresh ports (its logs kept as `m{i}.log.failed-{try}`).
     pub async fn start(bin: &Path, n: usize, dir: &Path) -> Result<Cluster, String> {
+        const TRIES: usize = 3;
+        for attempt in 1..=TRIES {
+            let mut cluster = Cluster::start_once(bin, n, dir).await?;
+            if cluster.wait_for_agreement(Duration::from_secs(30)).await {
+                cluster.has_failpoints = (0..n).all(|i| cluster.log_tail(i, 1000).contains("failpoints compiled in"));
+                return Ok(cluster);
+            }
+            let exited: Vec<usize> = (0..n)
+                .filter(|&i| cluster.members[i].child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(Some(_)))))
+                .collect();
+            let logs: Vec<String> =
+                (0..n).map(|i| format!("--- m{i} (last lines of its log) ---\n{}", cluster.log_tail(i, 20))).collect();
+            drop(cluster);
+            if exited.is_empty() || attempt == TRIES {
+                return Err(format!(
+                    "the members did not agree on a leader within 30 s (try {attempt}; exited: {exited:?})\n{}",
+                    logs.join("\n")
+                ));
+            }
+            tracing::warn!(?exited, attempt, "a member exited at start; starting the cluster again on fresh ports");
+            for i in 0..n {
+                let log = dir.join(format!("m{i}.log"));
+                let _ = std::fs::rename(&log, dir.join(format!("m{i}.log.failed-{attempt}")));
+                let _ = std::fs::remove_dir_all(dir.join(format!("m{i}")));
+            }
+        }
+        unreachable!("every try returns")
+    }
+
+    /// Spawns the members of a new cluster on freshly chosen ports.
+    async fn start_once(bin: &Path, n: usize, dir: &Path) -> Result<Cluster, String> {
         let io = |e: std::io::Error| e.to_string();
         let clients: Vec<SocketAddr> = (0..n).map(|_| free_addr()).collect::<Result<_, _>>().map_err(io)?;
         let peers: Vec<SocketAddr> = (0..n).map(|_| free_addr()).collect::<Result<_, _>>().map_err(io)?;
@@ -138,10 +187,6 @@ impl Cluster {
         for i in 0..n {
             cluster.spawn(i)?;
         }
-        if !cluster.wait_for_agreement(Duration::from_secs(30)).await {
-            return Err("the members did not agree on a leader within 30 s".into());
-        }
-        cluster.has_failpoints = (0..n).all(|i| cluster.log_tail(i, 1000).contains("failpoints compiled in"));
         Ok(cluster)
     }
 

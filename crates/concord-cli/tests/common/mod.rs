@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -19,11 +19,12 @@ pub struct Server {
     pub dir: TempDir,
 }
 
-/// A port nobody listens on right now (only for a client that must find
-/// nothing there: a server always binds port 0 and reports what it got, so
-/// parallel tests never race for a port).
+/// A port nobody listens on right now: for a client that must find nothing
+/// there, or for peer URLs that every member of a cluster must know before
+/// it starts (a lone server binds port 0 and reports what it got). Below
+/// the kernel's ephemeral range, so no outgoing connection takes it first.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    concord_torture::cluster::free_addr().unwrap().port()
 }
 
 /// Runs a command to completion, failing the test after 60 s.
