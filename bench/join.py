@@ -7,8 +7,10 @@ load (32 clients, 256-byte values) runs for --load seconds; after a quiet
 baseline part, `etcdctl member add` adds a voter and a new member is started
 with --initial-cluster-state existing. Printed: the time from start until
 the new member logs the snapshot it received and until it is healthy, the
-snapshot's size and rate, and the load's throughput before the join and
-while the snapshot is in transfer (from the load's 1-second samples).
+snapshot's size and rate, the load's throughput before the join and
+while the snapshot is in transfer (from the load's 1-second samples), and
+the memory of both members (resident set: the leader's before the join and
+its highest while it sends, the new member's highest).
 
     bench/join.py [--mib 500] [--load 40]
 
@@ -55,6 +57,16 @@ def serve(work, name, peer, client, initial, state):
     return subprocess.Popen(args, stdout=log, stderr=log)
 
 
+def rss_mib(proc, field="VmRSS"):
+    """A process's resident memory (or its peak, with VmHWM) in MiB."""
+    try:
+        with open(f"/proc/{proc.pid}/status") as f:
+            line = next(l for l in f if l.startswith(field + ":"))
+        return int(line.split()[1]) / 1024
+    except (OSError, StopIteration):
+        return None
+
+
 def healthy(endpoint):
     return etcdctl(endpoint, "endpoint", "health").returncode == 0
 
@@ -81,6 +93,7 @@ def main():
 
         # The load; its throughput by the store's revision (one per put), sampled every second.
         samples = []
+        leader_rss = []
         load = subprocess.Popen([BENCH, "put", f"--endpoints={clients[0][7:]}", "--clients=32", "--conns=2",
                                  f"--duration={opts.load}", "--key-space=10000", "--val-size=256", "--json"],
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -95,6 +108,7 @@ def main():
                 except (ValueError, KeyError, IndexError):
                     index = None
                 samples.append((time.monotonic() - load_started, index))
+                leader_rss.append((time.monotonic() - load_started, rss_mib(procs[0])))
                 time.sleep(1.0)
 
         threading.Thread(target=sample, daemon=True).start()
@@ -115,6 +129,7 @@ def main():
                 break
             time.sleep(0.1)
         ready = time.monotonic() - joined_at
+        joiner_peak = rss_mib(procs[1], "VmHWM")
         result = json.loads(load.communicate()[0])
         print(f"snapshot of {size / 2**20:.0f} MiB received {received:.1f} s after member add "
               f"({size / 2**20 / received:.0f} MiB/s including the new member's start); healthy after {ready:.1f} s")
@@ -126,6 +141,13 @@ def main():
             if len(part) >= 2:
                 rate = (part[-1][1] - part[0][1]) / (part[-1][0] - part[0][0])
                 print(f"  puts/s {label}: {rate:.0f}")
+        before_rss = [r for t, r in leader_rss if t < join_offset and r is not None]
+        during_rss = [r for t, r in leader_rss if join_offset <= t <= join_offset + ready and r is not None]
+        if before_rss and during_rss:
+            print(f"leader resident memory: {before_rss[-1]:.0f} MiB before the join, "
+                  f"at most {max(during_rss):.0f} MiB while the new member joined")
+        if joiner_peak is not None:
+            print(f"new member's peak resident memory: {joiner_peak:.0f} MiB")
     finally:
         for p in procs:
             if p.poll() is None:

@@ -79,6 +79,8 @@ struct Inner {
     cluster_id: u64,
     read_index: read_index::ReadIndexRounds,
     network: crate::replication::network::PeerNetwork,
+    /// Where received snapshots are written as they arrive.
+    snapshots: crate::replication::snapshot_store::SnapshotStore,
     /// Held by the leader while it carries out a membership change.
     membership_lock: tokio::sync::Mutex<()>,
     /// Set once this member learns it was removed from the cluster.

@@ -54,7 +54,7 @@ impl Concord {
         // Only the writer thread writes the file; log reads share it.
         let writer =
             LogWriter::spawn(db.clone(), config.fsync_observer.clone()).map_err(|e| Error::Storage(e.to_string()))?;
-        let (state_store, shared) = StateStore::load(snapshots).map_err(Error::Storage)?;
+        let (state_store, shared) = StateStore::load(snapshots.clone()).map_err(Error::Storage)?;
         let log = LogStore::new(
             stored_log,
             writer.sender(),
@@ -151,6 +151,7 @@ impl Concord {
                 cluster_id,
                 read_index,
                 network: network_handle,
+                snapshots,
                 membership_lock: tokio::sync::Mutex::new(()),
                 removed: watch::Sender::new(false),
                 stop_peer_server: Mutex::new(None),
@@ -240,7 +241,13 @@ impl Concord {
             })
         };
         let handlers = Handlers { forward, read_index, change_membership, cluster_info };
-        let service = PeerService::new(self.inner.raft.clone(), self.inner.cluster_id, self.inner.member_id, handlers);
+        let service = PeerService::new(
+            self.inner.raft.clone(),
+            self.inner.snapshots.clone(),
+            self.inner.cluster_id,
+            self.inner.member_id,
+            handlers,
+        );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         *self.inner.stop_peer_server.lock() = Some(stop);
         let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));

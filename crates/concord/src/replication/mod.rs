@@ -18,7 +18,7 @@ pub(crate) mod network;
 pub(crate) mod snapshot_store;
 pub(crate) mod state_store;
 
-use std::io::Cursor;
+pub(crate) use network::MAX_PEER_MESSAGE;
 
 use crate::command::{Applied, Command};
 
@@ -29,6 +29,7 @@ openraft::declare_raft_types!(
         R = Applied,
         NodeId = crate::cluster::MemberId,
         Node = crate::cluster::Member,
+        SnapshotData = snapshot_store::SnapshotData,
 );
 
 /// The Raft handle.

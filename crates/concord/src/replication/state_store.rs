@@ -6,7 +6,6 @@
 //! after it, so apply never writes to disk; the log is the durable record.
 //! A snapshot is written before openraft purges the log it covers.
 
-use std::io::Cursor;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -21,7 +20,7 @@ use tokio::time::Instant;
 
 use super::TypeConfig;
 use super::log_store::{decode, encode};
-use super::snapshot_store::{SnapshotStore, StoredSnapshot};
+use super::snapshot_store::{SnapshotData, SnapshotStore};
 use crate::cluster::Member;
 use crate::command::{Applied, Command, LeaseEffect, Reply};
 use crate::lease::deadlines::LeaseDeadlines;
@@ -86,12 +85,11 @@ fn sm_err(e: impl ToString) -> StorageError<NodeId> {
 impl StateStore {
     /// Restores the state machine from the stored snapshot, if any.
     pub(crate) fn load(snapshots: SnapshotStore) -> Result<(Self, Arc<Shared>), String> {
-        let snapshot: Option<StoredSnapshot> = snapshots.read()?;
         let mut applier =
             Applier { machine: StateMachine::default(), last_applied: None, membership: StoredMembership::default() };
-        if let Some((meta, data)) = snapshot {
+        if let Some((meta, data)) = snapshots.current()? {
             let meta: SnapshotMeta<NodeId, Member> = decode(&meta)?;
-            applier.machine = StateMachine::with_state(State::decode_snapshot(&data)?);
+            applier.machine = StateMachine::with_state(State::decode_snapshot_from(|| data.reader())?);
             applier.last_applied = meta.last_log_id;
             applier.membership = meta.last_membership;
         }
@@ -106,48 +104,44 @@ impl StateStore {
         shared.reset_deadlines(&shared.applier.read().machine.state, Instant::now());
         Ok((StateStore { shared: shared.clone(), snapshots }, shared))
     }
-
-    /// Stores a snapshot unless a newer one is stored; returns whether it was.
-    async fn persist_snapshot(
-        &self,
-        meta: &SnapshotMeta<NodeId, Member>,
-        data: Arc<Vec<u8>>,
-    ) -> Result<bool, StorageError<NodeId>> {
-        let last_index = meta.last_log_id.map(|id| id.index);
-        self.snapshots.write(last_index, encode(meta), data).await.map_err(sm_err)
-    }
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateStore {
+    /// Apply waits only while the state is copied (keys and values are
+    /// shared, not copied); it is encoded into the store from the copy.
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
         self.shared.log_bytes_since_snapshot.store(0, Ordering::Relaxed);
         let started = std::time::Instant::now();
-        let (meta, data) = {
+        let (meta, state) = {
             let applier = self.shared.applier.read();
-            let data = applier.machine.state.encode_snapshot().map_err(sm_err)?;
             let snapshot_id = match applier.last_applied {
-                Some(id) => format!("{}-{}-{}", id.leader_id.term, id.index, data.len()),
-                None => format!("empty-{}", data.len()),
+                Some(id) => format!("{}-{}-{}", id.leader_id.term, id.index, applier.machine.kv().revision()),
+                None => "empty".to_string(),
             };
             let meta = SnapshotMeta {
                 last_log_id: applier.last_applied,
                 last_membership: applier.membership.clone(),
                 snapshot_id,
             };
-            (meta, Arc::new(data))
+            (meta, applier.machine.state.clone())
         };
-        // Apply waited for the encoding above (the state is under its lock).
         let locked = started.elapsed();
-        if !self.persist_snapshot(&meta, data.clone()).await? {
+        let last_index = meta.last_log_id.map(|id| id.index);
+        let built = self
+            .snapshots
+            .build(last_index, encode(&meta).to_vec(), move |out| state.encode_snapshot_to(out))
+            .await
+            .map_err(sm_err)?;
+        let Some(data) = built else {
             // A newer snapshot was installed while this one was built.
             tracing::debug!(last = ?meta.last_log_id, "a newer snapshot is stored; the built one is dropped");
-            if let Some(newer) = self.get_current_snapshot().await? {
-                return Ok(newer);
-            }
-        }
+            return match self.get_current_snapshot().await? {
+                Some(newer) => Ok(newer),
+                None => Err(sm_err("the newer snapshot is gone")),
+            };
+        };
         tracing::debug!(last = ?meta.last_log_id, bytes = data.len(), ?locked, total = ?started.elapsed(), "snapshot written");
-        let data = Arc::try_unwrap(data).unwrap_or_else(|shared| (*shared).clone());
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+        Ok(Snapshot { meta, snapshot: Box::new(data) })
     }
 }
 
@@ -234,17 +228,23 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         StateStore { shared: self.shared.clone(), snapshots: self.snapshots.clone() }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    /// Only openraft's chunked snapshot protocol asks for this; Concord
+    /// receives snapshots through its own stream (`network::server`).
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotData>, StorageError<NodeId>> {
+        Err(sm_err("snapshots are received whole, through the peer snapshot stream"))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<NodeId, Member>,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<SnapshotData>,
     ) -> Result<(), StorageError<NodeId>> {
-        let data = snapshot.into_inner();
-        let state = State::decode_snapshot(&data).map_err(sm_err)?;
+        // Decoding a large snapshot takes seconds: off the async threads.
+        let (state, data) =
+            tokio::task::spawn_blocking(move || (State::decode_snapshot_from(|| snapshot.reader()), snapshot))
+                .await
+                .map_err(sm_err)?;
+        let state = state.map_err(sm_err)?;
         tracing::info!(
             last = ?meta.last_log_id,
             bytes = data.len(),
@@ -253,7 +253,10 @@ impl RaftStateMachine<TypeConfig> for StateStore {
             state.kv.live_keys(),
             state.leases.len()
         );
-        self.persist_snapshot(meta, Arc::new(data)).await?;
+        let last_index = meta.last_log_id.map(|id| id.index);
+        if !self.snapshots.install(&data, last_index, encode(meta).to_vec()).await.map_err(sm_err)? {
+            tracing::warn!(last = ?meta.last_log_id, "a newer snapshot is already stored; the received one is dropped");
+        }
         let mut applier = self.shared.applier.write();
         applier.machine = StateMachine::with_state(state);
         applier.last_applied = meta.last_log_id;
@@ -270,12 +273,11 @@ impl RaftStateMachine<TypeConfig> for StateStore {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
-        let stored = self.snapshots.read_async().await.map_err(sm_err)?;
-        let Some((meta, data)) = stored else {
+        let Some((meta, data)) = self.snapshots.current_async().await.map_err(sm_err)? else {
             return Ok(None);
         };
         let meta: SnapshotMeta<NodeId, Member> = decode(&meta).map_err(sm_err)?;
-        Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
+        Ok(Some(Snapshot { meta, snapshot: Box::new(data) }))
     }
 }
 

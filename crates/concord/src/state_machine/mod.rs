@@ -66,18 +66,42 @@ struct SnapshotBodyRef<'a> {
     state: &'a State,
 }
 
+/// Largest single key, value or string a snapshot decodes (postcard reads
+/// each into a scratch buffer this big, reused for the next). No key or
+/// value reaches it: none can be bigger than a replicated log entry.
+const SNAPSHOT_SCRATCH: usize = crate::replication::MAX_PEER_MESSAGE;
+
 impl State {
     /// The bytes a snapshot holds for this state.
     pub fn encode_snapshot(&self) -> Result<Vec<u8>, String> {
-        postcard::to_stdvec(&SnapshotBodyRef { state: self }).map_err(|e| format!("cannot encode a snapshot: {e}"))
+        let mut bytes = Vec::new();
+        self.encode_snapshot_to(&mut bytes)?;
+        Ok(bytes)
+    }
+
+    /// Writes the bytes a snapshot holds for this state to `out`, as they
+    /// are produced (nothing of the size of the snapshot is held).
+    pub fn encode_snapshot_to(&self, out: &mut dyn std::io::Write) -> Result<(), String> {
+        postcard::to_io(&SnapshotBodyRef { state: self }, out)
+            .map(|_| ())
+            .map_err(|e| format!("cannot encode a snapshot: {e}"))
     }
 
     /// The state a snapshot's bytes hold.
     pub fn decode_snapshot(bytes: &[u8]) -> Result<State, String> {
-        match postcard::from_bytes::<SnapshotBody>(bytes) {
-            Ok(body) => Ok(body.state),
-            Err(e) => match postcard::from_bytes::<SnapshotBodyBeforePendingVoters>(bytes) {
-                Ok(SnapshotBodyBeforePendingVoters { state: old }) => Ok(State {
+        Self::decode_snapshot_from(|| Ok(bytes))
+    }
+
+    /// The state a snapshot holds, read as a stream from what `open`
+    /// returns (called again to read from the start for an older format).
+    /// Memory: the state itself and one scratch buffer the size of the
+    /// largest key or value in it (untouched pages cost nothing).
+    pub fn decode_snapshot_from<R: std::io::Read>(open: impl Fn() -> Result<R, String>) -> Result<State, String> {
+        let mut scratch = vec![0u8; SNAPSHOT_SCRATCH];
+        match postcard::from_io::<SnapshotBody, _>((open()?, &mut scratch)) {
+            Ok((body, _)) => Ok(body.state),
+            Err(e) => match postcard::from_io::<SnapshotBodyBeforePendingVoters, _>((open()?, &mut scratch)) {
+                Ok((SnapshotBodyBeforePendingVoters { state: old }, _)) => Ok(State {
                     kv: old.kv,
                     leases: old.leases,
                     lease_limits: old.lease_limits,

@@ -12,9 +12,11 @@
 //!   be reached (connection refused, gRPC `Unavailable`) is `Unreachable`,
 //!   any other transport failure a `NetworkError`, a Raft error in the reply
 //!   a `RemoteError`, an oversized message `PayloadTooLarge`.
-//! - Snapshots go whole, as one client stream (the vote and meta, then
-//!   ~1 MiB chunks), with a deadline of their own and honouring cancel; the
-//!   receiver installs with `install_full_snapshot`.
+//! - Snapshots go whole, as one client stream (the vote, meta and size,
+//!   then the stored 1 MiB chunks, read a few ahead of the wire and never
+//!   whole), with a deadline of their own and honouring cancel; the
+//!   receiver writes the chunks to its snapshot store as they arrive, then
+//!   installs with `install_full_snapshot`.
 
 pub(crate) mod pb {
     #![allow(clippy::all, clippy::pedantic, missing_docs, rustdoc::all)]
@@ -24,24 +26,21 @@ pub(crate) mod server;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::io::Cursor;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use openraft::error::{
-    Fatal, InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, ReplicationClosed,
-    StreamingError, Unreachable,
+    Fatal, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, ReplicationClosed, StreamingError,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
-use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, SnapshotResponse,
-    VoteRequest, VoteResponse,
-};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
 use openraft::{AnyError, Snapshot, Vote};
 use parking_lot::Mutex;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio_stream::StreamExt;
 use tonic::transport::{Channel, Endpoint};
 
 use super::TypeConfig;
@@ -56,8 +55,6 @@ pub(crate) const REFUSED_AT_MEMBERSHIP: &str = "concord-refused-at-membership";
 
 /// Largest peer message decoded (a batch of log entries, a snapshot chunk).
 pub(crate) const MAX_PEER_MESSAGE: usize = 256 * 1024 * 1024;
-/// Snapshot data per stream message.
-const SNAPSHOT_CHUNK: usize = 1024 * 1024;
 /// How long sending a whole snapshot may take.
 const SNAPSHOT_DEADLINE: Duration = Duration::from_secs(120);
 
@@ -314,16 +311,6 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         self.call(&rpc, &option, async |mut c, r| c.vote(r).await).await
     }
 
-    /// Chunked snapshots are not used: `full_snapshot` streams them whole.
-    async fn install_snapshot(
-        &mut self,
-        _rpc: InstallSnapshotRequest<TypeConfig>,
-        _option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<MemberId>, RPCError<MemberId, Member, RaftError<MemberId, InstallSnapshotError>>>
-    {
-        Err(RPCError::Network(NetworkError::new(&AnyError::error("chunked snapshots are not used by Concord"))))
-    }
-
     async fn full_snapshot(
         &mut self,
         vote: Vote<MemberId>,
@@ -333,18 +320,47 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
     ) -> Result<SnapshotResponse<MemberId>, StreamingError<TypeConfig, Fatal<MemberId>>> {
         let mut client = self.network.client(self.target, &self.member).map_err(|e| unreachable(&e))?;
         let header = encode(&(vote, snapshot.meta.clone()));
-        let data = Bytes::from(snapshot.snapshot.into_inner());
         let (cluster_id, target, from) = (self.network.cluster_id(), self.target, self.network.inner.me);
-        let chunks: Vec<pb::SnapshotChunk> = (0..data.len().div_ceil(SNAPSHOT_CHUNK).max(1))
-            .map(|i| pb::SnapshotChunk {
-                cluster_id,
-                target,
-                from,
-                header: if i == 0 { header.clone() } else { Bytes::new() },
-                data: data.slice(i * SNAPSHOT_CHUNK..((i + 1) * SNAPSHOT_CHUNK).min(data.len())),
-            })
-            .collect();
-        let mut request = tonic::Request::new(tokio_stream::iter(chunks));
+        let total_bytes = snapshot.snapshot.len();
+        // Read from the store a few chunks ahead of the wire, never whole.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+        let data = snapshot.snapshot;
+        tokio::task::spawn_blocking(move || {
+            let chunks = match data.chunks() {
+                Ok(chunks) => chunks,
+                Err(e) => return tracing::warn!(error = %e, "cannot read the snapshot to send"),
+            };
+            for chunk in chunks {
+                let chunk = match chunk {
+                    Ok(chunk) => chunk,
+                    Err(e) => return tracing::warn!(error = %e, "cannot read the snapshot to send"),
+                };
+                if tx.blocking_send(chunk).is_err() {
+                    // The stream was dropped: nothing more to send.
+                    return;
+                }
+            }
+        });
+        let mut first = true;
+        let chunks = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |data| pb::SnapshotChunk {
+            cluster_id,
+            target,
+            from,
+            header: if std::mem::take(&mut first) { header.clone() } else { Bytes::new() },
+            data,
+            total_bytes,
+        });
+        // An empty snapshot is one message: the header.
+        let chunks = tokio_stream::iter((total_bytes == 0).then(|| pb::SnapshotChunk {
+            cluster_id,
+            target,
+            from,
+            header: encode(&(vote, snapshot.meta.clone())),
+            data: Bytes::new(),
+            total_bytes,
+        }))
+        .chain(chunks);
+        let mut request = tonic::Request::new(chunks);
         request.set_timeout(SNAPSHOT_DEADLINE);
         let reply = tokio::select! {
             reply = client.install_snapshot(request) => reply,
@@ -360,9 +376,4 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
             Err(e) => Err(StreamingError::Network(NetworkError::new(&AnyError::error(e)))),
         }
     }
-}
-
-/// A received snapshot, whole.
-pub(crate) fn snapshot_of(meta: openraft::SnapshotMeta<MemberId, Member>, data: Vec<u8>) -> Snapshot<TypeConfig> {
-    Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }
 }

@@ -11,17 +11,18 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::SnapshotMeta;
+use openraft::{Snapshot, SnapshotMeta};
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::pb::peer_server::{Peer, PeerServer};
 use super::pb::{PeerReply, PeerRequest, SnapshotChunk};
-use super::{MAX_PEER_MESSAGE, decode, encode, snapshot_of};
+use super::{MAX_PEER_MESSAGE, decode, encode};
 use crate::cluster::{ClusterInfo, Member, MemberId, MembershipChange, MembershipChanged};
 use crate::command::{Applied, Command};
 use crate::error::Error;
 use crate::replication::ConcordRaft;
+use crate::replication::snapshot_store::{SnapshotData, SnapshotStore};
 
 /// What this member does with a follower's write (propose it as leader).
 pub type ForwardHandler =
@@ -48,6 +49,7 @@ pub(crate) struct Handlers {
 
 pub(crate) struct PeerService {
     raft: ConcordRaft,
+    snapshots: SnapshotStore,
     /// The membership, as every request's sender is checked against it
     /// (one receiver kept, rather than one made per request).
     membership: tokio::sync::watch::Receiver<openraft::metrics::RaftServerMetrics<MemberId, Member>>,
@@ -57,9 +59,15 @@ pub(crate) struct PeerService {
 }
 
 impl PeerService {
-    pub(crate) fn new(raft: ConcordRaft, cluster_id: u64, me: MemberId, handlers: Handlers) -> PeerServer<PeerService> {
+    pub(crate) fn new(
+        raft: ConcordRaft,
+        snapshots: SnapshotStore,
+        cluster_id: u64,
+        me: MemberId,
+        handlers: Handlers,
+    ) -> PeerServer<PeerService> {
         let membership = raft.server_metrics();
-        PeerServer::new(PeerService { raft, membership, cluster_id, me, handlers })
+        PeerServer::new(PeerService { raft, snapshots, membership, cluster_id, me, handlers })
             .max_decoding_message_size(MAX_PEER_MESSAGE)
             .max_encoding_message_size(MAX_PEER_MESSAGE)
     }
@@ -133,7 +141,7 @@ impl Peer for PeerService {
     ) -> Result<Response<PeerReply>, Status> {
         let mut chunks = request.into_inner();
         let mut header = None;
-        let mut data = Vec::new();
+        let (mut sink, mut received, mut total) = (self.snapshots.receive(), 0u64, 0u64);
         while let Some(chunk) = chunks.next().await {
             let chunk = chunk?;
             self.check(chunk.cluster_id, chunk.target, chunk.from)?;
@@ -143,14 +151,30 @@ impl Peer for PeerService {
                         tracing::warn!(from = %format!("{:x}", chunk.from), error = %e, "malformed snapshot header refused");
                         Status::invalid_argument(e)
                     })?;
+                tracing::info!(from = %format!("{:x}", chunk.from), bytes = chunk.total_bytes, last = ?decoded.1.last_log_id, "receiving a snapshot");
                 header = Some(decoded);
+                total = chunk.total_bytes;
             }
-            data.extend_from_slice(&chunk.data);
+            received += chunk.data.len() as u64;
+            if !chunk.data.is_empty() {
+                sink.push(chunk.data).await.map_err(|e| Status::internal(format!("cannot store the snapshot: {e}")))?;
+            }
         }
         let Some((vote, meta)) = header else {
             return Err(Status::invalid_argument("a snapshot stream without its header"));
         };
-        reply(&self.raft.install_full_snapshot(vote, snapshot_of(meta, data)).await)
+        if received != total {
+            return Err(Status::data_loss(format!("the snapshot stream ended after {received} of {total} bytes")));
+        }
+        let data = sink.finish().await.map_err(|e| Status::internal(format!("cannot store the snapshot: {e}")))?;
+        let kept = SnapshotData::clone_handle(&data);
+        let installed = self.raft.install_full_snapshot(vote, Snapshot { meta, snapshot: Box::new(data) }).await;
+        // Not installed (stale, or refused): its chunks are dropped; the
+        // installed one is current and stays.
+        if let Err(e) = self.snapshots.discard(&kept).await {
+            tracing::warn!(error = %e, "cannot drop a received snapshot");
+        }
+        reply(&installed)
     }
 
     async fn forward(&self, request: Request<PeerRequest>) -> Result<Response<PeerReply>, Status> {
