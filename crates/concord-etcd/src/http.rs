@@ -1,4 +1,4 @@
-//! etcd's HTTP endpoints, `/health` and `/metrics`: served on the client
+//! etcd's HTTP endpoints, `/health`, `/metrics` and `/version`: served on the client
 //! port beside gRPC (HTTP/1.1 and HTTP/2 on one listener, as etcd serves
 //! them), and on a separate listener when one is configured.
 
@@ -12,9 +12,23 @@ use concord::Concord;
 
 use crate::metrics::Metrics;
 
-/// The `/health` and `/metrics` routes for `db`.
+/// The `/health`, `/metrics` and `/version` routes for `db`.
 pub fn routes(db: Concord, metrics: Metrics) -> Router {
-    Router::new().route("/health", get(health)).route("/metrics", get(prometheus)).with_state((db, metrics))
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(prometheus))
+        .route("/version", get(version))
+        .with_state((db, metrics))
+}
+
+/// `/version`: what clients of the JSON gateway read to pick its prefix
+/// (`/v3` from 3.4 on). The server version is the etcd API version served.
+async fn version() -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    let version = crate::maintenance::ETCD_API_VERSION;
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        format!("{{\"etcdserver\":\"{version}\",\"etcdcluster\":\"{version}\"}}"),
+    )
 }
 
 /// `/health`: healthy when a linearizable read succeeds (as etcd's check):

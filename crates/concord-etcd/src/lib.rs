@@ -17,6 +17,7 @@
 
 pub mod cluster;
 pub mod convert;
+pub mod gateway;
 pub mod header;
 pub mod http;
 pub mod kv;

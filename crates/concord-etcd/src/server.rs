@@ -68,21 +68,15 @@ pub async fn serve(
         let _ = stopping_tx.send(true);
     };
     // gRPC services and etcd's HTTP endpoints on one listener: HTTP/1.1
-    // requests (curl, health probes) reach /health and /metrics, HTTP/2
-    // (gRPC) the services; an unknown gRPC method answers UNIMPLEMENTED.
-    let http = crate::http::routes(db.clone(), metrics.clone()).fallback(unimplemented);
-    let routes = Routes::from(http)
-        .add_service(KvServer::new(KvService::new(db.clone(), metrics.clone())).max_decoding_message_size(max))
-        .add_service(
-            LeaseServer::new(LeaseService::new(db.clone(), metrics.clone(), stopping.clone()))
-                .max_decoding_message_size(max),
-        )
-        .add_service(
-            WatchServer::new(WatchService::new(db.clone(), metrics.clone(), stopping.clone()))
-                .max_decoding_message_size(max),
-        )
-        .add_service(MaintenanceServer::new(MaintenanceService::new(db.clone(), metrics.clone())))
-        .add_service(ClusterServer::new(ClusterService::new(db, options.urls, metrics)));
+    // requests (curl, health probes, the JSON gateway) reach /health,
+    // /metrics and /v3/…, HTTP/2 (gRPC) the services; an unknown gRPC
+    // method answers UNIMPLEMENTED. The gateway calls a set of the services
+    // of its own, in process.
+    let services = |base: Routes| add_services(base, &db, &options, &metrics, &stopping, max);
+    let http = crate::http::routes(db.clone(), metrics.clone())
+        .merge(crate::gateway::routes(services(Routes::default())))
+        .fallback(unimplemented);
+    let routes = services(Routes::from(http));
     let server = tonic::transport::Server::builder()
         .accept_http1(true)
         .max_concurrent_streams(options.max_concurrent_streams)
@@ -104,6 +98,28 @@ pub async fn serve(
             Ok(())
         }
     }
+}
+
+/// etcd's gRPC services, added to `base`.
+fn add_services(
+    base: Routes,
+    db: &Concord,
+    options: &ServerOptions,
+    metrics: &Metrics,
+    stopping: &watch::Receiver<bool>,
+    max_decoding: usize,
+) -> Routes {
+    base.add_service(KvServer::new(KvService::new(db.clone(), metrics.clone())).max_decoding_message_size(max_decoding))
+        .add_service(
+            LeaseServer::new(LeaseService::new(db.clone(), metrics.clone(), stopping.clone()))
+                .max_decoding_message_size(max_decoding),
+        )
+        .add_service(
+            WatchServer::new(WatchService::new(db.clone(), metrics.clone(), stopping.clone()))
+                .max_decoding_message_size(max_decoding),
+        )
+        .add_service(MaintenanceServer::new(MaintenanceService::new(db.clone(), metrics.clone())))
+        .add_service(ClusterServer::new(ClusterService::new(db.clone(), options.urls.clone(), metrics.clone())))
 }
 
 /// gRPC's answer for a method no service has.

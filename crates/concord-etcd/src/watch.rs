@@ -67,17 +67,21 @@ struct Session {
 }
 
 impl Session {
+    /// Serves the stream until the client goes away or the server stops.
+    /// A client that only half-closes (ends its requests, as the JSON
+    /// gateway does after the request body) keeps its watches, as in etcd.
     async fn run(mut self, mut requests: Streaming<pb::WatchRequest>, mut stopping: watch::Receiver<bool>) {
+        let mut requests_open = true;
         loop {
             tokio::select! {
                 () = stopped(&mut stopping) => break,
-                request = requests.next() => match request {
+                request = requests.next(), if requests_open => match request {
                     Some(Ok(request)) => self.handle(request).await,
                     Some(Err(status)) => {
                         tracing::debug!(%status, "watch stream ended by the client");
                         break;
                     }
-                    None => break,
+                    None => requests_open = false,
                 },
                 _ = self.out.closed() => break,
             }
