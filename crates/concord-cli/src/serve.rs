@@ -66,6 +66,11 @@ pub struct ServeArgs {
     /// Most concurrent streams per client connection [default: 1024].
     #[arg(long, env = "CONCORD_MAX_CONCURRENT_STREAMS")]
     max_concurrent_streams: Option<u32>,
+    /// Space quota in bytes: a write that would take the store past it raises
+    /// the NOSPACE alarm and is refused until the alarm is disarmed; 0 is the
+    /// default, negative disables it, as etcd's [default: 2147483648].
+    #[arg(long, env = "CONCORD_QUOTA_BACKEND_BYTES", allow_negative_numbers = true)]
+    quota_backend_bytes: Option<i64>,
     /// Keep this many revisions of history, compacting older ones; 0 keeps
     /// everything [default: 100000].
     #[arg(long, env = "CONCORD_AUTO_COMPACTION_RETENTION")]
@@ -101,6 +106,7 @@ struct FileSettings {
     listen_metrics_urls: Option<String>,
     max_request_bytes: Option<usize>,
     max_concurrent_streams: Option<u32>,
+    quota_backend_bytes: Option<i64>,
     auto_compaction_retention: Option<u64>,
     log_level: Option<String>,
 }
@@ -123,6 +129,8 @@ struct Settings {
     listen_metrics: Option<SocketAddr>,
     max_request_bytes: usize,
     max_concurrent_streams: u32,
+    /// `None`: no quota.
+    space_quota: Option<u64>,
     auto_compaction_retention: u64,
     log_level: String,
     peer_dial_map: std::collections::HashMap<String, String>,
@@ -179,6 +187,11 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
         listen_metrics,
         max_request_bytes: args.max_request_bytes.or(file.max_request_bytes).unwrap_or(1536 * 1024),
         max_concurrent_streams: args.max_concurrent_streams.or(file.max_concurrent_streams).unwrap_or(1024),
+        space_quota: match args.quota_backend_bytes.or(file.quota_backend_bytes).unwrap_or(0) {
+            0 => Some(concord::alarm::DEFAULT_QUOTA_BYTES),
+            bytes if bytes < 0 => None,
+            bytes => Some(bytes as u64),
+        },
         auto_compaction_retention: args.auto_compaction_retention.or(file.auto_compaction_retention).unwrap_or(100_000),
         log_level: args.log_level.or(file.log_level).unwrap_or_else(|| "info,openraft=warn".into()),
         peer_dial_map: parse_dial_map(args.peer_dial_map.as_deref().unwrap_or(""))?,
@@ -244,6 +257,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     }
     config.limits.max_value_bytes = settings.max_request_bytes;
     config.limits.max_request_bytes = settings.max_request_bytes;
+    config.space_quota = settings.space_quota;
 
     let client_listener = TcpListener::bind(settings.listen_client)
         .await
@@ -356,6 +370,19 @@ mod tests {
         assert_eq!(s.data_dir, PathBuf::from("/tmp/file-dir"));
         assert_eq!(s.max_request_bytes, 1000);
         assert_eq!(s.listen_client, "127.0.0.1:2379".parse().unwrap());
+    }
+
+    /// etcd's `--quota-backend-bytes`: 0 is the default (2 GiB), a negative
+    /// value disables the quota.
+    #[test]
+    fn the_quota_flag_reads_as_etcds() {
+        let quota = |bytes: Option<i64>| {
+            settings(ServeArgs { quota_backend_bytes: bytes, ..Default::default() }).unwrap().space_quota
+        };
+        assert_eq!(quota(None), Some(2 * 1024 * 1024 * 1024));
+        assert_eq!(quota(Some(0)), Some(2 * 1024 * 1024 * 1024));
+        assert_eq!(quota(Some(1_000_000)), Some(1_000_000));
+        assert_eq!(quota(Some(-1)), None);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! etcd's Maintenance service (Status, Alarm, HashKV). Other methods answer
 //! UNIMPLEMENTED.
 
-use concord::Concord;
+use concord::{Alarm, AlarmKind, Concord};
 use tonic::{Request, Response, Status};
 
 use crate::header::current;
@@ -25,11 +25,42 @@ impl MaintenanceService {
 
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
-    async fn alarm(&self, _request: Request<pb::AlarmRequest>) -> Result<Response<pb::AlarmResponse>, Status> {
-        // No alarms are ever raised (no space quota, no corruption check yet).
+    /// etcd's Alarm: GET lists the raised alarms (of one kind, or all for
+    /// NONE); ACTIVATE raises one for a member and answers it; DEACTIVATE
+    /// disarms one and answers it if it was raised (etcdctl's `alarm
+    /// disarm` lists, then disarms each).
+    async fn alarm(&self, request: Request<pb::AlarmRequest>) -> Result<Response<pb::AlarmResponse>, Status> {
         self.metrics
             .track("Alarm", false, async {
-                Ok(Response::new(pb::AlarmResponse { header: Some(current(&self.db)), alarms: Vec::new() }))
+                let request = request.into_inner();
+                let kind = alarm_kind(request.alarm);
+                let alarms = match pb::alarm_request::AlarmAction::try_from(request.action) {
+                    Ok(pb::alarm_request::AlarmAction::Get) => {
+                        self.db.alarms().into_iter().filter(|a| kind.is_none_or(|k| a.kind == k)).collect()
+                    }
+                    Ok(pb::alarm_request::AlarmAction::Activate) => match kind {
+                        Some(kind) => vec![
+                            self.db
+                                .raise_alarm(Alarm { member: request.member_id, kind })
+                                .await
+                                .map_err(crate::status::to_status)?,
+                        ],
+                        None => Vec::new(),
+                    },
+                    Ok(pb::alarm_request::AlarmAction::Deactivate) => match kind {
+                        Some(kind) => self
+                            .db
+                            .disarm_alarm(Alarm { member: request.member_id, kind })
+                            .await
+                            .map_err(crate::status::to_status)?
+                            .into_iter()
+                            .collect(),
+                        None => Vec::new(),
+                    },
+                    Err(_) => return Err(Status::invalid_argument("etcdserver: unknown alarm action")),
+                };
+                let alarms = alarms.into_iter().map(alarm_to_pb).collect();
+                Ok(Response::new(pb::AlarmResponse { header: Some(current(&self.db)), alarms }))
             })
             .await
     }
@@ -57,7 +88,13 @@ impl Maintenance for MaintenanceService {
                     raft_index: s.raft_index,
                     raft_term: s.raft_term,
                     raft_applied_index: s.raft_applied_index,
-                    errors: Vec::new(),
+                    // As etcd 3.4 words them (`etcdctl endpoint status` shows them).
+                    errors: self
+                        .db
+                        .alarms()
+                        .iter()
+                        .map(|a| format!("memberID:{} alarm:{} ", a.member, a.kind.as_str()))
+                        .collect(),
                     db_size_in_use: s.db_size as i64,
                     is_learner: false,
                     ..Default::default()
@@ -65,4 +102,21 @@ impl Maintenance for MaintenanceService {
             })
             .await
     }
+}
+
+/// `None` for etcd's NONE (every kind) and for unknown values.
+fn alarm_kind(value: i32) -> Option<AlarmKind> {
+    match pb::AlarmType::try_from(value) {
+        Ok(pb::AlarmType::Nospace) => Some(AlarmKind::NoSpace),
+        Ok(pb::AlarmType::Corrupt) => Some(AlarmKind::Corrupt),
+        _ => None,
+    }
+}
+
+fn alarm_to_pb(alarm: Alarm) -> pb::AlarmMember {
+    let kind = match alarm.kind {
+        AlarmKind::NoSpace => pb::AlarmType::Nospace,
+        AlarmKind::Corrupt => pb::AlarmType::Corrupt,
+    };
+    pb::AlarmMember { member_id: alarm.member, alarm: kind as i32 }
 }

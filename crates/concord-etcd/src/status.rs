@@ -38,6 +38,7 @@ pub const TOO_MANY_LEARNERS: &str = "etcdserver: too many learner members in clu
 pub const MEMBERSHIP_CHANGE_IN_PROGRESS: &str = "etcdserver: another membership change is in progress; retry shortly";
 /// etcd's ErrStopped as a removed member answers it.
 pub const REMOVED: &str = "etcdserver: server stopped";
+const NO_SPACE: &str = "etcdserver: mvcc: database space exceeded";
 
 /// Maps an engine error to etcd's status for it.
 pub fn to_status(error: Error) -> Status {
@@ -78,6 +79,7 @@ pub fn to_status(error: Error) -> Status {
         Error::TooManyLearners => (Code::FailedPrecondition, TOO_MANY_LEARNERS.into()),
         Error::MembershipChangeInProgress => (Code::Unavailable, MEMBERSHIP_CHANGE_IN_PROGRESS.into()),
         Error::Removed => (Code::Unavailable, REMOVED.into()),
+        Error::NoSpace => (Code::ResourceExhausted, NO_SPACE.into()),
         _ => (Code::Unknown, format!("etcdserver: {error}")),
     };
     Status::new(code, message)
@@ -144,6 +146,7 @@ mod tests {
             (Error::LeaderChanged, Code::Unavailable, "etcdserver: leader changed"),
             (Error::Shutdown, Code::Unavailable, "etcdserver: server stopped"),
             (Error::Removed, Code::Unavailable, "etcdserver: server stopped"),
+            (Error::NoSpace, Code::ResourceExhausted, "etcdserver: mvcc: database space exceeded"),
             (Error::MemberNotFound(9), Code::NotFound, "etcdserver: member not found"),
             (
                 Error::PeerUrlExists("http://a:1".into()),

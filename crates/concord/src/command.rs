@@ -72,9 +72,25 @@ pub enum Command {
     MarkPendingVoter {
         id: crate::cluster::MemberId,
     },
+    /// Raises (`activate`) or disarms an alarm (`crate::alarm`).
+    Alarm {
+        activate: bool,
+        alarm: crate::alarm::Alarm,
+    },
 }
 
 impl Command {
+    /// Whether applying it can make the store bigger: what a raised
+    /// `NoSpace` alarm refuses (etcd's: puts, transactions with a put in any
+    /// branch, lease grants). A batch is judged command by command.
+    pub fn grows_store(&self) -> bool {
+        match self {
+            Command::Put(_) | Command::LeaseGrant { .. } => true,
+            Command::Txn(txn) => txn_puts(txn),
+            _ => false,
+        }
+    }
+
     /// Approximate bytes of keys and values carried, to bound batch sizes.
     pub fn payload_size(&self) -> usize {
         match self {
@@ -226,6 +242,8 @@ pub enum Reply {
     /// A Raft-internal entry (blank or membership): nothing to reply.
     None,
     PendingVoterMarked,
+    /// The alarm raised, or the one disarmed (`None`: it was not raised).
+    Alarm(Option<crate::alarm::Alarm>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -295,6 +313,8 @@ pub enum ApplyError {
     DuplicateKey,
     #[error("invalid request: {0}")]
     Invalid(String),
+    #[error("database space exceeded")]
+    NoSpace,
 }
 
 /// Changes to leases that the non-deterministic side (the deadline tracker)
@@ -307,4 +327,13 @@ pub enum LeaseEffect {
     Deadline { id: LeaseId, generation: u64, remaining_ms: u64, checkpoint: bool },
     /// The lease is gone (revoked, expired, or an emptied anonymous lease).
     Removed { id: LeaseId },
+}
+
+/// Whether a transaction puts in any branch, nested ones included.
+fn txn_puts(txn: &TxnRequest) -> bool {
+    txn.success.iter().chain(&txn.failure).any(|op| match op {
+        TxnOp::Put(_) => true,
+        TxnOp::Txn(inner) => txn_puts(inner),
+        TxnOp::Range(_) | TxnOp::DeleteRange(_) => false,
+    })
 }

@@ -83,6 +83,11 @@ pub enum Error {
     /// This member was removed from its cluster: it serves nothing more.
     #[error("this member has been removed from the cluster")]
     Removed,
+    /// The store reached its space quota and a `NoSpace` alarm is raised
+    /// (`crate::alarm`): only deletes, compaction and revokes are taken
+    /// until it is disarmed.
+    #[error("database space exceeded")]
+    NoSpace,
 
     // ---- refused for load: nothing was written ----
     /// Too many writes are waiting to be proposed; try again shortly
@@ -129,6 +134,7 @@ impl From<ApplyError> for Error {
             ApplyError::FutureRevision { revision, current } => Error::FutureRevision { revision, current },
             ApplyError::DuplicateKey => Error::DuplicateKey,
             ApplyError::Invalid(msg) => Error::InvalidRequest(msg),
+            ApplyError::NoSpace => Error::NoSpace,
         }
     }
 }

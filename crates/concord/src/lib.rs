@@ -25,6 +25,7 @@
 //!
 //! See `docs/design.md` for the invariants.
 
+pub mod alarm;
 pub mod cluster;
 pub mod command;
 pub mod error;
@@ -38,6 +39,7 @@ pub mod state_machine;
 pub mod types;
 pub mod watch;
 
+pub use alarm::{Alarm, AlarmKind};
 pub use command::{
     Compare, CompareOp, CompareTarget, DeleteResponse, PutResponse, RangeResponse, TxnOp, TxnOpResponse, TxnRequest,
     TxnResponse,

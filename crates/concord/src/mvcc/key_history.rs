@@ -13,6 +13,19 @@ pub(crate) struct Version {
     pub live: Option<LiveVersion>,
 }
 
+/// What one stored version counts for in the space quota besides its
+/// value: its revisions, version, lease and the memory around them.
+pub(crate) const VERSION_OVERHEAD: u64 = 64;
+/// What one key counts for besides its bytes (its place in the map).
+pub(crate) const KEY_OVERHEAD: u64 = 64;
+
+impl Version {
+    /// Bytes this version counts for in the space quota.
+    pub fn bytes(&self) -> u64 {
+        VERSION_OVERHEAD + self.live.as_ref().map_or(0, |l| l.value.len() as u64)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct LiveVersion {
     pub value: Bytes,
@@ -73,17 +86,24 @@ impl KeyHistory {
     }
 
     /// Drops every version that is not visible at or after `revision`.
-    /// Returns whether the history is now empty (the key can be forgotten).
-    pub fn compact(&mut self, revision: Revision) -> bool {
+    /// Returns whether the history is now empty (the key can be forgotten)
+    /// and the [`Version::bytes`] dropped.
+    pub fn compact(&mut self, revision: Revision) -> (bool, u64) {
         let visible = self.versions.partition_point(|v| v.mod_revision <= revision);
+        let mut freed = 0;
         if visible > 0 {
             let mut keep_from = visible - 1;
             if self.versions[keep_from].live.is_none() {
                 keep_from += 1;
             }
-            self.versions.drain(..keep_from);
+            freed = self.versions.drain(..keep_from).map(|v| v.bytes()).sum();
         }
-        self.versions.is_empty()
+        (self.versions.is_empty(), freed)
+    }
+
+    /// The [`Version::bytes`] of every version.
+    pub fn bytes(&self) -> u64 {
+        self.versions.iter().map(Version::bytes).sum()
     }
 
     /// The events of this key in `[from, to]`, oldest first.
@@ -140,10 +160,10 @@ mod tests {
         h.put(2, b("a"), 0);
         h.put(3, b("b"), 0);
         h.put(5, b("c"), 0);
-        assert!(!h.compact(4));
+        assert!(!h.compact(4).0);
         assert_eq!(h.versions.len(), 2);
         assert_eq!(h.at(4).unwrap().1.value, b("b"));
         assert!(h.delete(6));
-        assert!(h.compact(6), "a key deleted at or before the compaction is forgotten");
+        assert!(h.compact(6).0, "a key deleted at or before the compaction is forgotten");
     }
 }

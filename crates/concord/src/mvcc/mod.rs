@@ -24,7 +24,7 @@ use std::ops::Bound;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-pub(crate) use key_history::{KeyHistory, to_kv};
+pub(crate) use key_history::{KEY_OVERHEAD, KeyHistory, VERSION_OVERHEAD, to_kv};
 
 use crate::command::{ApplyError, RangeRequest, RangeResponse};
 use crate::types::{Event, EventKind, KeyRange, KeyValue, LeaseId, RangeEnd, Revision, WatchEvent};
@@ -40,6 +40,12 @@ pub struct KvStore {
     /// watch hub). Derived data: not part of the state, never serialized.
     #[serde(skip)]
     captured: Option<Vec<WatchEvent>>,
+    /// What the stored keys and versions count for in the space quota:
+    /// `KEY_OVERHEAD` + key length per key, `Version::bytes` per version.
+    /// Kept up to date by every change; derived (recounted when a snapshot
+    /// is loaded), never serialized.
+    #[serde(skip)]
+    bytes: u64,
 }
 
 impl Default for KvStore {
@@ -51,6 +57,7 @@ impl Default for KvStore {
             changes: VecDeque::new(),
             live_keys: 0,
             captured: None,
+            bytes: 0,
         }
     }
 }
@@ -69,6 +76,22 @@ impl KvStore {
     /// Number of keys that currently exist.
     pub fn live_keys(&self) -> u64 {
         self.live_keys
+    }
+
+    /// What the store counts for in the space quota (see `bytes`).
+    pub fn quota_bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Counts `bytes` from the stored keys (after loading a snapshot).
+    pub(crate) fn recount_bytes(&mut self) {
+        self.bytes = self.counted_bytes();
+    }
+
+    /// [`Self::quota_bytes`] counted from scratch, key by key (a check of
+    /// the running count).
+    pub fn counted_bytes(&self) -> u64 {
+        self.keys.iter().map(|(key, history)| KEY_OVERHEAD + key.len() as u64 + history.bytes()).sum()
     }
 
     /// Marks `revision` (the write revision) as the store's revision.
@@ -208,9 +231,15 @@ impl KvStore {
         }
         let key = match self.keys.get_key_value(key.as_ref()) {
             Some((stored, _)) => stored.clone(),
-            None => Bytes::copy_from_slice(key),
+            None => {
+                self.bytes += KEY_OVERHEAD + key.len() as u64;
+                Bytes::copy_from_slice(key)
+            }
         };
-        let live = self.keys.entry(key.clone()).or_default().put(revision, value, lease);
+        let history = self.keys.entry(key.clone()).or_default();
+        let replaced = history.versions.last().filter(|v| v.mod_revision == revision).map_or(0, |v| v.bytes());
+        self.bytes = self.bytes + VERSION_OVERHEAD + value.len() as u64 - replaced;
+        let live = history.put(revision, value, lease);
         if let Some(captured) = &mut self.captured {
             let kv = to_kv(&key, revision, live, false);
             captured.push(WatchEvent { kind: EventKind::Put, kv, prev_kv: prev.clone() });
@@ -233,8 +262,11 @@ impl KvStore {
     pub(crate) fn delete_key(&mut self, revision: Revision, key: &Bytes) -> bool {
         let prev = if self.captured.is_some() { self.get(key) } else { None };
         let Some(stored) = self.keys.get_key_value(key.as_ref()).map(|(k, _)| k.clone()) else { return false };
-        let deleted = self.keys.get_mut(key.as_ref()).is_some_and(|h| h.delete(revision));
+        let history = self.keys.get_mut(key.as_ref()).expect("found above");
+        let replaced = history.versions.last().filter(|v| v.mod_revision == revision).map_or(0, |v| v.bytes());
+        let deleted = history.delete(revision);
         if deleted {
+            self.bytes = self.bytes + VERSION_OVERHEAD - replaced;
             self.live_keys -= 1;
             self.changes.push_back((revision, stored));
             if let Some(captured) = &mut self.captured {
@@ -319,8 +351,11 @@ impl KvStore {
             }
             let (_, key) = self.changes.pop_front().expect("front exists");
             if let Some(h) = self.keys.get_mut(key.as_ref()) {
-                if h.compact(revision) {
+                let (emptied, freed) = h.compact(revision);
+                self.bytes -= freed;
+                if emptied {
                     self.keys.remove(key.as_ref());
+                    self.bytes -= KEY_OVERHEAD + key.len() as u64;
                 }
             }
         }

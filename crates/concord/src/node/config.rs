@@ -98,6 +98,10 @@ pub struct Config {
     /// Most writes waiting to be proposed; more are refused at once with
     /// `Error::TooManyRequests` (etcd's "too many requests").
     pub max_pending_proposals: usize,
+    /// Space quota in bytes (`crate::alarm`; etcd's `--quota-backend-bytes`,
+    /// default 2 GiB). A write that would take the store past it raises the
+    /// `NoSpace` alarm and is refused. `None`: no quota.
+    pub space_quota: Option<u64>,
     /// Peer URL → URL actually dialled. Empty (the default) dials every
     /// peer at its advertised URL. Fault-injection runs put a proxy between
     /// each ordered pair of members this way, so that they can cut one
@@ -119,6 +123,7 @@ impl std::fmt::Debug for Config {
             .field("lease_checkpoint_interval", &self.lease_checkpoint_interval)
             .field("auto_compaction_retention", &self.auto_compaction_retention)
             .field("snapshot_after_entries", &self.snapshot_after_entries)
+            .field("space_quota", &self.space_quota)
             .finish_non_exhaustive()
     }
 }
@@ -136,6 +141,7 @@ impl Config {
             join_existing: false,
             cluster_token: "etcd-cluster".into(),
             request_timeout: Duration::from_secs(5),
+            space_quota: Some(crate::alarm::DEFAULT_QUOTA_BYTES),
             open_timeout: Duration::from_secs(30),
             limits: Limits::default(),
             lease_limits: LeaseLimits::default(),
@@ -275,6 +281,12 @@ impl Config {
 
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
+        self
+    }
+
+    /// The space quota in bytes (`None`: none).
+    pub fn space_quota(mut self, bytes: Option<u64>) -> Self {
+        self.space_quota = bytes;
         self
     }
 

@@ -7,6 +7,7 @@
 //! (serializable). Every call has a timeout. The same methods serve every
 //! front end (one write path).
 
+mod alarm;
 mod config;
 mod forwarder;
 mod join;
@@ -235,6 +236,9 @@ impl Concord {
         command: Command,
         timeout: Duration,
     ) -> Result<(Revision, crate::command::Reply)> {
+        if command.grows_store() {
+            self.check_space_quota(&command, timeout).await?;
+        }
         let applied = self.write(command, timeout).await?;
         applied.result.map(|reply| (applied.revision, reply)).map_err(Error::from)
     }

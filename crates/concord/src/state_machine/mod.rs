@@ -17,6 +17,7 @@ mod write;
 
 use serde::{Deserialize, Serialize};
 
+use crate::alarm::{Alarm, AlarmKind};
 use crate::command::{Applied, ApplyError, Command, LeaseEffect, Reply};
 use crate::lease::{LeaseLimits, Lessor};
 use crate::mvcc::KvStore;
@@ -36,16 +37,34 @@ pub struct State {
     /// each once it has caught up. An id leaves the set when a membership
     /// entry is applied in which it is a voter or no member at all.
     pub pending_voters: std::collections::BTreeSet<crate::cluster::MemberId>,
+    /// Raised alarms (`crate::alarm`): while a `NoSpace` is here, apply
+    /// refuses what would grow the store.
+    pub alarms: std::collections::BTreeSet<Alarm>,
 }
 
-/// [`State`] as written before `pending_voters` existed (postcard has no
-/// optional trailing fields): such snapshots still load.
+/// [`State`] as written before `alarms` existed (postcard has no optional
+/// trailing fields): such snapshots still load.
+#[derive(Deserialize)]
+struct StateBeforeAlarms {
+    kv: KvStore,
+    leases: Lessor,
+    lease_limits: Option<LeaseLimits>,
+    member_attributes: std::collections::BTreeMap<crate::cluster::MemberId, crate::cluster::MemberAttributes>,
+    pending_voters: std::collections::BTreeSet<crate::cluster::MemberId>,
+}
+
+/// [`State`] as written before `pending_voters` existed.
 #[derive(Deserialize)]
 struct StateBeforePendingVoters {
     kv: KvStore,
     leases: Lessor,
     lease_limits: Option<LeaseLimits>,
     member_attributes: std::collections::BTreeMap<crate::cluster::MemberId, crate::cluster::MemberAttributes>,
+}
+
+#[derive(Deserialize)]
+struct SnapshotBodyBeforeAlarms {
+    state: StateBeforeAlarms,
 }
 
 #[derive(Deserialize)]
@@ -98,19 +117,47 @@ impl State {
     /// largest key or value in it (untouched pages cost nothing).
     pub fn decode_snapshot_from<R: std::io::Read>(open: impl Fn() -> Result<R, String>) -> Result<State, String> {
         let mut scratch = vec![0u8; SNAPSHOT_SCRATCH];
-        match postcard::from_io::<SnapshotBody, _>((open()?, &mut scratch)) {
-            Ok((body, _)) => Ok(body.state),
-            Err(e) => match postcard::from_io::<SnapshotBodyBeforePendingVoters, _>((open()?, &mut scratch)) {
-                Ok((SnapshotBodyBeforePendingVoters { state: old }, _)) => Ok(State {
-                    kv: old.kv,
-                    leases: old.leases,
-                    lease_limits: old.lease_limits,
-                    member_attributes: old.member_attributes,
-                    pending_voters: Default::default(),
-                }),
-                Err(_) => Err(format!("cannot decode a snapshot: {e}")),
-            },
-        }
+        let mut state = match postcard::from_io::<SnapshotBody, _>((open()?, &mut scratch)) {
+            Ok((body, _)) => body.state,
+            Err(e) => {
+                // Older formats, newest first.
+                if let Ok((SnapshotBodyBeforeAlarms { state: old }, _)) = postcard::from_io((open()?, &mut scratch)) {
+                    State {
+                        kv: old.kv,
+                        leases: old.leases,
+                        lease_limits: old.lease_limits,
+                        member_attributes: old.member_attributes,
+                        pending_voters: old.pending_voters,
+                        alarms: Default::default(),
+                    }
+                } else if let Ok((SnapshotBodyBeforePendingVoters { state: old }, _)) =
+                    postcard::from_io((open()?, &mut scratch))
+                {
+                    State {
+                        kv: old.kv,
+                        leases: old.leases,
+                        lease_limits: old.lease_limits,
+                        member_attributes: old.member_attributes,
+                        pending_voters: Default::default(),
+                        alarms: Default::default(),
+                    }
+                } else {
+                    return Err(format!("cannot decode a snapshot: {e}"));
+                }
+            }
+        };
+        state.kv.recount_bytes();
+        Ok(state)
+    }
+
+    /// What the state counts for in the space quota (`crate::alarm`).
+    pub fn quota_bytes(&self) -> u64 {
+        self.kv.quota_bytes() + self.leases.len() as u64 * crate::alarm::LEASE_OVERHEAD
+    }
+
+    /// Whether a `NoSpace` alarm is raised (by any member).
+    pub fn out_of_space(&self) -> bool {
+        self.alarms.iter().any(|a| a.kind == AlarmKind::NoSpace)
     }
 }
 
@@ -149,7 +196,11 @@ impl StateMachine {
     /// Applies one command. Lease changes the deadline tracker must learn
     /// about are appended to `effects`.
     pub fn apply(&mut self, command: &Command, effects: &mut Vec<LeaseEffect>) -> Applied {
+        if self.state.out_of_space() && command.grows_store() {
+            return Applied { revision: self.state.kv.revision(), result: Err(ApplyError::NoSpace) };
+        }
         let result = match command {
+            Command::Alarm { activate, alarm } => Ok(Reply::Alarm(self.apply_alarm(*activate, *alarm))),
             Command::Put(req) => self.apply_put(req, effects).map(Reply::Put),
             Command::DeleteRange(req) => Ok(Reply::Delete(self.apply_delete(req, effects))),
             Command::Txn(req) => self.apply_txn(req, effects).map(Reply::Txn),
@@ -199,6 +250,17 @@ impl StateMachine {
             }
         };
         Applied { revision: self.state.kv.revision(), result }
+    }
+
+    /// Raises (answers the alarm, raised now or before) or disarms
+    /// (answers it if it was raised) one alarm.
+    fn apply_alarm(&mut self, activate: bool, alarm: Alarm) -> Option<Alarm> {
+        if activate {
+            self.state.alarms.insert(alarm);
+            Some(alarm)
+        } else {
+            self.state.alarms.remove(&alarm).then_some(alarm)
+        }
     }
 
     fn apply_grant(

@@ -439,3 +439,79 @@ fn snapshots_from_before_pending_voters_still_load() {
     assert!(current.pending_voters.contains(&7));
     assert!(State::decode_snapshot(b"\xff\xff").is_err());
 }
+
+/// A snapshot written before `alarms` existed still loads, pending voters
+/// kept and no alarm raised; the space count is recounted on load.
+#[test]
+fn snapshots_from_before_alarms_still_load() {
+    #[derive(Serialize)]
+    struct Before<'a> {
+        kv: &'a KvStore,
+        leases: &'a Lessor,
+        lease_limits: Option<LeaseLimits>,
+        member_attributes: &'a std::collections::BTreeMap<u64, crate::cluster::MemberAttributes>,
+        pending_voters: &'a std::collections::BTreeSet<u64>,
+    }
+    #[derive(Serialize)]
+    struct Body<'a> {
+        state: Before<'a>,
+    }
+    let mut sm = StateMachine::default();
+    sm.apply(&put("k", "value", LeaseChoice::None), &mut Vec::new());
+    sm.apply(&Command::MarkPendingVoter { id: 7 }, &mut Vec::new());
+    let state = &sm.state;
+    let old = postcard::to_stdvec(&Body {
+        state: Before {
+            kv: &state.kv,
+            leases: &state.leases,
+            lease_limits: state.lease_limits,
+            member_attributes: &state.member_attributes,
+            pending_voters: &state.pending_voters,
+        },
+    })
+    .unwrap();
+    let loaded = State::decode_snapshot(&old).unwrap();
+    assert_eq!(loaded, *state);
+    assert!(loaded.pending_voters.contains(&7) && loaded.alarms.is_empty());
+    assert!(loaded.kv.quota_bytes() > 0 && loaded.kv.quota_bytes() == state.kv.quota_bytes());
+}
+
+/// While a NOSPACE alarm is raised, what would grow the store is refused
+/// and changes nothing; what shrinks it is taken; disarming lifts it.
+#[test]
+fn a_raised_nospace_alarm_refuses_only_what_grows_the_store() {
+    let alarm = crate::Alarm { member: 9, kind: crate::AlarmKind::NoSpace };
+    let mut sm = StateMachine::default();
+    sm.apply(&put("k", "v", LeaseChoice::None), &mut Vec::new());
+    let raised = sm.apply(&Command::Alarm { activate: true, alarm }, &mut Vec::new());
+    assert_eq!(raised.result, Ok(Reply::Alarm(Some(alarm))));
+    let before = sm.state.clone();
+    for refused in [
+        put("x", "y", LeaseChoice::None),
+        Command::LeaseGrant { id: None, ttl_secs: 10 },
+        Command::Txn(TxnRequest {
+            compare: vec![],
+            success: vec![TxnOp::Put(PutRequest {
+                key: b("x"),
+                value: Some(b("y")),
+                lease: LeaseChoice::None,
+                prev_kv: false,
+            })],
+            failure: vec![],
+        }),
+    ] {
+        assert_eq!(sm.apply(&refused, &mut Vec::new()).result, Err(ApplyError::NoSpace), "{refused:?}");
+        assert_eq!(sm.state, before);
+    }
+    let delete = Command::DeleteRange(DeleteRequest { range: KeyRange::key("k"), prev_kv: false });
+    assert!(sm.apply(&delete, &mut Vec::new()).result.is_ok());
+    let revision = sm.kv().revision();
+    assert!(sm.apply(&Command::Compact { revision }, &mut Vec::new()).result.is_ok());
+    assert_eq!(
+        sm.apply(&Command::Alarm { activate: false, alarm }, &mut Vec::new()).result,
+        Ok(Reply::Alarm(Some(alarm)))
+    );
+    assert_eq!(sm.apply(&Command::Alarm { activate: false, alarm }, &mut Vec::new()).result, Ok(Reply::Alarm(None)));
+    assert!(sm.apply(&put("x", "y", LeaseChoice::None), &mut Vec::new()).result.is_ok());
+    assert_eq!(sm.kv().quota_bytes(), sm.kv().counted_bytes());
+}

@@ -43,6 +43,8 @@ fn limits(tiny: bool) -> LeaseLimits {
 
 fn check(sm: &StateMachine, model: &Model) {
     assert_eq!(sm.kv().revision(), model.rev, "revision");
+    assert_eq!(sm.state.alarms, model.alarms, "alarms");
+    assert_eq!(sm.kv().quota_bytes(), sm.kv().counted_bytes(), "the space the quota counts, kept up to date");
     assert_eq!(sm.kv().compact_revision(), model.compact, "compaction revision");
     assert_eq!(sm.limits(), &model.limits);
     assert_eq!(sm.leases().next_id(), model.next_id, "the lease id counter");

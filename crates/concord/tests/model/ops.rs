@@ -76,15 +76,42 @@ pub struct TxnSpec {
 
 #[derive(Debug, Clone)]
 pub enum Op {
-    Put { key: u8, value: Option<u8>, lease: LeaseSel, prev_kv: bool },
-    Delete { range: RangeSel, prev_kv: bool },
-    Grant { id: Option<u8>, ttl: i64 },
-    Revoke { lease: u8 },
-    KeepAlive { lease: u8, ttl: Option<i64> },
-    Expire { leases: Vec<(u8, bool)> },
-    Checkpoint { leases: Vec<(u8, bool, u32)> },
+    Put {
+        key: u8,
+        value: Option<u8>,
+        lease: LeaseSel,
+        prev_kv: bool,
+    },
+    Delete {
+        range: RangeSel,
+        prev_kv: bool,
+    },
+    Grant {
+        id: Option<u8>,
+        ttl: i64,
+    },
+    Revoke {
+        lease: u8,
+    },
+    KeepAlive {
+        lease: u8,
+        ttl: Option<i64>,
+    },
+    Expire {
+        leases: Vec<(u8, bool)>,
+    },
+    Checkpoint {
+        leases: Vec<(u8, bool, u32)>,
+    },
     Txn(TxnSpec),
-    Compact { back: u8 },
+    Compact {
+        back: u8,
+    },
+    /// Raise (or disarm) a NoSpace alarm for member 1 or 2.
+    Alarm {
+        activate: bool,
+        member: u8,
+    },
     Batch(Vec<Op>),
 }
 
@@ -156,6 +183,7 @@ fn simple_op() -> impl Strategy<Value = Op> {
         2 => vec((lease, any::<bool>(), 0u32..120_000), 1..4).prop_map(|leases| Op::Checkpoint { leases }),
         3 => txn_spec().prop_map(Op::Txn),
         1 => (0u8..4).prop_map(|back| Op::Compact { back }),
+        1 => (any::<bool>(), 1u8..3).prop_map(|(activate, member)| Op::Alarm { activate, member }),
     ]
 }
 
@@ -256,6 +284,10 @@ pub fn command(op: &Op, model: &Model) -> Command {
         },
         Op::Txn(spec) => Command::Txn(txn(spec, model)),
         Op::Compact { back } => Command::Compact { revision: model.rev - *back as i64 },
+        Op::Alarm { activate, member } => Command::Alarm {
+            activate: *activate,
+            alarm: concord::Alarm { member: *member as u64, kind: concord::AlarmKind::NoSpace },
+        },
         Op::Batch(ops) => Command::Batch(ops.iter().map(|op| command(op, model)).collect()),
     }
 }

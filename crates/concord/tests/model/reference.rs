@@ -11,7 +11,7 @@ use concord::command::{
     LeaseEffect, PutRequest, PutResponse, RangeRequest, RangeResponse, Reply, TxnOp, TxnOpResponse, TxnRequest,
     TxnResponse,
 };
-use concord::{KeyRange, KeyValue, LeaseLimits};
+use concord::{Alarm, AlarmKind, KeyRange, KeyValue, LeaseLimits};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelKv {
@@ -43,6 +43,9 @@ pub struct Model {
     pub next_id: i64,
     pub next_generation: u64,
     pub limits: LeaseLimits,
+    /// Raised alarms: while a NoSpace one is raised, puts, transactions
+    /// with a put in any branch and grants are refused.
+    pub alarms: BTreeSet<Alarm>,
 }
 
 fn ttl_ms(ttl: i64) -> u64 {
@@ -78,6 +81,7 @@ impl Model {
             next_id: 1,
             next_generation: 1,
             limits,
+            alarms: BTreeSet::new(),
         }
     }
 
@@ -130,7 +134,20 @@ impl Model {
     }
 
     fn apply_one(&mut self, command: &Command, effects: &mut Vec<LeaseEffect>) -> Result<Reply, ApplyError> {
+        let grows = match command {
+            Command::Put(_) | Command::LeaseGrant { .. } => true,
+            Command::Txn(txn) => txn_puts(txn),
+            _ => false,
+        };
+        if grows && self.alarms.iter().any(|a| a.kind == AlarmKind::NoSpace) {
+            return Err(ApplyError::NoSpace);
+        }
         match command {
+            Command::Alarm { activate: true, alarm } => {
+                self.alarms.insert(*alarm);
+                Ok(Reply::Alarm(Some(*alarm)))
+            }
+            Command::Alarm { activate: false, alarm } => Ok(Reply::Alarm(self.alarms.remove(alarm).then_some(*alarm))),
             Command::Put(req) => {
                 self.check_put(req, &mut Pending::default())?;
                 let revision = self.rev + 1;
@@ -512,4 +529,12 @@ fn set_revision(resp: &mut TxnResponse, revision: i64) {
             TxnOpResponse::Txn(t) => set_revision(t, revision),
         }
     }
+}
+
+fn txn_puts(txn: &TxnRequest) -> bool {
+    txn.success.iter().chain(&txn.failure).any(|op| match op {
+        TxnOp::Put(_) => true,
+        TxnOp::Txn(inner) => txn_puts(inner),
+        _ => false,
+    })
 }
