@@ -1,4 +1,4 @@
-//! etcd's Maintenance service (Status, Alarm, HashKV). Other methods answer
+//! etcd's Maintenance service (Status, Alarm, Hash, HashKV). Other methods answer
 //! UNIMPLEMENTED.
 
 use concord::{Alarm, AlarmKind, Concord};
@@ -61,6 +61,15 @@ impl Maintenance for MaintenanceService {
                 };
                 let alarms = alarms.into_iter().map(alarm_to_pb).collect();
                 Ok(Response::new(pb::AlarmResponse { header: Some(current(&self.db)), alarms }))
+            })
+            .await
+    }
+
+    async fn hash(&self, _request: Request<pb::HashRequest>) -> Result<Response<pb::HashResponse>, Status> {
+        self.metrics
+            .track("Hash", false, async {
+                let (hash, _) = self.db.hash().map_err(crate::status::to_status)?;
+                Ok(Response::new(pb::HashResponse { header: Some(current(&self.db)), hash }))
             })
             .await
     }

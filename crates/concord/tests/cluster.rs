@@ -381,6 +381,20 @@ async fn a_lagging_member_catches_up_from_a_snapshot() {
     assert_eq!(info.keys.len(), 1, "the lease came with the snapshot");
     let hashes: Vec<_> = members.iter().map(|m| db(m).hash_kv(revision).unwrap()).collect();
     assert!(hashes.windows(2).all(|w| w[0] == w[1]), "members disagree after the snapshot: {hashes:?}");
+    // The whole state (leases with their recorded time, members, alarms)
+    // agrees too, once every member has applied the same log.
+    let start = Instant::now();
+    loop {
+        let applied = |ms: &Vec<Member>| ms.iter().map(|m| db(m).status().raft_applied_index).collect::<Vec<_>>();
+        let before = applied(&members);
+        let hashes: Vec<_> = members.iter().map(|m| db(m).hash().unwrap()).collect();
+        if before.windows(2).all(|w| w[0] == w[1]) && applied(&members) == before {
+            assert!(hashes.windows(2).all(|w| w[0] == w[1]), "whole states differ at one log index: {hashes:?}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "members never applied the same log: {before:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     for m in &mut members {
         if let Some(db) = m.db.take() {
             db.shutdown().await.unwrap();

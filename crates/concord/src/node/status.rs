@@ -113,6 +113,19 @@ impl Concord {
         Ok((hash, compact, hashed))
     }
 
+    /// A checksum of this member's whole replicated state — keys with their
+    /// history, leases with their recorded remaining time, alarms, members'
+    /// published attributes — and the revision it was taken at (etcd's
+    /// Hash). Members at the same applied log position agree. It encodes
+    /// the whole state (from a copy: apply waits only for the copy), so it
+    /// is for checks, not for a hot path.
+    pub fn hash(&self) -> crate::Result<(u32, Revision)> {
+        let state = self.inner.shared.applier.read().machine.state.clone();
+        let mut hasher = Crc32Writer(crc32fast::Hasher::new());
+        state.encode_snapshot_to(&mut hasher).map_err(crate::Error::Storage)?;
+        Ok((hasher.0.finalize(), state.kv.revision()))
+    }
+
     /// Watchers currently open on this member.
     pub fn watchers(&self) -> usize {
         self.inner.shared.hub.watcher_count()
@@ -194,5 +207,19 @@ fn role_of(state: openraft::ServerState) -> crate::cluster::Role {
         openraft::ServerState::Candidate => Role::Candidate,
         openraft::ServerState::Learner => Role::Learner,
         openraft::ServerState::Shutdown => Role::Shutdown,
+    }
+}
+
+/// A CRC-32 fed through `std::io::Write`.
+struct Crc32Writer(crc32fast::Hasher);
+
+impl std::io::Write for Crc32Writer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
