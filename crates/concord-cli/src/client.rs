@@ -81,8 +81,24 @@ async fn connect(conn: &Connection) -> Result<Clients, String> {
     Err(last_error)
 }
 
+/// A channel to the first endpoint that answers, with no deadline on its
+/// requests (a backup stream takes as long as the store is big).
+pub async fn long_lived_channel(conn: &Connection) -> Result<Channel, String> {
+    let timeout = Duration::from_secs(conn.command_timeout.max(1));
+    let mut last_error = String::from("no endpoint given");
+    for endpoint in conn.endpoints.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let url = if endpoint.contains("://") { endpoint.to_string() } else { format!("http://{endpoint}") };
+        let ep = Endpoint::from_shared(url).map_err(|e| format!("bad endpoint {endpoint}: {e}"))?;
+        match ep.connect_timeout(timeout).connect().await {
+            Ok(channel) => return Ok(channel),
+            Err(e) => last_error = format!("cannot connect to {endpoint}: {e}"),
+        }
+    }
+    Err(last_error)
+}
+
 /// An RPC failure as one line: etcd's message, as etcdctl prints it.
-fn rpc_error(status: tonic::Status) -> String {
+pub(crate) fn rpc_error(status: tonic::Status) -> String {
     status.message().to_string()
 }
 

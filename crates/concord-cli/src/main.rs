@@ -5,6 +5,7 @@
 mod client;
 mod output;
 mod serve;
+mod snapshot;
 
 use std::process::ExitCode;
 
@@ -38,6 +39,14 @@ enum Command {
         conn: client::Connection,
         #[command(subcommand)]
         command: client::MemberCommand,
+    },
+    /// Backups: save one from an endpoint, check one, restore one into a
+    /// new data directory.
+    Snapshot {
+        #[command(flatten)]
+        conn: client::Connection,
+        #[command(subcommand)]
+        command: snapshot::SnapshotCommand,
     },
     /// Write a key.
     Put {
@@ -106,6 +115,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(*args).await,
             Command::Lease { conn, command } => client::lease(conn, command).await,
             Command::Member { conn, command } => client::member(conn, command).await,
+            Command::Snapshot { conn, command } => snapshot::run(conn, command).await,
             Command::Put { conn, key, value, lease } => client::put(conn, key, value, lease).await,
             Command::Get { conn, key, prefix } => client::get(conn, key, prefix).await,
             Command::Del { conn, key, prefix } => client::del(conn, key, prefix).await,

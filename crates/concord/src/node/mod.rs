@@ -8,6 +8,7 @@
 //! front end (one write path).
 
 mod alarm;
+mod backup;
 mod config;
 mod forwarder;
 mod join;

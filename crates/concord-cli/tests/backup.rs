@@ -1,0 +1,136 @@
+//! Backups as an operator takes and uses them: `etcdctl snapshot save` and
+//! `concord snapshot save` while a writer runs, `concord snapshot status`,
+//! and `concord snapshot restore` into a new data directory whose member
+//! serves exactly the saved keys, history and leases.
+
+mod common;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use common::{Server, free_port, run_bounded, stderr, stdout};
+use serde_json::Value;
+
+fn ok(out: std::process::Output) -> String {
+    assert!(out.status.success(), "failed: {}\n{}", stdout(&out), stderr(&out));
+    stdout(&out)
+}
+
+fn concord(args: &[&str]) -> std::process::Output {
+    run_bounded(Command::new(env!("CARGO_BIN_EXE_concord")).args(args))
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// Every key at `rev` (0: latest) with its revisions, version and lease.
+fn all_keys(s: &Server, rev: i64) -> Vec<Value> {
+    let rev = format!("--rev={rev}");
+    let answer = json(&ok(s.etcdctl(&["get", "--prefix", "", &rev, "-w", "json"])));
+    answer["kvs"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn a_backup_taken_while_writing_restores_exactly() {
+    let s = Server::start();
+    for i in 0..200 {
+        ok(s.etcdctl(&["put", &format!("k/{i:03}"), &format!("v{i}")]));
+    }
+    for i in 0..20 {
+        ok(s.etcdctl(&["put", &format!("k/{i:03}"), &format!("second {i}")]));
+    }
+    let grant = ok(s.etcdctl(&["lease", "grant", "600"]));
+    let lease = grant.split_whitespace().nth(1).unwrap().to_string();
+    ok(s.etcdctl(&["put", "leased/a", "x", "--lease", &lease]));
+    ok(s.etcdctl(&["put", "leased/b", "y", "--lease", &lease]));
+    let before_compaction =
+        json(&ok(s.etcdctl(&["get", "k/000", "-w", "json"])))["header"]["revision"].as_i64().unwrap();
+    ok(s.etcdctl(&["compact", &(before_compaction - 10).to_string()]));
+
+    // A writer keeps going while the backups are taken.
+    let writing = Arc::new(AtomicBool::new(true));
+    let writer = {
+        let (writing, endpoint) = (writing.clone(), s.endpoint.clone());
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while writing.load(Ordering::Relaxed) {
+                let out = concord(&["put", &format!("w/{n}"), "x", &format!("--endpoints={endpoint}")]);
+                assert!(out.status.success(), "{}", stderr(&out));
+                n += 1;
+            }
+            n
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let by_etcdctl = dir.path().join("etcdctl.backup");
+    let by_concord = dir.path().join("concord.backup");
+    let saved = ok(s.etcdctl(&["snapshot", "save", by_etcdctl.to_str().unwrap()]));
+    assert!(saved.contains(&format!("Snapshot saved at {}", by_etcdctl.display())), "{saved}");
+    let saved = ok(s.concord(&["snapshot", "save", by_concord.to_str().unwrap()]));
+    assert_eq!(saved, format!("Snapshot saved at {}\n", by_concord.display()));
+    writing.store(false, Ordering::Relaxed);
+    assert!(writer.join().unwrap() > 0, "the writer never wrote during the backups");
+
+    // Both files check out; the status names the revision the backup holds.
+    for file in [&by_etcdctl, &by_concord] {
+        let simple = ok(concord(&["snapshot", "status", file.to_str().unwrap()]));
+        assert_eq!(simple.split(", ").count(), 4, "{simple}");
+    }
+    let status = json(&ok(concord(&["snapshot", "status", by_concord.to_str().unwrap(), "-w", "json"])));
+    let revision = status["revision"].as_i64().unwrap();
+    assert!(revision > before_compaction && status["totalKey"].as_u64().unwrap() >= 202, "{status}");
+    // A damaged file is refused.
+    let mut bytes = std::fs::read(&by_concord).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    let damaged = dir.path().join("damaged.backup");
+    std::fs::write(&damaged, bytes).unwrap();
+    let refused = concord(&["snapshot", "status", damaged.to_str().unwrap()]);
+    assert!(!refused.status.success() && stderr(&refused).contains("checksum"), "{}", stderr(&refused));
+
+    // Restored as a new one-member cluster.
+    let peer = format!("http://127.0.0.1:{}", free_port());
+    let restored_dir = tempfile::tempdir().unwrap();
+    let data = restored_dir.path().join("data");
+    let cluster = format!("--initial-cluster=r0={peer}");
+    let peer_urls = format!("--initial-advertise-peer-urls={peer}");
+    let restore = |file: &std::path::Path| {
+        concord(&[
+            "snapshot",
+            "restore",
+            file.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--name=r0",
+            &cluster,
+            &peer_urls,
+        ])
+    };
+    let said = ok(restore(&by_concord));
+    assert!(said.contains(&format!("at revision {revision}")), "{said}");
+    // A restore never writes over a data directory.
+    let again = restore(&by_concord);
+    assert!(!again.status.success() && stderr(&again).contains("not empty"), "{}", stderr(&again));
+    let mut r =
+        Server::spawn_in(restored_dir, &["--name=r0", &format!("--listen-peer-urls={peer}"), &peer_urls, &cluster]);
+    r.wait_ready();
+
+    // Exactly the keys at the backup's revision, with their revisions,
+    // versions and leases; the history since the compaction too.
+    assert_eq!(all_keys(&r, 0), all_keys(&s, revision));
+    let older = before_compaction - 5;
+    assert_eq!(all_keys(&r, older), all_keys(&s, older));
+    let compacted = r.etcdctl(&["get", "k/000", &format!("--rev={}", before_compaction - 20)]);
+    assert!(stderr(&compacted).contains("required revision has been compacted"), "{}", stderr(&compacted));
+    // The lease, its keys and its remaining time.
+    let ttl = ok(r.etcdctl(&["lease", "timetolive", &lease, "--keys"]));
+    assert!(ttl.contains("granted with TTL(600s)") && ttl.contains("leased/a") && ttl.contains("leased/b"), "{ttl}");
+    let remaining: i64 = ttl.split("remaining(").nth(1).unwrap().split('s').next().unwrap().parse().unwrap();
+    assert!((500..=600).contains(&remaining), "{ttl}");
+    // And it takes writes at the next revision.
+    ok(r.etcdctl(&["put", "after", "restore"]));
+    let after = json(&ok(r.etcdctl(&["get", "after", "-w", "json"])));
+    assert_eq!(after["kvs"][0]["mod_revision"].as_i64(), Some(revision + 1));
+}
