@@ -134,3 +134,52 @@ fn a_backup_taken_while_writing_restores_exactly() {
     let after = json(&ok(r.etcdctl(&["get", "after", "-w", "json"])));
     assert_eq!(after["kvs"][0]["mod_revision"].as_i64(), Some(revision + 1));
 }
+
+/// One backup restored by three members (each with its own settings, the
+/// same initial cluster) makes a three-member cluster holding the backup.
+#[test]
+fn a_backup_restored_on_three_members_forms_a_cluster() {
+    let s = Server::start();
+    for i in 0..50 {
+        ok(s.etcdctl(&["put", &format!("k/{i:02}"), &format!("v{i}")]));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let backup = dir.path().join("b.backup");
+    ok(s.concord(&["snapshot", "save", backup.to_str().unwrap()]));
+    let expected = all_keys(&s, 0);
+    drop(s);
+
+    let peers: Vec<String> = (0..3).map(|_| format!("http://127.0.0.1:{}", free_port())).collect();
+    let initial =
+        format!("--initial-cluster={}", (0..3).map(|i| format!("r{i}={}", peers[i])).collect::<Vec<_>>().join(","));
+    let token = "--initial-cluster-token=restored";
+    let mut members = Vec::new();
+    for (i, peer) in peers.iter().enumerate() {
+        let member_dir = tempfile::tempdir().unwrap();
+        let data = member_dir.path().join("data");
+        let (name, peer_urls) = (format!("--name=r{i}"), format!("--initial-advertise-peer-urls={peer}"));
+        ok(concord(&[
+            "snapshot",
+            "restore",
+            backup.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+            &name,
+            &initial,
+            &peer_urls,
+            token,
+        ]));
+        let listen = format!("--listen-peer-urls={peer}");
+        members.push(Server::spawn_in(member_dir, &[&name, &listen, &peer_urls, &initial, token]));
+    }
+    for m in &mut members {
+        m.wait_ready();
+    }
+    for m in &members {
+        assert_eq!(all_keys(m, 0), expected);
+    }
+    let list = ok(members[0].etcdctl(&["member", "list"]));
+    assert_eq!(list.lines().count(), 3, "{list}");
+    ok(members[1].etcdctl(&["put", "after", "restore"]));
+    assert_eq!(ok(members[2].etcdctl(&["get", "after", "--print-value-only"])), "restore\n");
+}
