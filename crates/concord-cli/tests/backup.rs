@@ -183,3 +183,29 @@ fn a_backup_restored_on_three_members_forms_a_cluster() {
     ok(members[1].etcdctl(&["put", "after", "restore"]));
     assert_eq!(ok(members[2].etcdctl(&["get", "after", "--print-value-only"])), "restore\n");
 }
+
+/// python-etcd3 (a gRPC client from PyPI, installed by scripts/test) calls
+/// status, hash, alarms and snapshot; its backup checks out.
+#[test]
+fn python_etcd3_uses_status_hash_alarms_and_snapshot() {
+    let s = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let backup = dir.path().join("py.backup");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/etcd3_maintenance.py");
+    let out = run_bounded(
+        Command::new("python3")
+            // python-etcd3's generated code predates protobuf 4's C backend.
+            .env("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
+            .arg(script)
+            .arg(&s.endpoint)
+            .arg(&backup),
+    );
+    assert!(
+        out.status.success() && stdout(&out).contains("all checks passed"),
+        "python-etcd3 against Concord failed (scripts/test installs etcd3 with pip):\n{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let status = json(&ok(concord(&["snapshot", "status", backup.to_str().unwrap(), "-w", "json"])));
+    assert_eq!(status["totalKey"], 1, "{status}");
+}

@@ -230,7 +230,7 @@ fn a_watch_over_the_gateway_streams_results_and_stays_open() {
 #[test]
 fn etcd3gw_drives_concord_through_the_gateway() {
     let server = Server::start();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/gateway/etcd3gw_check.py");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/etcd3gw_check.py");
     let out = run_bounded(Command::new("python3").arg(script).arg(&server.endpoint));
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(
