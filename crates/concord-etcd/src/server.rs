@@ -74,7 +74,7 @@ pub async fn serve(
     // of its own, in process.
     let services = |base: Routes| add_services(base, &db, &options, &metrics, &stopping, max);
     let http = crate::http::routes(db.clone(), metrics.clone())
-        .merge(crate::gateway::routes(services(Routes::default())))
+        .merge(crate::gateway::routes(services(Routes::default()), max))
         .fallback(unimplemented);
     let routes = services(Routes::from(http));
     let server = tonic::transport::Server::builder()

@@ -38,8 +38,10 @@ const DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/etcd_descri
 /// clients written for etcd 3.2 and 3.3 use.
 const PREFIXES: [&str; 3] = ["/v3/", "/v3beta/", "/v3alpha/"];
 
-/// The gateway's routes, calling the gRPC services in `grpc`.
-pub fn routes(grpc: Routes) -> Router {
+/// The gateway's routes, calling the gRPC services in `grpc`. Bodies up to
+/// `max_body` bytes are read (a value in base64 is a third bigger than the
+/// request limit the services check).
+pub fn routes(grpc: Routes, max_body: usize) -> Router {
     let pool = DescriptorPool::decode(DESCRIPTORS).expect("build.rs writes valid descriptors");
     let mut router = Router::new();
     for (path, method) in http_paths(&pool) {
@@ -53,7 +55,7 @@ pub fn routes(grpc: Routes) -> Router {
             );
         }
     }
-    router
+    router.layer(axum::extract::DefaultBodyLimit::max(max_body))
 }
 
 /// Every method with a `google.api.http` POST path, with that path (a

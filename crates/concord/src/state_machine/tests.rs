@@ -402,78 +402,39 @@ fn a_batch_applies_each_command_as_if_alone() {
     assert!(matches!(results[0].result, Err(ApplyError::Invalid(_))));
 }
 
-/// A snapshot written before `pending_voters` existed (the state's first
-/// four fields only) still loads, with no member pending; a current one
-/// keeps its pending voters.
+/// Snapshots in older formats still load: from before `pending_voters`
+/// (the state's first four fields; no member pending) and from before
+/// `alarms` (pending voters kept, no alarm); the space count is recounted
+/// on load. (postcard writes a struct as its fields in order, so tuples of
+/// the old fields are the old bytes.)
 #[test]
-fn snapshots_from_before_pending_voters_still_load() {
-    #[derive(Serialize)]
-    struct Before<'a> {
-        kv: &'a KvStore,
-        leases: &'a Lessor,
-        lease_limits: Option<LeaseLimits>,
-        member_attributes: &'a std::collections::BTreeMap<u64, crate::cluster::MemberAttributes>,
-    }
-    #[derive(Serialize)]
-    struct Body<'a> {
-        state: Before<'a>,
-    }
-    let mut sm = StateMachine::default();
-    sm.apply(&put("k", "v", LeaseChoice::None), &mut Vec::new());
-    sm.apply(&Command::MarkPendingVoter { id: 7 }, &mut Vec::new());
-    let state = &sm.state;
-    let old = postcard::to_stdvec(&Body {
-        state: Before {
-            kv: &state.kv,
-            leases: &state.leases,
-            lease_limits: state.lease_limits,
-            member_attributes: &state.member_attributes,
-        },
-    })
-    .unwrap();
-    let loaded = State::decode_snapshot(&old).unwrap();
-    assert_eq!(loaded.kv, state.kv);
-    assert!(loaded.pending_voters.is_empty());
-    let current = State::decode_snapshot(&state.encode_snapshot().unwrap()).unwrap();
-    assert_eq!(current, *state);
-    assert!(current.pending_voters.contains(&7));
-    assert!(State::decode_snapshot(b"\xff\xff").is_err());
-}
-
-/// A snapshot written before `alarms` existed still loads, pending voters
-/// kept and no alarm raised; the space count is recounted on load.
-#[test]
-fn snapshots_from_before_alarms_still_load() {
-    #[derive(Serialize)]
-    struct Before<'a> {
-        kv: &'a KvStore,
-        leases: &'a Lessor,
-        lease_limits: Option<LeaseLimits>,
-        member_attributes: &'a std::collections::BTreeMap<u64, crate::cluster::MemberAttributes>,
-        pending_voters: &'a std::collections::BTreeSet<u64>,
-    }
-    #[derive(Serialize)]
-    struct Body<'a> {
-        state: Before<'a>,
-    }
+fn snapshots_in_older_formats_still_load() {
     let mut sm = StateMachine::default();
     sm.apply(&put("k", "value", LeaseChoice::None), &mut Vec::new());
     sm.apply(&Command::MarkPendingVoter { id: 7 }, &mut Vec::new());
     let state = &sm.state;
-    let old = postcard::to_stdvec(&Body {
-        state: Before {
-            kv: &state.kv,
-            leases: &state.leases,
-            lease_limits: state.lease_limits,
-            member_attributes: &state.member_attributes,
-            pending_voters: &state.pending_voters,
-        },
-    })
+    let before_pending_voters =
+        postcard::to_stdvec(&(&state.kv, &state.leases, state.lease_limits, &state.member_attributes)).unwrap();
+    let loaded = State::decode_snapshot(&before_pending_voters).unwrap();
+    assert_eq!(loaded.kv, state.kv);
+    assert!(loaded.pending_voters.is_empty() && loaded.alarms.is_empty());
+
+    let before_alarms = postcard::to_stdvec(&(
+        &state.kv,
+        &state.leases,
+        state.lease_limits,
+        &state.member_attributes,
+        &state.pending_voters,
+    ))
     .unwrap();
-    let loaded = State::decode_snapshot(&old).unwrap();
+    let loaded = State::decode_snapshot(&before_alarms).unwrap();
     assert_eq!(loaded, *state);
-    assert!(loaded.pending_voters.contains(&7) && loaded.alarms.is_empty());
     assert!(loaded.kv.quota_bytes() > 0 && loaded.kv.quota_bytes() == state.kv.quota_bytes());
+
+    let current = State::decode_snapshot(&state.encode_snapshot().unwrap()).unwrap();
+    assert_eq!(current, *state);
+    assert!(current.pending_voters.contains(&7));
+    assert!(State::decode_snapshot(b"\xff\xff").is_err());
 }
 
 /// While a NOSPACE alarm is raised, what would grow the store is refused
