@@ -80,6 +80,21 @@ pub fn to_status(error: Error) -> Status {
         Error::MembershipChangeInProgress => (Code::Unavailable, MEMBERSHIP_CHANGE_IN_PROGRESS.into()),
         Error::Removed => (Code::Unavailable, REMOVED.into()),
         Error::NoSpace => (Code::ResourceExhausted, NO_SPACE.into()),
+        Error::Auth(e) => {
+            use concord::auth::AuthError as A;
+            let code = match e {
+                A::UserEmpty | A::RoleEmpty | A::InvalidAuthManagement => Code::InvalidArgument,
+                A::UserExists
+                | A::UserNotFound
+                | A::RoleExists
+                | A::RoleNotFound
+                | A::RoleNotGranted
+                | A::PermissionNotGranted
+                | A::RootUserNotExist
+                | A::RootRoleNotGranted => Code::FailedPrecondition,
+            };
+            (code, format!("etcdserver: {e}"))
+        }
         _ => (Code::Unknown, format!("etcdserver: {error}")),
     };
     Status::new(code, message)
@@ -94,6 +109,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use concord::auth::AuthError;
 
     /// Every engine error against etcd's own (code, text), written out
     /// literally from etcd's `api/v3rpc/rpctypes/error.go` — not from the
@@ -147,6 +163,37 @@ mod tests {
             (Error::Shutdown, Code::Unavailable, "etcdserver: server stopped"),
             (Error::Removed, Code::Unavailable, "etcdserver: server stopped"),
             (Error::NoSpace, Code::ResourceExhausted, "etcdserver: mvcc: database space exceeded"),
+            (Error::Auth(AuthError::UserEmpty), Code::InvalidArgument, "etcdserver: user name is empty"),
+            (Error::Auth(AuthError::UserExists), Code::FailedPrecondition, "etcdserver: user name already exists"),
+            (Error::Auth(AuthError::UserNotFound), Code::FailedPrecondition, "etcdserver: user name not found"),
+            (Error::Auth(AuthError::RoleEmpty), Code::InvalidArgument, "etcdserver: role name is empty"),
+            (Error::Auth(AuthError::RoleExists), Code::FailedPrecondition, "etcdserver: role name already exists"),
+            (Error::Auth(AuthError::RoleNotFound), Code::FailedPrecondition, "etcdserver: role name not found"),
+            (
+                Error::Auth(AuthError::RoleNotGranted),
+                Code::FailedPrecondition,
+                "etcdserver: role is not granted to the user",
+            ),
+            (
+                Error::Auth(AuthError::PermissionNotGranted),
+                Code::FailedPrecondition,
+                "etcdserver: permission is not granted to the role",
+            ),
+            (
+                Error::Auth(AuthError::RootUserNotExist),
+                Code::FailedPrecondition,
+                "etcdserver: root user does not exist",
+            ),
+            (
+                Error::Auth(AuthError::RootRoleNotGranted),
+                Code::FailedPrecondition,
+                "etcdserver: root user does not have root role",
+            ),
+            (
+                Error::Auth(AuthError::InvalidAuthManagement),
+                Code::InvalidArgument,
+                "etcdserver: invalid auth management",
+            ),
             (Error::MemberNotFound(9), Code::NotFound, "etcdserver: member not found"),
             (
                 Error::PeerUrlExists("http://a:1".into()),

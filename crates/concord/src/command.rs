@@ -77,6 +77,8 @@ pub enum Command {
         activate: bool,
         alarm: crate::alarm::Alarm,
     },
+    /// A change to users, roles or permissions (`crate::auth`).
+    Auth(crate::auth::AuthCommand),
 }
 
 impl Command {
@@ -244,6 +246,10 @@ pub enum Reply {
     PendingVoterMarked,
     /// The alarm raised, or the one disarmed (`None`: it was not raised).
     Alarm(Option<crate::alarm::Alarm>),
+    /// An auth change applied: the auth store's revision after it.
+    Auth {
+        revision: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -315,6 +321,8 @@ pub enum ApplyError {
     Invalid(String),
     #[error("database space exceeded")]
     NoSpace,
+    #[error(transparent)]
+    Auth(crate::auth::AuthError),
 }
 
 /// Changes to leases that the non-deterministic side (the deadline tracker)

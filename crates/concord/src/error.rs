@@ -88,6 +88,9 @@ pub enum Error {
     /// until it is disarmed.
     #[error("database space exceeded")]
     NoSpace,
+    /// An auth change or check was refused (`crate::auth`).
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
 
     // ---- refused for load: nothing was written ----
     /// Too many writes are waiting to be proposed; try again shortly
@@ -135,6 +138,7 @@ impl From<ApplyError> for Error {
             ApplyError::DuplicateKey => Error::DuplicateKey,
             ApplyError::Invalid(msg) => Error::InvalidRequest(msg),
             ApplyError::NoSpace => Error::NoSpace,
+            ApplyError::Auth(e) => Error::Auth(e),
         }
     }
 }

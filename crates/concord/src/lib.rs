@@ -26,6 +26,7 @@
 //! See `docs/design.md` for the invariants.
 
 pub mod alarm;
+pub mod auth;
 pub mod backup;
 pub mod cluster;
 pub mod command;

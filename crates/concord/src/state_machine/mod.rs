@@ -18,6 +18,7 @@ mod write;
 use serde::{Deserialize, Serialize};
 
 use crate::alarm::{Alarm, AlarmKind};
+use crate::auth::AuthStore;
 use crate::command::{Applied, ApplyError, Command, LeaseEffect, Reply};
 use crate::lease::{LeaseLimits, Lessor};
 use crate::mvcc::KvStore;
@@ -40,6 +41,25 @@ pub struct State {
     /// Raised alarms (`crate::alarm`): while a `NoSpace` is here, apply
     /// refuses what would grow the store.
     pub alarms: std::collections::BTreeSet<Alarm>,
+    /// Users, roles and permissions (`crate::auth`).
+    pub auth: AuthStore,
+}
+
+/// [`State`] as written before `auth` existed (postcard has no optional
+/// trailing fields): such snapshots still load.
+#[derive(Deserialize)]
+struct StateBeforeAuth {
+    kv: KvStore,
+    leases: Lessor,
+    lease_limits: Option<LeaseLimits>,
+    member_attributes: std::collections::BTreeMap<crate::cluster::MemberId, crate::cluster::MemberAttributes>,
+    pending_voters: std::collections::BTreeSet<crate::cluster::MemberId>,
+    alarms: std::collections::BTreeSet<Alarm>,
+}
+
+#[derive(Deserialize)]
+struct SnapshotBodyBeforeAuth {
+    state: StateBeforeAuth,
 }
 
 /// [`State`] as written before `alarms` existed (postcard has no optional
@@ -121,7 +141,19 @@ impl State {
             Ok((body, _)) => body.state,
             Err(e) => {
                 // Older formats, newest first.
-                if let Ok((SnapshotBodyBeforeAlarms { state: old }, _)) = postcard::from_io((open()?, &mut scratch)) {
+                if let Ok((SnapshotBodyBeforeAuth { state: old }, _)) = postcard::from_io((open()?, &mut scratch)) {
+                    State {
+                        kv: old.kv,
+                        leases: old.leases,
+                        lease_limits: old.lease_limits,
+                        member_attributes: old.member_attributes,
+                        pending_voters: old.pending_voters,
+                        alarms: old.alarms,
+                        auth: AuthStore::default(),
+                    }
+                } else if let Ok((SnapshotBodyBeforeAlarms { state: old }, _)) =
+                    postcard::from_io((open()?, &mut scratch))
+                {
                     State {
                         kv: old.kv,
                         leases: old.leases,
@@ -129,6 +161,7 @@ impl State {
                         member_attributes: old.member_attributes,
                         pending_voters: old.pending_voters,
                         alarms: Default::default(),
+                        auth: AuthStore::default(),
                     }
                 } else if let Ok((SnapshotBodyBeforePendingVoters { state: old }, _)) =
                     postcard::from_io((open()?, &mut scratch))
@@ -140,6 +173,7 @@ impl State {
                         member_attributes: old.member_attributes,
                         pending_voters: Default::default(),
                         alarms: Default::default(),
+                        auth: AuthStore::default(),
                     }
                 } else {
                     return Err(format!("cannot decode a snapshot: {e}"));
@@ -201,6 +235,12 @@ impl StateMachine {
         }
         let result = match command {
             Command::Alarm { activate, alarm } => Ok(Reply::Alarm(self.apply_alarm(*activate, *alarm))),
+            Command::Auth(command) => self
+                .state
+                .auth
+                .apply(command)
+                .map(|()| Reply::Auth { revision: self.state.auth.revision })
+                .map_err(ApplyError::Auth),
             Command::Put(req) => self.apply_put(req, effects).map(Reply::Put),
             Command::DeleteRange(req) => Ok(Reply::Delete(self.apply_delete(req, effects))),
             Command::Txn(req) => self.apply_txn(req, effects).map(Reply::Txn),

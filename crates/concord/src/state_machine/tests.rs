@@ -403,8 +403,9 @@ fn a_batch_applies_each_command_as_if_alone() {
 }
 
 /// Snapshots in older formats still load: from before `pending_voters`
-/// (the state's first four fields; no member pending) and from before
-/// `alarms` (pending voters kept, no alarm); the space count is recounted
+/// (the state's first four fields; no member pending), from before
+/// `alarms` (pending voters kept, no alarm) and from before `auth` (no
+/// users or roles); the space count is recounted
 /// on load. (postcard writes a struct as its fields in order, so tuples of
 /// the old fields are the old bytes.)
 #[test]
@@ -429,6 +430,17 @@ fn snapshots_in_older_formats_still_load() {
     .unwrap();
     let loaded = State::decode_snapshot(&before_alarms).unwrap();
     assert_eq!(loaded, *state);
+
+    let before_auth = postcard::to_stdvec(&(
+        &state.kv,
+        &state.leases,
+        state.lease_limits,
+        &state.member_attributes,
+        &state.pending_voters,
+        &state.alarms,
+    ))
+    .unwrap();
+    assert_eq!(State::decode_snapshot(&before_auth).unwrap(), *state);
     assert!(loaded.kv.quota_bytes() > 0 && loaded.kv.quota_bytes() == state.kv.quota_bytes());
 
     let current = State::decode_snapshot(&state.encode_snapshot().unwrap()).unwrap();
