@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use concord::auth::Access;
 use concord::limits::{MAX_TTL_SECS, MIN_TTL_SECS};
 use concord::{Concord, Error};
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -44,6 +45,7 @@ impl Lease for LeaseService {
     ) -> Result<Response<pb::LeaseGrantResponse>, Status> {
         self.metrics
             .track("LeaseGrant", true, async {
+                crate::authz::caller(&self.db, &request)?;
                 let req = request.into_inner();
                 if req.ttl > MAX_TTL_SECS {
                     return Err(Status::out_of_range(LEASE_TTL_TOO_LARGE));
@@ -71,7 +73,17 @@ impl Lease for LeaseService {
     ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
         self.metrics
             .track("LeaseRevoke", true, async {
-                let revoked = self.db.lease().revoke(request.into_inner().id).await.map_err(to_status)?;
+                let caller = crate::authz::caller(&self.db, &request)?;
+                let id = request.into_inner().id;
+                if caller.is_some() {
+                    // Revoking deletes every attached key: write on each.
+                    if let Ok(info) = self.db.lease().info(id).await {
+                        for key in info.keys {
+                            crate::authz::check(&self.db, &caller, &concord::KeyRange::key(key), Access::Write)?;
+                        }
+                    }
+                }
+                let revoked = self.db.lease().revoke(id).await.map_err(to_status)?;
                 Ok(Response::new(pb::LeaseRevokeResponse { header: Some(header(&self.db, revoked.revision)) }))
             })
             .await
@@ -81,6 +93,7 @@ impl Lease for LeaseService {
         &self,
         request: Request<Streaming<pb::LeaseKeepAliveRequest>>,
     ) -> Result<Response<KeepAliveStream>, Status> {
+        crate::authz::caller(&self.db, &request)?;
         let mut requests = request.into_inner();
         let (tx, rx) = mpsc::channel(KEEP_ALIVES_IN_FLIGHT);
         let db = self.db.clone();
@@ -119,6 +132,7 @@ impl Lease for LeaseService {
     ) -> Result<Response<pb::LeaseTimeToLiveResponse>, Status> {
         self.metrics
             .track("LeaseTimeToLive", false, async {
+                crate::authz::caller(&self.db, &request)?;
                 let req = request.into_inner();
                 match self.db.lease().info(req.id).await {
                     Ok(info) => Ok(Response::new(pb::LeaseTimeToLiveResponse {
@@ -146,10 +160,11 @@ impl Lease for LeaseService {
 
     async fn lease_leases(
         &self,
-        _request: Request<pb::LeaseLeasesRequest>,
+        request: Request<pb::LeaseLeasesRequest>,
     ) -> Result<Response<pb::LeaseLeasesResponse>, Status> {
         self.metrics
             .track("LeaseLeases", false, async {
+                crate::authz::caller(&self.db, &request)?;
                 // Anonymous (per-key TTL) leases too: their ids appear on keys.
                 let leases = self.db.lease().list().include_anonymous().await.map_err(to_status)?;
                 Ok(Response::new(pb::LeaseLeasesResponse {

@@ -15,6 +15,8 @@
 // `failpoints` feature, for one).
 #![recursion_limit = "256"]
 
+pub mod auth;
+pub mod authz;
 pub mod cluster;
 pub mod convert;
 pub mod gateway;

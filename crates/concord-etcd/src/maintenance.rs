@@ -94,9 +94,10 @@ impl Maintenance for MaintenanceService {
             .await
     }
 
-    async fn hash(&self, _request: Request<pb::HashRequest>) -> Result<Response<pb::HashResponse>, Status> {
+    async fn hash(&self, request: Request<pb::HashRequest>) -> Result<Response<pb::HashResponse>, Status> {
         self.metrics
             .track("Hash", false, async {
+                crate::authz::check_admin(&self.db, &crate::authz::caller(&self.db, &request)?)?;
                 let (hash, _) = self.db.hash().map_err(crate::status::to_status)?;
                 Ok(Response::new(pb::HashResponse { header: Some(current(&self.db)), hash }))
             })
@@ -106,6 +107,7 @@ impl Maintenance for MaintenanceService {
     async fn hash_kv(&self, request: Request<pb::HashKvRequest>) -> Result<Response<pb::HashKvResponse>, Status> {
         self.metrics
             .track("HashKV", false, async {
+                crate::authz::check_admin(&self.db, &crate::authz::caller(&self.db, &request)?)?;
                 let (hash, compact_revision, hash_revision) =
                     self.db.hash_kv(request.into_inner().revision).map_err(crate::status::to_status)?;
                 let header = Some(current(&self.db));

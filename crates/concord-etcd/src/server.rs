@@ -10,11 +10,13 @@ use tokio::sync::watch;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 
+use crate::auth::AuthService;
 use crate::cluster::{ClusterService, MemberUrls};
 use crate::kv::KvService;
 use crate::lease::LeaseService;
 use crate::maintenance::MaintenanceService;
 use crate::metrics::Metrics;
+use crate::pb::etcdserverpb::auth_server::AuthServer;
 use crate::pb::etcdserverpb::cluster_server::ClusterServer;
 use crate::pb::etcdserverpb::kv_server::KvServer;
 use crate::pb::etcdserverpb::lease_server::LeaseServer;
@@ -120,6 +122,7 @@ fn add_services(
         )
         .add_service(MaintenanceServer::new(MaintenanceService::new(db.clone(), metrics.clone())))
         .add_service(ClusterServer::new(ClusterService::new(db.clone(), options.urls.clone(), metrics.clone())))
+        .add_service(AuthServer::new(AuthService::new(db.clone(), metrics.clone())))
 }
 
 /// gRPC's answer for a method no service has.

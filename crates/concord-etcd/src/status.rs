@@ -83,7 +83,8 @@ pub fn to_status(error: Error) -> Status {
         Error::Auth(e) => {
             use concord::auth::AuthError as A;
             let code = match e {
-                A::UserEmpty | A::RoleEmpty | A::InvalidAuthManagement => Code::InvalidArgument,
+                A::UserEmpty | A::RoleEmpty | A::InvalidAuthManagement | A::AuthFailed => Code::InvalidArgument,
+                A::PermissionDenied => Code::PermissionDenied,
                 A::UserExists
                 | A::UserNotFound
                 | A::RoleExists
@@ -91,7 +92,8 @@ pub fn to_status(error: Error) -> Status {
                 | A::RoleNotGranted
                 | A::PermissionNotGranted
                 | A::RootUserNotExist
-                | A::RootRoleNotGranted => Code::FailedPrecondition,
+                | A::RootRoleNotGranted
+                | A::NotEnabled => Code::FailedPrecondition,
             };
             (code, format!("etcdserver: {e}"))
         }

@@ -44,9 +44,16 @@ type WatchStream = tonic::codegen::BoxStream<pb::WatchResponse>;
 #[tonic::async_trait]
 impl Watch for WatchService {
     async fn watch(&self, request: Request<Streaming<pb::WatchRequest>>) -> Result<Response<WatchStream>, Status> {
+        let caller = crate::authz::caller(&self.db, &request)?;
         let (out, rx) = mpsc::channel(STREAM_BUFFER);
-        let session =
-            Session { db: self.db.clone(), metrics: self.metrics.clone(), out, watches: HashMap::new(), next_id: 0 };
+        let session = Session {
+            db: self.db.clone(),
+            metrics: self.metrics.clone(),
+            out,
+            watches: HashMap::new(),
+            next_id: 0,
+            caller,
+        };
         tokio::spawn(session.run(request.into_inner(), self.stopping.clone()));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx).map(Ok)) as WatchStream))
     }
@@ -64,6 +71,9 @@ struct Session {
     out: mpsc::Sender<pb::WatchResponse>,
     watches: HashMap<i64, ActiveWatch>,
     next_id: i64,
+    /// Who opened the stream (`None` while auth is disabled): each watch
+    /// needs read permission on its range.
+    caller: Option<String>,
 }
 
 impl Session {
@@ -167,6 +177,10 @@ impl Session {
                 return false;
             }
         };
+        if crate::authz::check(&self.db, &self.caller, &range, concord::auth::Access::Read).is_err() {
+            let _ = self.out.send(refuse("etcdserver: permission denied".into())).await;
+            return false;
+        }
         let mut builder = self.db.watch(range).from_revision(create.start_revision);
         if create.prev_kv {
             builder = builder.prev_kv();

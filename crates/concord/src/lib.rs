@@ -51,7 +51,7 @@ pub use lease::LeaseLimits;
 pub use limits::Limits;
 pub use node::{
     Cluster, Concord, Config, Consistency, Kv, LeaseGrant, LeaseInfo, LeaseKeepAlive, LeaseRevoke, Leases,
-    MemberStatus, NumberCompare, PeerListen, StorageFactory, Txn, ValueCompare,
+    MemberStatus, NumberCompare, PeerListen, StorageFactory, TokenError, Txn, ValueCompare,
 };
 /// What a [`StorageFactory`] returns: redb's storage interface.
 pub use redb::StorageBackend;

@@ -124,6 +124,12 @@ pub enum AuthError {
     RootRoleNotGranted,
     #[error("invalid auth management")]
     InvalidAuthManagement,
+    #[error("authentication is not enabled")]
+    NotEnabled,
+    #[error("authentication failed, invalid user ID or password")]
+    AuthFailed,
+    #[error("permission denied")]
+    PermissionDenied,
 }
 
 impl AuthStore {

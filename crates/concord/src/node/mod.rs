@@ -8,6 +8,7 @@
 //! front end (one write path).
 
 mod alarm;
+mod auth;
 mod backup;
 mod config;
 mod forwarder;
@@ -34,6 +35,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use auth::{TOKEN_TTL, TokenError};
 pub use config::{Config, FsyncObserver, PeerListen, StorageFactory};
 pub use kv::{Delete, Get, History, Kv, Put, Range};
 pub use lease::{Grant, Info, KeepAlive, LeaseGrant, LeaseInfo, LeaseKeepAlive, LeaseRevoke, Leases, List, Revoke};
@@ -81,6 +83,8 @@ struct Inner {
     cluster_id: u64,
     read_index: read_index::ReadIndexRounds,
     network: crate::replication::network::PeerNetwork,
+    /// The auth tokens this member issued.
+    tokens: auth::Tokens,
     /// Where received snapshots are written as they arrive.
     snapshots: crate::replication::snapshot_store::SnapshotStore,
     /// Held by the leader while it carries out a membership change.

@@ -1,0 +1,189 @@
+//! Authentication and authorization end to end with the real etcdctl (its
+//! outputs and etcd's refusals, as etcd 3.4.23 gives them for the same
+//! commands), and tokens over gRPC.
+
+mod common;
+
+use common::{Server, stderr, stdout};
+use concord_etcd::pb::etcdserverpb as pb;
+
+fn ok(out: std::process::Output) -> String {
+    assert!(out.status.success(), "etcdctl failed: {}\n{}", stdout(&out), stderr(&out));
+    stdout(&out)
+}
+
+fn refused(out: std::process::Output) -> String {
+    assert!(!out.status.success(), "expected a refusal, got: {}", stdout(&out));
+    let text = stderr(&out);
+    text.lines().filter(|l| l.starts_with("Error:")).collect::<Vec<_>>().join("\n")
+}
+
+/// `etcdctl --user=NAME:PASSWORD ARGS`.
+fn as_user(s: &Server, user: &str, args: &[&str]) -> std::process::Output {
+    let user = format!("--user={user}");
+    s.etcdctl(&[&[user.as_str()][..], args].concat())
+}
+
+#[test]
+fn users_roles_and_permissions_as_etcdctl_sees_them() {
+    let s = Server::start();
+    assert_eq!(ok(s.etcdctl(&["user", "add", "root", "--new-user-password=rootpw"])), "User root created\n");
+    assert_eq!(ok(s.etcdctl(&["user", "add", "alice", "--new-user-password=a"])), "User alice created\n");
+    assert_eq!(ok(s.etcdctl(&["user", "add", "bob", "--new-user-password=b"])), "User bob created\n");
+    assert_eq!(ok(s.etcdctl(&["role", "add", "app"])), "Role app created\n");
+    assert_eq!(ok(s.etcdctl(&["role", "add", "reader"])), "Role reader created\n");
+    assert_eq!(
+        ok(s.etcdctl(&["role", "grant-permission", "app", "readwrite", "app/", "--prefix"])),
+        "Role app updated\n"
+    );
+    assert_eq!(
+        ok(s.etcdctl(&["role", "grant-permission", "reader", "read", "app/", "--prefix"])),
+        "Role reader updated\n"
+    );
+    assert_eq!(ok(s.etcdctl(&["user", "grant-role", "alice", "app"])), "Role app is granted to user alice\n");
+    assert_eq!(ok(s.etcdctl(&["user", "grant-role", "bob", "reader"])), "Role reader is granted to user bob\n");
+    assert_eq!(
+        refused(s.etcdctl(&["user", "add", "alice", "--new-user-password=x"])),
+        "Error: etcdserver: user name already exists"
+    );
+    assert_eq!(refused(s.etcdctl(&["user", "grant-role", "alice", "nope"])), "Error: etcdserver: role name not found");
+    assert_eq!(ok(s.etcdctl(&["put", "app/k", "v0"])), "OK\n");
+    assert_eq!(ok(s.etcdctl(&["put", "other", "x"])), "OK\n");
+    // etcdctl adds the root role and grants it to root before enabling.
+    assert_eq!(ok(s.etcdctl(&["auth", "enable"])), "Authentication Enabled\n");
+    assert_eq!(
+        ok(s.etcdctl(&["--user=root:rootpw", "role", "get", "app"])),
+        "Role app\nKV Read:\n\t[app/, app0) (prefix app/)\nKV Write:\n\t[app/, app0) (prefix app/)\n"
+    );
+    assert_eq!(ok(s.etcdctl(&["--user=root:rootpw", "user", "get", "alice"])), "User: alice\nRoles: app\n");
+
+    // No credentials, wrong ones, or not enough permission.
+    assert_eq!(refused(s.etcdctl(&["get", "app/k"])), "Error: etcdserver: user name is empty");
+    assert_eq!(
+        refused(as_user(&s, "alice:wrong", &["get", "app/k"])),
+        "Error: etcdserver: authentication failed, invalid user ID or password"
+    );
+    // The matrix: alice reads and writes app/, bob only reads it, neither
+    // touches anything else; root does everything.
+    assert_eq!(ok(as_user(&s, "alice:a", &["put", "app/k", "v1"])), "OK\n");
+    assert_eq!(ok(as_user(&s, "alice:a", &["get", "app/k", "--print-value-only"])), "v1\n");
+    assert_eq!(ok(as_user(&s, "bob:b", &["get", "app/k", "--print-value-only"])), "v1\n");
+    assert_eq!(ok(as_user(&s, "bob:b", &["get", "app/", "--prefix", "--keys-only"])), "app/k\n\n");
+    let denied = "Error: etcdserver: permission denied";
+    assert_eq!(refused(as_user(&s, "bob:b", &["put", "app/k", "v2"])), denied);
+    assert_eq!(refused(as_user(&s, "bob:b", &["del", "app/k"])), denied);
+    assert_eq!(refused(as_user(&s, "alice:a", &["get", "other"])), denied);
+    assert_eq!(refused(as_user(&s, "alice:a", &["put", "other", "y"])), denied);
+    assert_eq!(refused(as_user(&s, "alice:a", &["get", "", "--prefix"])), denied);
+    // A transaction needs every range it compares, reads or writes.
+    let txn_inside = "value(\"app/k\") = \"v1\"\n\nput app/k v3\n\nget app/k\n\n";
+    assert_eq!(ok(s.etcdctl_stdin(&["--user=alice:a", "txn"], Some(txn_inside))), "SUCCESS\n\nOK\n");
+    let txn_outside = "value(\"app/k\") = \"v3\"\n\nput other z\n\n\n";
+    assert_eq!(refused(s.etcdctl_stdin(&["--user=alice:a", "txn"], Some(txn_outside))), denied);
+    let txn_compare_outside = "value(\"other\") = \"x\"\n\nput app/k v4\n\n\n";
+    assert_eq!(refused(s.etcdctl_stdin(&["--user=alice:a", "txn"], Some(txn_compare_outside))), denied);
+    assert_eq!(ok(as_user(&s, "root:rootpw", &["get", "other", "--print-value-only"])), "x\n");
+    // Revoking a lease deletes its keys: it needs write on each of them.
+    let grant = ok(as_user(&s, "root:rootpw", &["lease", "grant", "100"]));
+    let lease = grant.split_whitespace().nth(1).unwrap().to_string();
+    ok(as_user(&s, "root:rootpw", &["put", "other/leased", "x", "--lease", &lease]));
+    assert_eq!(
+        refused(as_user(&s, "alice:a", &["lease", "revoke", &lease])),
+        "Error: failed to revoke lease (etcdserver: permission denied)"
+    );
+    ok(as_user(&s, "root:rootpw", &["lease", "revoke", &lease]));
+    // Cluster administration needs the root role.
+    assert_eq!(refused(as_user(&s, "alice:a", &["user", "add", "eve", "--new-user-password=e"])), denied);
+    assert_eq!(
+        refused(as_user(&s, "root:rootpw", &["user", "delete", "root"])),
+        "Error: etcdserver: invalid auth management"
+    );
+
+    // A password change takes effect at once.
+    let passwd =
+        s.etcdctl_stdin(&["--user=root:rootpw", "user", "passwd", "alice", "--interactive=false"], Some("a2\n"));
+    assert_eq!(ok(passwd), "Password updated\n");
+    assert_eq!(
+        refused(as_user(&s, "alice:a", &["get", "app/k"])),
+        "Error: etcdserver: authentication failed, invalid user ID or password"
+    );
+    // Permissions revoked take effect at once too.
+    assert_eq!(
+        ok(as_user(&s, "root:rootpw", &["role", "revoke-permission", "reader", "app/", "--prefix"])),
+        "Permission of range [app/, app0) is revoked from role reader\n"
+    );
+    assert_eq!(refused(as_user(&s, "bob:b", &["get", "app/k"])), denied);
+
+    assert_eq!(ok(as_user(&s, "root:rootpw", &["auth", "disable"])), "Authentication Disabled\n");
+    assert_eq!(ok(s.etcdctl(&["get", "other", "--print-value-only"])), "x\n");
+}
+
+/// A watch needs read permission on its range: refused, it is cancelled
+/// with etcd's reason.
+#[test]
+fn a_watch_outside_the_permissions_is_cancelled() {
+    let s = Server::start();
+    for args in [
+        &["user", "add", "root", "--new-user-password=r"][..],
+        &["user", "add", "w", "--new-user-password=w"],
+        &["role", "add", "watcher"],
+        &["role", "grant-permission", "watcher", "read", "mine/", "--prefix"],
+        &["user", "grant-role", "w", "watcher"],
+        &["auth", "enable"],
+    ] {
+        ok(s.etcdctl(args));
+    }
+    let out = as_user(&s, "w:w", &["watch", "theirs/", "--prefix"]);
+    assert!(
+        stdout(&out).contains("permission denied") || stderr(&out).contains("permission denied"),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+}
+
+/// Tokens over gRPC: one from Authenticate works until the auth store
+/// changes (a password change here), then is refused as etcd refuses it,
+/// and a new one works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_is_refused_after_the_auth_store_changes() {
+    let s = Server::start();
+    for args in [
+        &["user", "add", "root", "--new-user-password=r"][..],
+        &["user", "add", "u", "--new-user-password=p1"],
+        &["auth", "enable"],
+    ] {
+        ok(s.etcdctl(args));
+    }
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", s.endpoint)).unwrap().connect().await.unwrap();
+    let mut auth = pb::auth_client::AuthClient::new(channel.clone());
+    let mut kv = pb::kv_client::KvClient::new(channel);
+    let token = |password: &str| pb::AuthenticateRequest { name: "u".into(), password: password.into() };
+    let t1 = auth.authenticate(token("p1")).await.unwrap().into_inner().token;
+    let status = auth.auth_status(pb::AuthStatusRequest {}).await.unwrap().into_inner();
+    assert!(status.enabled && status.auth_revision > 0);
+    let get = |token: &str| {
+        let mut request = tonic::Request::new(pb::RangeRequest { key: "k".into(), ..Default::default() });
+        request.metadata_mut().insert("token", token.parse().unwrap());
+        request
+    };
+    // u has no permission on k: authenticated, then denied.
+    let denied = kv.range(get(&t1)).await.unwrap_err();
+    assert_eq!((denied.code(), denied.message()), (tonic::Code::PermissionDenied, "etcdserver: permission denied"));
+    let bogus = kv.range(get("nonsense.1")).await.unwrap_err();
+    assert_eq!((bogus.code(), bogus.message()), (tonic::Code::Unauthenticated, "etcdserver: invalid auth token"));
+
+    ok(as_user(&s, "root:r", &["role", "add", "k"]));
+    ok(as_user(&s, "root:r", &["role", "grant-permission", "k", "read", "k"]));
+    ok(as_user(&s, "root:r", &["user", "grant-role", "u", "k"]));
+    let old = kv.range(get(&t1)).await.unwrap_err();
+    assert_eq!(
+        (old.code(), old.message()),
+        (tonic::Code::InvalidArgument, "etcdserver: revision of auth store is old")
+    );
+    let t2 = auth.authenticate(token("p1")).await.unwrap().into_inner().token;
+    kv.range(get(&t2)).await.unwrap();
+    let wrong = auth.authenticate(token("p2")).await.unwrap_err();
+    assert_eq!(wrong.message(), "etcdserver: authentication failed, invalid user ID or password");
+}

@@ -1,0 +1,83 @@
+//! Who a request is from, and whether it may do what it asks (etcd's auth
+//! checks). While auth is disabled nothing is checked. Enabled, every
+//! request must carry a token (`token` metadata, as etcd's clients send
+//! it) from this member's `Authenticate`, and:
+//! - a read needs read permission on its whole range, a write write
+//!   permission (and read too when it returns previous values);
+//! - a transaction needs read on every compare and read op's range, write
+//!   on every put and delete, in every branch (as etcd checks it);
+//! - a watch needs read on its range; a lease revoke write on every key
+//!   attached to the lease;
+//! - snapshots, hashes, defragmentation and auth management need the root
+//!   role.
+
+use concord::auth::{Access, AuthError};
+use concord::command::{TxnOp, TxnRequest};
+use concord::{Concord, KeyRange, TokenError};
+use tonic::{Request, Status};
+
+use crate::status::to_status;
+
+/// The user a request comes from; `None` while auth is disabled.
+pub fn caller<T>(db: &Concord, request: &Request<T>) -> Result<Option<String>, Status> {
+    let token = request.metadata().get("token").or_else(|| request.metadata().get("authorization"));
+    let token = token.and_then(|t| t.to_str().ok());
+    db.caller(token).map_err(token_status)
+}
+
+/// etcd's answers for a missing, unknown or outdated token.
+pub fn token_status(e: TokenError) -> Status {
+    match e {
+        TokenError::Missing => Status::invalid_argument("etcdserver: user name is empty"),
+        TokenError::Invalid => Status::unauthenticated("etcdserver: invalid auth token"),
+        TokenError::OldRevision => Status::invalid_argument("etcdserver: revision of auth store is old"),
+    }
+}
+
+fn denied() -> Status {
+    to_status(concord::Error::Auth(AuthError::PermissionDenied))
+}
+
+/// `access` to all of `range`.
+pub fn check(db: &Concord, caller: &Option<String>, range: &KeyRange, access: Access) -> Result<(), Status> {
+    if db.permits(caller.as_deref(), range, access) { Ok(()) } else { Err(denied()) }
+}
+
+/// Every range a transaction reads or writes, in every branch.
+pub fn check_txn(db: &Concord, caller: &Option<String>, txn: &TxnRequest) -> Result<(), Status> {
+    if caller.is_none() {
+        return Ok(());
+    }
+    for compare in &txn.compare {
+        check(db, caller, &compare.range, Access::Read)?;
+    }
+    for op in txn.success.iter().chain(&txn.failure) {
+        match op {
+            TxnOp::Range(range) => {
+                if let Some(range) = &range.range {
+                    check(db, caller, range, Access::Read)?;
+                }
+            }
+            TxnOp::Put(put) => {
+                let key = KeyRange::key(put.key.clone());
+                check(db, caller, &key, Access::Write)?;
+                if put.prev_kv {
+                    check(db, caller, &key, Access::Read)?;
+                }
+            }
+            TxnOp::DeleteRange(delete) => {
+                check(db, caller, &delete.range, Access::Write)?;
+                if delete.prev_kv {
+                    check(db, caller, &delete.range, Access::Read)?;
+                }
+            }
+            TxnOp::Txn(inner) => check_txn(db, caller, inner)?,
+        }
+    }
+    Ok(())
+}
+
+/// The root role (or auth disabled).
+pub fn check_admin(db: &Concord, caller: &Option<String>) -> Result<(), Status> {
+    if db.is_admin(caller.as_deref()) { Ok(()) } else { Err(denied()) }
+}
