@@ -271,3 +271,30 @@ fn large_values_go_through_the_gateway_up_to_the_request_limit() {
     let (status, refused) = put(1_600_000);
     assert_eq!((status, &refused["message"]), (400, &Value::from("etcdserver: request is too large")), "{refused}");
 }
+
+/// With auth enabled, a gateway client authenticates and sends the token
+/// in the `Authorization` header (as with etcd's gateway).
+#[test]
+fn the_gateway_takes_the_token_in_the_authorization_header() {
+    let server = Server::start();
+    for args in [&["user", "add", "root", "--new-user-password=pw"][..], &["auth", "enable"]] {
+        let out = server.etcdctl(args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let key = format!(r#"{{"key":"{}"}}"#, b64("k"));
+    let (status, anonymous) = post(&server, "/v3/kv/range", &key);
+    assert_eq!((status, &anonymous["message"]), (400, &Value::from("etcdserver: user name is empty")));
+    let (status, auth) = post(&server, "/v3/auth/authenticate", r#"{"name":"root","password":"pw"}"#);
+    assert_eq!(status, 200, "{auth}");
+    let token = auth["token"].as_str().unwrap();
+    let url = format!("http://{}/v3/kv/range", server.endpoint);
+    let header = format!("Authorization: {token}");
+    let out = run_bounded(Command::new("curl").args(["-s", "-m", "10", "-X", "POST", "-H", &header, "-d", &key, &url]));
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(answer["header"]["revision"].is_string(), "{answer}");
+    let (status, bad) = post(&server, "/v3/auth/authenticate", r#"{"name":"root","password":"no"}"#);
+    assert_eq!(
+        (status, &bad["message"]),
+        (400, &Value::from("etcdserver: authentication failed, invalid user ID or password"))
+    );
+}
