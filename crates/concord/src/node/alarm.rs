@@ -36,7 +36,7 @@ impl Concord {
 
     /// What the store counts for in the space quota now, in bytes.
     pub fn space_used(&self) -> u64 {
-        self.shared().applier.read().machine.state.quota_bytes()
+        self.shared().space_used.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Refuses (and raises this member's `NoSpace` alarm for) a write that

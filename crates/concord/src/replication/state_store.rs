@@ -49,6 +49,19 @@ pub struct Shared {
     pub applied_index: Arc<AtomicU64>,
     /// Log bytes appended since the last snapshot (a task triggers snapshots).
     pub log_bytes_since_snapshot: Arc<AtomicU64>,
+    /// Whether auth is enabled, and what the state counts for in the space
+    /// quota, as of the last apply: read before every request without the
+    /// state's lock (which apply may hold).
+    pub auth_enabled: std::sync::atomic::AtomicBool,
+    pub space_used: AtomicU64,
+}
+
+impl Shared {
+    /// Publishes what requests read without the lock.
+    fn publish_summary(&self, state: &State) {
+        self.auth_enabled.store(state.auth.enabled, Ordering::Release);
+        self.space_used.store(state.quota_bytes(), Ordering::Release);
+    }
 }
 
 impl Shared {
@@ -100,8 +113,11 @@ impl StateStore {
             hub: WatchHub::default(),
             applied_index: Arc::new(AtomicU64::new(0)),
             log_bytes_since_snapshot: Arc::new(AtomicU64::new(0)),
+            auth_enabled: Default::default(),
+            space_used: AtomicU64::new(0),
         });
         shared.reset_deadlines(&shared.applier.read().machine.state, Instant::now());
+        shared.publish_summary(&shared.applier.read().machine.state);
         Ok((StateStore { shared: shared.clone(), snapshots }, shared))
     }
 }
@@ -204,6 +220,7 @@ impl RaftStateMachine<TypeConfig> for StateStore {
             if let Some(applied) = applier.last_applied {
                 self.shared.applied_index.store(applied.index, Ordering::Release);
             }
+            self.shared.publish_summary(&applier.machine.state);
             let captured = applier.machine.state.kv.take_captured();
             (captured, applier.machine.kv().revision())
         };
@@ -265,6 +282,7 @@ impl RaftStateMachine<TypeConfig> for StateStore {
             self.shared.applied_index.store(last.index, Ordering::Release);
         }
         self.shared.reset_deadlines(&applier.machine.state, Instant::now());
+        self.shared.publish_summary(&applier.machine.state);
         let revision = applier.machine.kv().revision();
         drop(applier);
         // Live watchers cannot know what the snapshot changed: they catch up.
