@@ -92,6 +92,45 @@ struct SnapshotBodyBeforePendingVoters {
     state: StateBeforePendingVoters,
 }
 
+impl From<StateBeforeAuth> for State {
+    fn from(old: StateBeforeAuth) -> Self {
+        State {
+            kv: old.kv,
+            leases: old.leases,
+            lease_limits: old.lease_limits,
+            member_attributes: old.member_attributes,
+            pending_voters: old.pending_voters,
+            alarms: old.alarms,
+            auth: AuthStore::default(),
+        }
+    }
+}
+
+impl From<StateBeforeAlarms> for StateBeforeAuth {
+    fn from(old: StateBeforeAlarms) -> Self {
+        StateBeforeAuth {
+            kv: old.kv,
+            leases: old.leases,
+            lease_limits: old.lease_limits,
+            member_attributes: old.member_attributes,
+            pending_voters: old.pending_voters,
+            alarms: Default::default(),
+        }
+    }
+}
+
+impl From<StateBeforePendingVoters> for StateBeforeAlarms {
+    fn from(old: StateBeforePendingVoters) -> Self {
+        StateBeforeAlarms {
+            kv: old.kv,
+            leases: old.leases,
+            lease_limits: old.lease_limits,
+            member_attributes: old.member_attributes,
+            pending_voters: Default::default(),
+        }
+    }
+}
+
 /// The snapshot file format: the replicated state (where it stands in the
 /// log is kept beside it, in the snapshot's meta).
 #[derive(Deserialize)]
@@ -140,41 +179,17 @@ impl State {
         let mut state = match postcard::from_io::<SnapshotBody, _>((open()?, &mut scratch)) {
             Ok((body, _)) => body.state,
             Err(e) => {
-                // Older formats, newest first.
+                // Older formats, newest first, each upgraded step by step.
                 if let Ok((SnapshotBodyBeforeAuth { state: old }, _)) = postcard::from_io((open()?, &mut scratch)) {
-                    State {
-                        kv: old.kv,
-                        leases: old.leases,
-                        lease_limits: old.lease_limits,
-                        member_attributes: old.member_attributes,
-                        pending_voters: old.pending_voters,
-                        alarms: old.alarms,
-                        auth: AuthStore::default(),
-                    }
+                    old.into()
                 } else if let Ok((SnapshotBodyBeforeAlarms { state: old }, _)) =
                     postcard::from_io((open()?, &mut scratch))
                 {
-                    State {
-                        kv: old.kv,
-                        leases: old.leases,
-                        lease_limits: old.lease_limits,
-                        member_attributes: old.member_attributes,
-                        pending_voters: old.pending_voters,
-                        alarms: Default::default(),
-                        auth: AuthStore::default(),
-                    }
+                    StateBeforeAuth::from(old).into()
                 } else if let Ok((SnapshotBodyBeforePendingVoters { state: old }, _)) =
                     postcard::from_io((open()?, &mut scratch))
                 {
-                    State {
-                        kv: old.kv,
-                        leases: old.leases,
-                        lease_limits: old.lease_limits,
-                        member_attributes: old.member_attributes,
-                        pending_voters: Default::default(),
-                        alarms: Default::default(),
-                        auth: AuthStore::default(),
-                    }
+                    StateBeforeAuth::from(StateBeforeAlarms::from(old)).into()
                 } else {
                     return Err(format!("cannot decode a snapshot: {e}"));
                 }
