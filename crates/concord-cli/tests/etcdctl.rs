@@ -188,6 +188,37 @@ fn endpoint_status_health_and_member_list() {
     );
 }
 
+/// `etcdctl defrag` after large deletes and a compaction gives the space
+/// back: `endpoint status` shows the smaller DB SIZE, and its in-use part.
+#[test]
+fn defrag_after_large_deletes_shrinks_the_reported_size() {
+    let s = Server::start();
+    let value = "v".repeat(100 * 1024);
+    for i in 0..60 {
+        ok(s.etcdctl(&["put", &format!("big/{i:02}"), &value]));
+    }
+    ok(s.etcdctl(&["put", "kept", "yes"]));
+    let sizes = || {
+        let status: serde_json::Value =
+            serde_json::from_str(&ok(s.etcdctl(&["endpoint", "status", "-w", "json"]))).unwrap();
+        let status = &status[0]["Status"];
+        (status["dbSize"].as_u64().unwrap(), status["dbSizeInUse"].as_u64().unwrap())
+    };
+    let (full, full_in_use) = sizes();
+    assert!(full >= 60 * 100 * 1024 && full_in_use <= full, "{full} {full_in_use}");
+    assert_eq!(ok(s.etcdctl(&["del", "big/", "--prefix"])), "60\n");
+    let revision = ok(s.etcdctl(&["get", "kept", "-w", "json"]));
+    let revision: serde_json::Value = serde_json::from_str(&revision).unwrap();
+    let revision = revision["header"]["revision"].as_i64().unwrap().to_string();
+    ok(s.etcdctl(&["compact", &revision]));
+    assert_eq!(ok(s.etcdctl(&["defrag"])), format!("Finished defragmenting etcd member[{}]\n", s.endpoint));
+    let (after, in_use) = sizes();
+    assert!(after < full / 4, "DB SIZE {full} → {after} after deleting everything but one key");
+    assert!(in_use <= after, "{in_use} > {after}");
+    assert_eq!(ok(s.etcdctl(&["get", "kept", "--print-value-only"])), "yes\n");
+    assert!(s.log().contains("finished defragmenting the data files"), "{}", s.log());
+}
+
 #[test]
 fn watch_prints_puts_and_deletes_live_and_replayed() {
     let s = Server::start();

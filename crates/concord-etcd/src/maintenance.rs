@@ -1,5 +1,5 @@
-//! etcd's Maintenance service (Status, Alarm, Hash, HashKV, Snapshot). Other methods answer
-//! UNIMPLEMENTED.
+//! etcd's Maintenance service (Status, Alarm, Hash, HashKV, Snapshot, Defragment). Other
+//! methods (MoveLeader, Downgrade) answer UNIMPLEMENTED.
 
 use concord::{Alarm, AlarmKind, Concord};
 use tokio_stream::StreamExt;
@@ -72,9 +72,10 @@ impl Maintenance for MaintenanceService {
     /// encoded while writes go on; its bytes end with their SHA-256, as
     /// etcd's do. `etcdctl snapshot save` writes them to a file;
     /// `concord snapshot status|restore` read it.
-    async fn snapshot(&self, _request: Request<pb::SnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
+    async fn snapshot(&self, request: Request<pb::SnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
         self.metrics
             .track("Snapshot", false, async {
+                crate::authz::check_maintenance_admin(&self.db, &request)?;
                 let (size, pieces) = self.db.backup().await.map_err(crate::status::to_status)?;
                 let header = current(&self.db);
                 tracing::info!(bytes = size, revision = header.revision, "sending a backup");
@@ -94,10 +95,25 @@ impl Maintenance for MaintenanceService {
             .await
     }
 
+    /// Defragments this member's data files (`Concord::defragment`: a
+    /// snapshot, a log purge, an in-place compaction of both files).
+    async fn defragment(
+        &self,
+        request: Request<pb::DefragmentRequest>,
+    ) -> Result<Response<pb::DefragmentResponse>, Status> {
+        self.metrics
+            .track("Defragment", false, async {
+                crate::authz::check_maintenance_admin(&self.db, &request)?;
+                self.db.defragment().await.map_err(crate::status::to_status)?;
+                Ok(Response::new(pb::DefragmentResponse { header: Some(current(&self.db)) }))
+            })
+            .await
+    }
+
     async fn hash(&self, request: Request<pb::HashRequest>) -> Result<Response<pb::HashResponse>, Status> {
         self.metrics
             .track("Hash", false, async {
-                crate::authz::check_admin(&self.db, &crate::authz::caller(&self.db, &request)?)?;
+                crate::authz::check_maintenance_admin(&self.db, &request)?;
                 let (hash, _) = self.db.hash().map_err(crate::status::to_status)?;
                 Ok(Response::new(pb::HashResponse { header: Some(current(&self.db)), hash }))
             })
@@ -107,7 +123,7 @@ impl Maintenance for MaintenanceService {
     async fn hash_kv(&self, request: Request<pb::HashKvRequest>) -> Result<Response<pb::HashKvResponse>, Status> {
         self.metrics
             .track("HashKV", false, async {
-                crate::authz::check_admin(&self.db, &crate::authz::caller(&self.db, &request)?)?;
+                crate::authz::check_maintenance_admin(&self.db, &request)?;
                 let (hash, compact_revision, hash_revision) =
                     self.db.hash_kv(request.into_inner().revision).map_err(crate::status::to_status)?;
                 let header = Some(current(&self.db));
@@ -135,8 +151,8 @@ impl Maintenance for MaintenanceService {
                         .iter()
                         .map(|a| format!("memberID:{} alarm:{} ", a.member, a.kind.as_str()))
                         .collect(),
-                    db_size_in_use: s.db_size as i64,
-                    is_learner: false,
+                    db_size_in_use: s.db_size_in_use as i64,
+                    is_learner: s.role == "learner",
                     ..Default::default()
                 }))
             })

@@ -50,8 +50,8 @@ pub use error::{Error, Result};
 pub use lease::LeaseLimits;
 pub use limits::Limits;
 pub use node::{
-    Cluster, Concord, Config, Consistency, Kv, LeaseGrant, LeaseInfo, LeaseKeepAlive, LeaseRevoke, Leases,
-    MemberStatus, NumberCompare, PeerListen, StorageFactory, TokenError, Txn, ValueCompare,
+    Cluster, Concord, Config, Consistency, DefragmentReport, Kv, LeaseGrant, LeaseInfo, LeaseKeepAlive, LeaseRevoke,
+    Leases, MemberStatus, NumberCompare, PeerListen, StorageFactory, TokenError, Txn, ValueCompare,
 };
 /// What a [`StorageFactory`] returns: redb's storage interface.
 pub use redb::StorageBackend;

@@ -1,5 +1,6 @@
 """Drives Concord's Maintenance RPCs with python-etcd3 (a gRPC etcd client
-from PyPI): status, hash, alarms and a backup, as its users call them.
+from PyPI): status, hash, alarms, defragment and a backup, as its users
+call them.
 Behaviour checked against etcd 3.4.23 with the same script.
 
     python3 etcd3_maintenance.py HOST:PORT BACKUP_FILE
@@ -42,6 +43,18 @@ client.delete("/py/a")
 assert [(a.member_id, a.alarm_type) for a in client.disarm_alarm(member)] == [(member, 1)]
 assert client.disarm_alarm(member) == []
 client.put("/py/b", "taken")
+
+# Defragmenting after large deletes and a compaction gives the space back.
+big = "x" * (64 * 1024)
+for i in range(64):
+    client.put("/py/big/%d" % i, big)
+full = client.status().db_size
+assert full > 512 * 1024, full
+client.delete_prefix("/py/big/")
+client.compact(client.put("/py/b", "taken").header.revision)
+client.defragment()
+after = client.status().db_size
+assert after < full // 2, (full, after)
 
 # A backup, streamed: etcd's shape (a multiple of 512 bytes, then the
 # SHA-256), written where the caller can check it.

@@ -118,6 +118,21 @@ impl Concord {
     /// Who a request is from: `None` while auth is disabled (nothing is
     /// checked), else the user its token was issued to.
     pub fn caller(&self, token: Option<&str>) -> std::result::Result<Option<String>, TokenError> {
+        self.token_user(token, true)
+    }
+
+    /// [`Self::caller`] for calls that need the root role (maintenance):
+    /// as etcd, a token issued before the last auth change still names its
+    /// user there (the role check is against the current auth state).
+    pub fn maintenance_caller(&self, token: Option<&str>) -> std::result::Result<Option<String>, TokenError> {
+        self.token_user(token, false)
+    }
+
+    fn token_user(
+        &self,
+        token: Option<&str>,
+        current_revision_only: bool,
+    ) -> std::result::Result<Option<String>, TokenError> {
         // The common case, auth disabled, without the state's lock.
         if !self.shared().auth_enabled.load(std::sync::atomic::Ordering::Acquire) {
             return Ok(None);
@@ -133,7 +148,7 @@ impl Concord {
             tokens.remove(token);
             return Err(TokenError::Invalid);
         }
-        if issued.revision < revision {
+        if current_revision_only && issued.revision < revision {
             return Err(TokenError::OldRevision);
         }
         issued.last_used = Instant::now();

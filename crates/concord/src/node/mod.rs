@@ -11,6 +11,7 @@ mod alarm;
 mod auth;
 mod backup;
 mod config;
+mod defrag;
 mod forwarder;
 mod join;
 pub(crate) mod kv;
@@ -37,6 +38,7 @@ use tokio::task::JoinHandle;
 
 pub use auth::{TOKEN_TTL, TokenError};
 pub use config::{Config, FsyncObserver, PeerListen, StorageFactory};
+pub use defrag::DefragmentReport;
 pub use kv::{Delete, Get, History, Kv, Put, Range};
 pub use lease::{Grant, Info, KeepAlive, LeaseGrant, LeaseInfo, LeaseKeepAlive, LeaseRevoke, Leases, List, Revoke};
 pub use membership::Cluster;

@@ -50,7 +50,7 @@ impl Concord {
         if let Some(parent) = created {
             files::sync_dir(&parent).map_err(Error::Storage)?;
         }
-        let db = Arc::new(db);
+        let db = Arc::new(parking_lot::RwLock::new(db));
         // Only the writer thread writes the file; log reads share it.
         let writer =
             LogWriter::spawn(db.clone(), config.fsync_observer.clone()).map_err(|e| Error::Storage(e.to_string()))?;

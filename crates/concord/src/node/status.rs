@@ -27,6 +27,9 @@ pub struct MemberStatus {
     pub is_leader: bool,
     /// Size of the data files (log and snapshot) in bytes.
     pub db_size: u64,
+    /// Bytes of the data files holding data (the rest is free pages, which
+    /// [`Concord::defragment`] returns to the file system).
+    pub db_size_in_use: u64,
     pub keys: u64,
     pub leases: u64,
     /// `leader`, `follower`, `candidate` or `learner`.
@@ -167,10 +170,8 @@ impl Concord {
             let kv = applier.machine.kv();
             (kv.revision(), kv.compact_revision(), kv.live_keys(), applier.machine.leases().len() as u64)
         };
-        let db_size = ["concord.redb", "snapshot.redb"]
-            .iter()
-            .map(|file| std::fs::metadata(self.inner.config.data_dir.join(file)).map_or(0, |m| m.len()))
-            .sum();
+        let db_size = self.data_files_size();
+        let db_size_in_use = self.data_in_use().min(db_size);
         let name = &self.inner.config.name;
         MemberStatus {
             member_id: self.member_id(),
@@ -186,6 +187,7 @@ impl Concord {
             leader,
             is_leader,
             db_size,
+            db_size_in_use,
             keys,
             leases,
             role,

@@ -15,12 +15,39 @@
 //! byte and removed (durably) once redb's creation is complete. A file
 //! found with its marker never finished being created — nothing in it was
 //! ever acknowledged — and is started afresh.
+//!
+//! A running member shares each open file as a [`SharedDatabase`]: every
+//! transaction is begun and ended under its read lock, so defragmenting
+//! (redb's in-place `compact`, which needs the database to itself) takes
+//! the write lock and knows no transaction is open.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
+use parking_lot::RwLock;
 use redb::backends::FileBackend;
 use redb::{Database, StorageBackend};
+
+/// An open data file shared by the threads that use it. Transactions are
+/// begun and ended under the read lock (taken recursively, so a reader
+/// never waits for a defragmentation queued behind another reader);
+/// [`defragment`] takes the write lock.
+pub(crate) type SharedDatabase = Arc<RwLock<Database>>;
+
+/// How long a defragmentation waits for the transactions open on a file
+/// (a snapshot being sent to a follower, say) to end.
+const DEFRAGMENT_WAIT: Duration = Duration::from_secs(30);
+
+/// Compacts the file in place (redb moves live pages to the front and
+/// truncates the rest; every step is a durable commit, so a crash midway
+/// leaves a valid file). Returns whether anything moved.
+pub(crate) fn defragment(db: &SharedDatabase) -> Result<bool, String> {
+    let mut db = db.try_write_for(DEFRAGMENT_WAIT).ok_or_else(|| {
+        format!("the data file stayed in use for {}s (a snapshot being sent?); try again", DEFRAGMENT_WAIT.as_secs())
+    })?;
+    db.compact().map_err(|e| format!("cannot defragment: {e}"))
+}
 
 /// Opens the storage behind one data file (given its path). The default is
 /// the file itself; tests plug in simulated disks.

@@ -24,6 +24,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
 use super::TypeConfig;
+use super::files::SharedDatabase;
 use super::log_writer::{
     LOG, META, META_CLUSTER_ID, META_COMMITTED, META_LAST_PURGED, META_MEMBER_ID, META_VOTE, WriteOp,
 };
@@ -56,7 +57,7 @@ impl LogCache {
 pub struct LogStore {
     cache: Arc<Mutex<LogCache>>,
     writer: mpsc::Sender<WriteOp>,
-    db: Arc<Database>,
+    db: SharedDatabase,
     /// Highest applied index, set by the state machine; entries below it
     /// may leave memory.
     applied: Arc<AtomicU64>,
@@ -81,7 +82,7 @@ impl LogStore {
     pub(crate) fn new(
         cache: LogCache,
         writer: mpsc::Sender<WriteOp>,
-        db: Arc<Database>,
+        db: SharedDatabase,
         applied: Arc<AtomicU64>,
         bytes_since_snapshot: Arc<AtomicU64>,
     ) -> Self {
@@ -98,7 +99,8 @@ impl LogStore {
 
     /// Entries `[from, to)` read back from the data file.
     fn read_durable(&self, from: u64, to: u64) -> Result<Vec<Entry<TypeConfig>>, String> {
-        let txn = self.db.begin_read().map_err(|e| e.to_string())?;
+        let db = self.db.read_recursive();
+        let txn = db.begin_read().map_err(|e| e.to_string())?;
         let table = match txn.open_table(LOG) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
@@ -307,7 +309,8 @@ mod tests {
         let cache = LogStore::load(&db).unwrap();
         let applied = Arc::new(AtomicU64::new(8));
         let (tx, _rx) = mpsc::channel();
-        let mut store = LogStore::new(cache, tx, Arc::new(db), applied, Arc::new(AtomicU64::new(0)));
+        let mut store =
+            LogStore::new(cache, tx, Arc::new(parking_lot::RwLock::new(db)), applied, Arc::new(AtomicU64::new(0)));
         store.evict_applied(&mut store.cache.clone().lock());
         assert_eq!(store.cache.lock().entries.keys().copied().collect::<Vec<_>>(), [8, 9, 10]);
         let all = store.try_get_log_entries(1..=10).await.unwrap();

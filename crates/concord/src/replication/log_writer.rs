@@ -8,17 +8,28 @@
 //! So a burst of N appends costs one fsync, and IO stays serialized as
 //! openraft requires (a later op never lands before an earlier one).
 //!
+//! Defragmenting the file ([`WriteOp::Defragment`]) runs on this thread
+//! too, between two batches: appends wait for it, as etcd's writes wait
+//! for its defragmentation.
+//!
+//! The thread also keeps [`LogWriter::in_use`], the bytes of the file that
+//! hold data: measured (a walk of redb's trees) at start, after each purge
+//! and defragmentation — moments that are rare — and between them grown
+//! by the bytes appended, so it may over-count by what truncations freed.
+//!
 //! A failed commit poisons the writer: the failing ops and every later op are
 //! answered with an error, and openraft stops the member. Nothing is
 //! acknowledged that was not fsynced.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use openraft::storage::LogFlushed;
 use redb::{Database, TableDefinition};
+
+use super::files::SharedDatabase;
 use tokio::sync::oneshot;
 
 use super::TypeConfig;
@@ -75,6 +86,11 @@ pub(crate) enum WriteOp {
     Committed {
         committed: Vec<u8>,
     },
+    /// Compacts the file in place once what came before is written; the
+    /// ack says whether anything moved.
+    Defragment {
+        ack: oneshot::Sender<Result<bool, String>>,
+    },
     /// Finish what came before, close the file, end the thread.
     Stop,
 }
@@ -84,16 +100,32 @@ pub(crate) struct LogWriter {
     tx: mpsc::Sender<WriteOp>,
     thread: Option<JoinHandle<()>>,
     poisoned: Arc<AtomicBool>,
+    in_use: Arc<AtomicU64>,
 }
 
 impl LogWriter {
-    pub fn spawn(db: Arc<Database>, observer: Option<FsyncObserver>) -> std::io::Result<Self> {
+    pub fn spawn(db: SharedDatabase, observer: Option<FsyncObserver>) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel();
         let poisoned = Arc::new(AtomicBool::new(false));
-        let flag = poisoned.clone();
-        let thread =
-            std::thread::Builder::new().name("concord-log-writer".into()).spawn(move || run(db, rx, flag, observer))?;
-        Ok(LogWriter { tx, thread: Some(thread), poisoned })
+        let in_use = Arc::new(AtomicU64::new(0));
+        let thread = {
+            let thread = Thread { db, poisoned: poisoned.clone(), in_use: in_use.clone(), observer };
+            std::thread::Builder::new().name("concord-log-writer".into()).spawn(move || thread.run(rx))?
+        };
+        Ok(LogWriter { tx, thread: Some(thread), poisoned, in_use })
+    }
+
+    /// Asks for the file to be compacted once every op sent before is
+    /// written; the answer says whether anything moved.
+    pub fn defragment(&self) -> Result<oneshot::Receiver<Result<bool, String>>, String> {
+        let (ack, done) = oneshot::channel();
+        self.tx.send(WriteOp::Defragment { ack }).map_err(|_| "the log writer has stopped".to_string())?;
+        Ok(done)
+    }
+
+    /// Bytes of the file holding data (see the module docs for how exact).
+    pub fn in_use(&self) -> u64 {
+        self.in_use.load(Ordering::Relaxed)
     }
 
     pub fn sender(&self) -> mpsc::Sender<WriteOp> {
@@ -122,51 +154,114 @@ impl Drop for LogWriter {
     }
 }
 
-fn run(db: Arc<Database>, rx: mpsc::Receiver<WriteOp>, poisoned: Arc<AtomicBool>, observer: Option<FsyncObserver>) {
-    let mut batch = Vec::with_capacity(64);
-    let mut stop = false;
-    // The committed pointer rides along with the next durable write instead
-    // of costing an fsync of its own (a stale pointer is safe).
-    let mut pending_committed: Option<Vec<u8>> = None;
-    while !stop {
-        let Ok(first) = rx.recv() else { break };
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
-            }
-        }
-        stop = batch.iter().any(|op| matches!(op, WriteOp::Stop));
-        let result = if poisoned.load(Ordering::SeqCst) {
-            Err("the data file failed earlier; this member has stopped writing".to_string())
-        } else {
-            let start = std::time::Instant::now();
-            let durable = batch.iter().any(|op| !matches!(op, WriteOp::Stop | WriteOp::Committed { .. }));
-            for op in &batch {
-                if let WriteOp::Committed { committed } = op {
-                    pending_committed = Some(committed.clone());
+/// What the writer thread owns.
+struct Thread {
+    db: SharedDatabase,
+    poisoned: Arc<AtomicBool>,
+    in_use: Arc<AtomicU64>,
+    observer: Option<FsyncObserver>,
+}
+
+impl Thread {
+    fn run(self, rx: mpsc::Receiver<WriteOp>) {
+        let mut batch = Vec::with_capacity(64);
+        let mut stop = false;
+        // The committed pointer rides along with the next durable write
+        // instead of costing an fsync of its own (a stale pointer is safe).
+        let mut pending_committed: Option<Vec<u8>> = None;
+        self.measure();
+        while !stop {
+            let Ok(first) = rx.recv() else { break };
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
                 }
             }
-            if durable {
-                let result = write_batch(&db, &batch, pending_committed.take());
-                if let Some(observe) = &observer {
-                    observe(start.elapsed());
-                }
-                result
+            stop = batch.iter().any(|op| matches!(op, WriteOp::Stop));
+            let result = if self.poisoned.load(Ordering::SeqCst) {
+                Err("the data file failed earlier; this member has stopped writing".to_string())
             } else {
-                Ok(())
+                for op in &batch {
+                    if let WriteOp::Committed { committed } = op {
+                        pending_committed = Some(committed.clone());
+                    }
+                }
+                self.write(&batch, &mut pending_committed)
+            };
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "durable write failed; refusing all further writes");
+                self.poisoned.store(true, Ordering::SeqCst);
             }
-        };
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "durable write failed; refusing all further writes");
-            poisoned.store(true, Ordering::SeqCst);
-        }
-        for op in batch.drain(..) {
-            finish(op, &result);
+            let defragment = batch.iter().any(|op| matches!(op, WriteOp::Defragment { .. }));
+            // Measured once the batch is acknowledged: the walk costs
+            // milliseconds nobody should wait for.
+            let purged = result.is_ok() && batch.iter().any(|op| matches!(op, WriteOp::Purge { .. }));
+            let defragmented = match &result {
+                Ok(()) if defragment => {
+                    let moved = super::files::defragment(&self.db);
+                    self.measure();
+                    moved
+                }
+                Ok(()) => Ok(false),
+                Err(e) => Err(e.clone()),
+            };
+            for op in batch.drain(..) {
+                match op {
+                    WriteOp::Defragment { ack } => {
+                        let _ = ack.send(defragmented.clone());
+                    }
+                    op => finish(op, &result),
+                }
+            }
+            if purged {
+                self.measure();
+            }
         }
     }
-    drop(db);
+
+    /// Writes the batch's durable ops, if any, in one commit.
+    fn write(&self, batch: &[WriteOp], pending_committed: &mut Option<Vec<u8>>) -> Result<(), String> {
+        let durable = batch
+            .iter()
+            .any(|op| !matches!(op, WriteOp::Stop | WriteOp::Committed { .. } | WriteOp::Defragment { .. }));
+        if !durable {
+            return Ok(());
+        }
+        let start = std::time::Instant::now();
+        let result = write_batch(&self.db.read_recursive(), batch, pending_committed.take());
+        if let Some(observe) = &self.observer {
+            observe(start.elapsed());
+        }
+        let appended: u64 = batch
+            .iter()
+            .map(|op| match op {
+                WriteOp::Append { entries, .. } => entries.iter().map(|(_, bytes)| bytes.len() as u64 + 8).sum(),
+                _ => 0,
+            })
+            .sum();
+        self.in_use.fetch_add(appended, Ordering::Relaxed);
+        result
+    }
+
+    /// Measures the bytes of the file holding data.
+    fn measure(&self) {
+        match bytes_in_use(&self.db.read_recursive()) {
+            Ok(bytes) => self.in_use.store(bytes, Ordering::Relaxed),
+            Err(e) => tracing::warn!(error = %e, "cannot measure the log file's use"),
+        }
+    }
+}
+
+/// The bytes of the pages a database has allocated (its file less the free
+/// pages). Costs a write transaction and a walk of the trees.
+pub(crate) fn bytes_in_use(db: &Database) -> Result<u64, String> {
+    let txn = db.begin_write().map_err(|e| e.to_string())?;
+    let stats = txn.stats().map_err(|e| e.to_string())?;
+    let bytes = stats.allocated_pages() * stats.page_size() as u64;
+    txn.abort().map_err(|e| e.to_string())?;
+    Ok(bytes)
 }
 
 /// Applies every write op of the batch, and the latest committed pointer, in
@@ -199,7 +294,7 @@ fn write_batch(db: &Database, batch: &[WriteOp], committed: Option<Vec<u8>>) -> 
                 }
                 // Written once below, the latest value only.
                 WriteOp::Committed { .. } => {}
-                WriteOp::Stop => {}
+                WriteOp::Stop | WriteOp::Defragment { .. } => {}
             }
         }
         if let Some(committed) = committed {
@@ -221,6 +316,6 @@ fn finish(op: WriteOp, result: &Result<(), String>) {
         | WriteOp::Identity { ack, .. } => {
             let _ = ack.send(result.clone());
         }
-        WriteOp::Committed { .. } | WriteOp::Stop => {}
+        WriteOp::Committed { .. } | WriteOp::Stop | WriteOp::Defragment { .. } => {}
     }
 }

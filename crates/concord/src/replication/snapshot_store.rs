@@ -26,7 +26,10 @@
 //!   snapshot was installed (from a leader) can finish after it; such a
 //!   build is not made current and the newer one stays;
 //! - a chunk table that is not current belongs to a snapshot being built or
-//!   received; one found on open was left by a crash and is dropped.
+//!   received; one found on open was left by a crash and is dropped;
+//! - every transaction lives under the file's read lock (a chunk reader
+//!   and a snapshot being received hold it until they end), so
+//!   [`SnapshotStore::defragment`] runs with no transaction open.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -34,10 +37,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
+use parking_lot::RwLock;
+use parking_lot::lock_api::ArcRwLockReadGuard;
 use redb::{
     Database, ReadOnlyTable, ReadableDatabase, ReadableTable, Table, TableDefinition, TableHandle, WriteTransaction,
 };
 use tokio::sync::mpsc;
+
+use super::files::SharedDatabase;
+
+/// The file's read lock, held for as long as a transaction is open.
+type InUse = ArcRwLockReadGuard<parking_lot::RawRwLock, Database>;
 
 const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
 const META: &str = "meta";
@@ -49,8 +59,11 @@ const CURRENT: &str = "current";
 /// The whole data of a snapshot stored before chunking.
 const LEGACY_DATA: &str = "data";
 const CHUNK_TABLE_PREFIX: &str = "snapshot-chunks-";
-/// Bytes per stored chunk (and per peer message when a snapshot is sent).
-pub(crate) const CHUNK: usize = 1024 * 1024;
+/// Bytes per stored chunk (and per peer message when a snapshot is sent):
+/// a little under 1 MiB, so a chunk and its leaf's header fit a 1 MiB page
+/// (redb allocates pages in powers of two: a chunk of exactly 1 MiB took a
+/// 2 MiB page, and the file twice the snapshot's size).
+pub(crate) const CHUNK: usize = 1024 * 1024 - 4096;
 
 fn chunk_table(name: &str) -> TableDefinition<'_, u64, &'static [u8]> {
     TableDefinition::new(name)
@@ -62,9 +75,11 @@ fn err(e: impl std::fmt::Display) -> String {
 
 #[derive(Clone)]
 pub(crate) struct SnapshotStore {
-    db: Arc<Database>,
+    db: SharedDatabase,
     /// The number of the next chunk table.
     next_table: Arc<AtomicU64>,
+    /// Bytes of the file holding data, measured after every change.
+    in_use: Arc<AtomicU64>,
 }
 
 /// openraft's snapshot data: a snapshot stored in chunks (current, or
@@ -84,15 +99,46 @@ impl std::fmt::Debug for SnapshotData {
 impl SnapshotStore {
     pub fn open(path: &Path, storage: Option<&super::files::StorageFactory>) -> Result<Self, String> {
         let db = super::files::open_database(path, 4 * 1024 * 1024, storage)?;
-        let store = SnapshotStore { db: Arc::new(db), next_table: Arc::new(AtomicU64::new(0)) };
+        let store = SnapshotStore {
+            db: Arc::new(RwLock::new(db)),
+            next_table: Arc::new(AtomicU64::new(0)),
+            in_use: Arc::new(AtomicU64::new(0)),
+        };
         store.tidy()?;
+        store.measure();
         Ok(store)
+    }
+
+    /// Bytes of the file holding data.
+    pub fn in_use(&self) -> u64 {
+        self.in_use.load(Ordering::Relaxed)
+    }
+
+    fn measure(&self) {
+        match super::log_writer::bytes_in_use(&self.db.read_recursive()) {
+            Ok(bytes) => self.in_use.store(bytes, Ordering::Relaxed),
+            Err(e) => tracing::warn!(error = %e, "cannot measure the snapshot file's use"),
+        }
+    }
+
+    /// Compacts the file in place (off the async threads), waiting for the
+    /// snapshots being read or received to finish; whether anything moved.
+    pub async fn defragment(&self) -> Result<bool, String> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let moved = super::files::defragment(&store.db);
+            store.measure();
+            moved
+        })
+        .await
+        .map_err(err)?
     }
 
     /// Moves a snapshot stored whole into chunks, drops chunk tables left
     /// by a crash, and numbers new tables after the existing ones.
     fn tidy(&self) -> Result<(), String> {
-        let txn = self.db.begin_write().map_err(err)?;
+        let db = self.db.read_recursive();
+        let txn = db.begin_write().map_err(err)?;
         let mut highest = 0;
         {
             let mut table = txn.open_table(SNAPSHOT).map_err(err)?;
@@ -127,7 +173,8 @@ impl SnapshotStore {
 
     /// The current snapshot's meta and data, if any.
     pub fn current(&self) -> Result<Option<(Vec<u8>, SnapshotData)>, String> {
-        let txn = self.db.begin_read().map_err(err)?;
+        let db = self.db.read_recursive();
+        let txn = db.begin_read().map_err(err)?;
         let table = match txn.open_table(SNAPSHOT) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
@@ -166,7 +213,8 @@ impl SnapshotStore {
     ) -> Result<Option<SnapshotData>, String> {
         let store = self.clone();
         tokio::task::spawn_blocking(move || {
-            let txn = store.db.begin_write().map_err(err)?;
+            let db = store.db.read_recursive();
+            let txn = db.begin_write().map_err(err)?;
             if stored_is_newer(&txn, last_index)? {
                 return Ok(None);
             }
@@ -175,6 +223,8 @@ impl SnapshotStore {
             let data = SnapshotData { store: store.clone(), table: name, bytes };
             make_current(&txn, &data, last_index, &meta)?;
             txn.commit().map_err(err)?;
+            drop(db);
+            store.measure();
             Ok(Some(data))
         })
         .await
@@ -187,7 +237,8 @@ impl SnapshotStore {
         let (tx, mut rx) = mpsc::channel::<Bytes>(4);
         let store = self.clone();
         let writer = tokio::task::spawn_blocking(move || {
-            let txn = store.db.begin_write().map_err(err)?;
+            let in_use = store.db.read_arc_recursive();
+            let txn = in_use.begin_write().map_err(err)?;
             let name = store.new_table_name();
             let bytes = write_chunks(&txn, &name, |out| {
                 while let Some(chunk) = rx.blocking_recv() {
@@ -195,7 +246,7 @@ impl SnapshotStore {
                 }
                 Ok(())
             })?;
-            Ok((txn, SnapshotData { store: store.clone(), table: name, bytes }))
+            Ok(Received { txn, data: SnapshotData { store: store.clone(), table: name, bytes }, _in_use: in_use })
         });
         SnapshotSink { tx: Some(tx), writer }
     }
@@ -206,7 +257,8 @@ impl SnapshotStore {
         let store = self.clone();
         let (table, bytes) = (data.table.clone(), data.bytes);
         tokio::task::spawn_blocking(move || {
-            let txn = store.db.begin_write().map_err(err)?;
+            let db = store.db.read_recursive();
+            let txn = db.begin_write().map_err(err)?;
             let data = SnapshotData { store: store.clone(), table, bytes };
             let newer = stored_is_newer(&txn, last_index)?;
             if newer {
@@ -215,6 +267,8 @@ impl SnapshotStore {
                 make_current(&txn, &data, last_index, &meta)?;
             }
             txn.commit().map_err(err)?;
+            drop(db);
+            store.measure();
             Ok(!newer)
         })
         .await
@@ -227,7 +281,8 @@ impl SnapshotStore {
         let store = self.clone();
         let table = data.table.clone();
         tokio::task::spawn_blocking(move || {
-            let txn = store.db.begin_write().map_err(err)?;
+            let db = store.db.read_recursive();
+            let txn = db.begin_write().map_err(err)?;
             let current = txn
                 .open_table(SNAPSHOT)
                 .map_err(err)?
@@ -263,9 +318,10 @@ impl SnapshotData {
 
     /// The data chunk by chunk (a consistent view, as [`Self::reader`]).
     pub fn chunks(&self) -> Result<Chunks, String> {
-        let txn = self.store.db.begin_read().map_err(err)?;
+        let in_use = self.store.db.read_arc_recursive();
+        let txn = in_use.begin_read().map_err(err)?;
         let table = txn.open_table(chunk_table(&self.table)).map_err(|e| format!("snapshot {}: {e}", self.table))?;
-        Ok(Chunks { table, next: 0 })
+        Ok(Chunks { table, next: 0, _in_use: in_use })
     }
 }
 
@@ -273,6 +329,8 @@ impl SnapshotData {
 pub(crate) struct Chunks {
     table: ReadOnlyTable<u64, &'static [u8]>,
     next: u64,
+    /// Declared after the table: released once the table is closed.
+    _in_use: InUse,
 }
 
 impl Iterator for Chunks {
@@ -312,7 +370,15 @@ impl Read for ChunkReader {
 /// [`SnapshotSink::finish`]. Dropped unfinished, nothing is kept.
 pub(crate) struct SnapshotSink {
     tx: Option<mpsc::Sender<Bytes>>,
-    writer: tokio::task::JoinHandle<Result<(WriteTransaction, SnapshotData), String>>,
+    writer: tokio::task::JoinHandle<Result<Received, String>>,
+}
+
+/// A received snapshot's open transaction, not yet committed.
+struct Received {
+    txn: WriteTransaction,
+    data: SnapshotData,
+    /// Declared after the transaction: released once it ends.
+    _in_use: InUse,
 }
 
 impl SnapshotSink {
@@ -333,8 +399,14 @@ impl SnapshotSink {
     }
 
     async fn wait(&mut self) -> Result<SnapshotData, String> {
-        let (txn, data) = (&mut self.writer).await.map_err(err)??;
-        tokio::task::spawn_blocking(move || txn.commit().map_err(err)).await.map_err(err)??;
+        let Received { txn, data, _in_use } = (&mut self.writer).await.map_err(err)??;
+        tokio::task::spawn_blocking(move || {
+            let committed = txn.commit().map_err(err);
+            drop(_in_use);
+            committed
+        })
+        .await
+        .map_err(err)??;
         Ok(data)
     }
 }

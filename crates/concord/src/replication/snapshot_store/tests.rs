@@ -56,7 +56,8 @@ async fn data_of_several_chunks_round_trips_and_replaced_ones_are_dropped() {
     let store = open(dir.path());
     let (_, data) = store.current().unwrap().unwrap();
     assert_eq!(read_all(&data), big);
-    let txn = store.db.begin_read().unwrap();
+    let db = store.db.read();
+    let txn = db.begin_read().unwrap();
     let tables: Vec<String> = txn.list_tables().unwrap().map(|t| t.name().to_string()).collect();
     assert_eq!(tables.iter().filter(|t| t.starts_with(CHUNK_TABLE_PREFIX)).count(), 1, "{tables:?}");
 }
@@ -121,7 +122,8 @@ async fn a_received_snapshot_is_current_only_once_installed() {
     drop((store, orphan, stale, received));
     let store = open(dir.path());
     assert_eq!(current(&store), Some((b"meta9".to_vec(), sent)));
-    let txn = store.db.begin_read().unwrap();
+    let db = store.db.read();
+    let txn = db.begin_read().unwrap();
     let tables: Vec<String> = txn.list_tables().unwrap().map(|t| t.name().to_string()).collect();
     assert_eq!(tables.iter().filter(|t| t.starts_with(CHUNK_TABLE_PREFIX)).count(), 1, "{tables:?}");
 }
@@ -149,4 +151,39 @@ async fn a_snapshot_stored_whole_is_moved_into_chunks() {
     assert!(build(&store, Some(41), b"older".to_vec()).await.is_none());
     drop(store);
     assert_eq!(current(&open(dir.path())), Some((b"legacy-meta".to_vec(), data)));
+}
+
+/// Defragmenting waits for a snapshot being read (it holds the file's
+/// read lock), then gives back the space of the replaced snapshots; the
+/// current one reads the same after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn defragment_waits_for_readers_and_gives_back_replaced_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let path = dir.path().join("snapshot.redb");
+    build(&store, Some(1), pattern(8 * CHUNK, 1)).await.unwrap();
+    let small = pattern(CHUNK / 2, 2);
+    let data = build(&store, Some(2), small.clone()).await.unwrap();
+    let before = std::fs::metadata(&path).unwrap().len();
+    assert!(before > 8 * CHUNK as u64, "{before}");
+
+    let mut reading = data.chunks().unwrap();
+    let defragment = tokio::spawn({
+        let store = store.clone();
+        async move { store.defragment().await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!defragment.is_finished(), "defragmenting must wait for the reader");
+    assert_eq!(reading.next().unwrap().unwrap(), small);
+    // Other readers are not held up by the waiting defragmentation.
+    assert_eq!(current(&store).unwrap().1, small);
+    drop(reading);
+    defragment.await.unwrap().unwrap();
+
+    let after = std::fs::metadata(&path).unwrap().len();
+    assert!(after < 2 * CHUNK as u64, "{before} → {after}");
+    assert!(store.in_use() <= after);
+    assert_eq!(current(&store).unwrap().1, small);
+    drop(store);
+    assert_eq!(current(&open(dir.path())).unwrap().1, small);
 }
