@@ -401,3 +401,52 @@ async fn a_lagging_member_catches_up_from_a_snapshot() {
         }
     }
 }
+
+/// Defragmenting members while writes go on: they still agree, and the
+/// leader's defragmentation purges its log no further than a stopped
+/// follower has it, so that follower catches up from the log (no
+/// snapshot) when it is back.
+#[tokio::test(flavor = "multi_thread")]
+async fn defragmenting_members_under_writes_keeps_them_agreeing() {
+    let mut members = start(3).await;
+    let leader = leader_index(&members).await;
+    let (follower, stopped) = ((leader + 1) % 3, (leader + 2) % 3);
+    let value = "v".repeat(8 * 1024);
+    for i in 0..100 {
+        db(&members[leader]).kv().put(format!("d/{i:03}"), value.clone()).await.unwrap();
+    }
+    let config = members[stopped].config.clone();
+    members[stopped].db.take().unwrap().shutdown().await.unwrap();
+    db(&members[leader]).kv().delete_range(KeyRange::prefix("d/")).await.unwrap();
+    let writer = {
+        let db = db(&members[follower]).clone();
+        tokio::spawn(async move {
+            for i in 0..100 {
+                db.kv().put(format!("w/{i:03}"), "w").await.unwrap();
+            }
+        })
+    };
+    db(&members[follower]).defragment().await.unwrap();
+    db(&members[leader]).defragment().await.unwrap();
+    writer.await.unwrap();
+    let status = db(&members[leader]).status();
+    assert!(status.snapshot_index.is_some(), "{status:?}");
+    let revision = status.revision;
+
+    members[stopped].db = Some(config.open().await.unwrap());
+    let back = db(&members[stopped]);
+    let start = Instant::now();
+    while back.revision() < revision {
+        assert!(start.elapsed() < Duration::from_secs(30), "the stopped member never caught up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(back.status().snapshot_index, None, "the leader purged what the stopped member needed");
+    assert_eq!(back.kv().range(KeyRange::prefix("w/")).serializable().await.unwrap().count, 100);
+    let hashes: Vec<_> = members.iter().map(|m| db(m).hash_kv(revision).unwrap()).collect();
+    assert!(hashes.windows(2).all(|w| w[0] == w[1]), "members disagree after defragmenting: {hashes:?}");
+    for m in &mut members {
+        if let Some(db) = m.db.take() {
+            db.shutdown().await.unwrap();
+        }
+    }
+}
