@@ -25,6 +25,18 @@ pub fn caller<T>(db: &Concord, request: &Request<T>) -> Result<Option<String>, S
     db.caller(token(request)).map_err(token_status)
 }
 
+/// [`caller`], and for a caller under auth the auth revision its checks
+/// are made at (or after): the write is proposed with it and refused at
+/// apply if auth changed since ("revision of auth store is old", as
+/// etcd's apply-time check), so a write racing a permission revoke cannot
+/// pass. Read before the permission checks, which read a state at least
+/// as new.
+pub fn caller_for_write<T>(db: &Concord, request: &Request<T>) -> Result<(Option<String>, Option<u64>), Status> {
+    let caller = caller(db, request)?;
+    let checked_at = caller.as_ref().map(|_| db.auth_status().1);
+    Ok((caller, checked_at))
+}
+
 fn token<T>(request: &Request<T>) -> Option<&str> {
     let token = request.metadata().get("token").or_else(|| request.metadata().get("authorization"));
     token.and_then(|t| t.to_str().ok())

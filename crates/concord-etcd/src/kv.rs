@@ -44,14 +44,14 @@ impl Kv for KvService {
     async fn put(&self, request: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
         self.metrics
             .track("Put", true, async {
-                let caller = authz::caller(&self.db, &request)?;
+                let (caller, checked_at) = authz::caller_for_write(&self.db, &request)?;
                 let req = convert::put_request(request.into_inner())?;
                 let key = KeyRange::key(req.key.clone());
                 authz::check(&self.db, &caller, &key, Access::Write)?;
                 if req.prev_kv {
                     authz::check(&self.db, &caller, &key, Access::Read)?;
                 }
-                let resp = self.db.kv().put_request(req).await.map_err(to_status)?;
+                let resp = self.db.kv().put_request(req).auth_checked_at(checked_at).await.map_err(to_status)?;
                 let revision = resp.revision;
                 Ok(Response::new(convert::put_response(resp, header(&self.db, revision))))
             })
@@ -64,13 +64,13 @@ impl Kv for KvService {
     ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
         self.metrics
             .track("DeleteRange", true, async {
-                let caller = authz::caller(&self.db, &request)?;
+                let (caller, checked_at) = authz::caller_for_write(&self.db, &request)?;
                 let req = convert::delete_request(request.into_inner())?;
                 authz::check(&self.db, &caller, &req.range, Access::Write)?;
                 if req.prev_kv {
                     authz::check(&self.db, &caller, &req.range, Access::Read)?;
                 }
-                let resp = self.db.kv().delete_request(req).await.map_err(to_status)?;
+                let resp = self.db.kv().delete_request(req).auth_checked_at(checked_at).await.map_err(to_status)?;
                 let revision = resp.revision;
                 Ok(Response::new(convert::delete_response(resp, header(&self.db, revision))))
             })
@@ -80,10 +80,10 @@ impl Kv for KvService {
     async fn txn(&self, request: Request<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
         self.metrics
             .track("Txn", true, async {
-                let caller = authz::caller(&self.db, &request)?;
+                let (caller, checked_at) = authz::caller_for_write(&self.db, &request)?;
                 let (txn, post) = convert::txn_request(request.into_inner())?;
                 authz::check_txn(&self.db, &caller, &txn)?;
-                let resp = self.db.txn().request(txn).await.map_err(to_status)?;
+                let resp = self.db.txn().request(txn).auth_checked_at(checked_at).await.map_err(to_status)?;
                 let header = header(&self.db, resp.revision);
                 Ok(Response::new(convert::txn_response(resp, &post, header)))
             })

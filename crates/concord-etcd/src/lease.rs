@@ -73,7 +73,7 @@ impl Lease for LeaseService {
     ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
         self.metrics
             .track("LeaseRevoke", true, async {
-                let caller = crate::authz::caller(&self.db, &request)?;
+                let (caller, checked_at) = crate::authz::caller_for_write(&self.db, &request)?;
                 let id = request.into_inner().id;
                 if caller.is_some() {
                     // Revoking deletes every attached key: write on each.
@@ -83,7 +83,7 @@ impl Lease for LeaseService {
                         }
                     }
                 }
-                let revoked = self.db.lease().revoke(id).await.map_err(to_status)?;
+                let revoked = self.db.lease().revoke(id).auth_checked_at(checked_at).await.map_err(to_status)?;
                 Ok(Response::new(pb::LeaseRevokeResponse { header: Some(header(&self.db, revoked.revision)) }))
             })
             .await

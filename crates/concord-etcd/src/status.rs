@@ -83,7 +83,9 @@ pub fn to_status(error: Error) -> Status {
         Error::Auth(e) => {
             use concord::auth::AuthError as A;
             let code = match e {
-                A::UserEmpty | A::RoleEmpty | A::InvalidAuthManagement | A::AuthFailed => Code::InvalidArgument,
+                A::UserEmpty | A::RoleEmpty | A::InvalidAuthManagement | A::AuthFailed | A::OldRevision => {
+                    Code::InvalidArgument
+                }
                 A::PermissionDenied => Code::PermissionDenied,
                 A::UserExists
                 | A::UserNotFound
@@ -196,6 +198,7 @@ mod tests {
                 Code::InvalidArgument,
                 "etcdserver: invalid auth management",
             ),
+            (Error::Auth(AuthError::OldRevision), Code::InvalidArgument, "etcdserver: revision of auth store is old"),
             (Error::MemberNotFound(9), Code::NotFound, "etcdserver: member not found"),
             (
                 Error::PeerUrlExists("http://a:1".into()),

@@ -79,9 +79,28 @@ pub enum Command {
     },
     /// A change to users, roles or permissions (`crate::auth`).
     Auth(crate::auth::AuthCommand),
+    /// A write whose permissions were checked against the auth state at
+    /// `auth_revision` (by the member that received it): applied as
+    /// `command` only if auth is disabled or unchanged since, else refused
+    /// with `AuthError::OldRevision` — etcd's apply-time check, so a write
+    /// racing a permission revoke cannot pass. Wraps a single command,
+    /// never a batch or another check.
+    AuthChecked {
+        auth_revision: u64,
+        command: Box<Command>,
+    },
 }
 
 impl Command {
+    /// The command wrapped in an [`Command::AuthChecked`] for `auth_revision`,
+    /// if given.
+    pub fn checked_at(self, auth_revision: Option<u64>) -> Command {
+        match auth_revision {
+            Some(auth_revision) => Command::AuthChecked { auth_revision, command: Box::new(self) },
+            None => self,
+        }
+    }
+
     /// Whether applying it can make the store bigger: what a raised
     /// `NoSpace` alarm refuses (etcd's: puts, transactions with a put in any
     /// branch, lease grants). A batch is judged command by command.
@@ -89,6 +108,7 @@ impl Command {
         match self {
             Command::Put(_) | Command::LeaseGrant { .. } => true,
             Command::Txn(txn) => txn_puts(txn),
+            Command::AuthChecked { command, .. } => command.grows_store(),
             _ => false,
         }
     }
@@ -99,6 +119,7 @@ impl Command {
             Command::Put(p) => p.key.len() + p.value.as_ref().map_or(0, |v| v.len()),
             Command::Txn(t) => t.success.iter().chain(&t.failure).map(TxnOp::payload_size).sum::<usize>() + 64,
             Command::Batch(commands) => commands.iter().map(Command::payload_size).sum(),
+            Command::AuthChecked { command, .. } => command.payload_size(),
             Command::LeaseExpire { leases, .. } => leases.len() * 16,
             Command::LeaseCheckpoint { checkpoints, .. } => checkpoints.len() * 24,
             _ => 64,

@@ -207,3 +207,29 @@ async fn calls_after_shutdown_fail_cleanly() {
     assert_eq!(other.kv().put("k", "v").await.unwrap_err(), Error::Shutdown);
     assert_eq!(other.kv().get("k").await.unwrap_err(), Error::Shutdown);
 }
+
+/// A write checked at an auth revision (`auth_checked_at`, what the etcd
+/// front end passes) is refused once auth changed before it applies, and
+/// changes nothing; checked at the current revision it applies.
+#[tokio::test]
+async fn a_write_checked_at_an_old_auth_revision_is_refused() {
+    use concord::auth::{AuthCommand, AuthError};
+    let m = common::open().await;
+    m.db.user_add("root", Some("pw")).await.unwrap();
+    m.db.auth_change(AuthCommand::UserGrantRole { user: "root".into(), role: "root".into() }).await.unwrap();
+    let checked_at = m.db.auth_change(AuthCommand::Enable).await.unwrap();
+    m.db.kv().put("a", "1").auth_checked_at(Some(checked_at)).await.unwrap();
+    m.db.auth_change(AuthCommand::RoleAdd { name: "r".into() }).await.unwrap();
+    let old = Error::Auth(AuthError::OldRevision);
+    assert_eq!(m.db.kv().put("b", "1").auth_checked_at(Some(checked_at)).await.unwrap_err(), old);
+    assert_eq!(m.db.kv().delete("a").auth_checked_at(Some(checked_at)).await.unwrap_err(), old);
+    let txn = m.db.txn().and_then([TxnOp::put("b", "1")]).auth_checked_at(Some(checked_at));
+    assert_eq!(txn.await.unwrap_err(), old);
+    let lease = m.db.lease().grant(60).await.unwrap();
+    assert_eq!(m.db.lease().revoke(lease.id).auth_checked_at(Some(checked_at)).await.unwrap_err(), old);
+    assert!(m.db.kv().get("b").await.unwrap().is_none());
+    assert!(m.db.kv().get("a").await.unwrap().is_some());
+    assert!(m.db.lease().info(lease.id).await.is_ok());
+    let now = m.db.auth_status().1;
+    m.db.kv().put("b", "1").auth_checked_at(Some(now)).await.unwrap();
+}

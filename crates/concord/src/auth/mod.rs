@@ -130,6 +130,10 @@ pub enum AuthError {
     AuthFailed,
     #[error("permission denied")]
     PermissionDenied,
+    /// A write checked against an auth state that changed before it was
+    /// applied (`Command::AuthChecked`): the client authenticates again.
+    #[error("revision of auth store is old")]
+    OldRevision,
 }
 
 impl AuthStore {

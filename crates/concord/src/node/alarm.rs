@@ -66,6 +66,7 @@ fn cost(command: &Command) -> u64 {
         }
         Command::Txn(txn) => txn_cost(txn),
         Command::LeaseGrant { .. } => LEASE_OVERHEAD,
+        Command::AuthChecked { command, .. } => cost(command),
         _ => 0,
     }
 }

@@ -35,13 +35,14 @@ impl Kv {
             node: self.node.clone(),
             req: PutRequest { key: key.into(), value: Some(value.into()), lease: LeaseChoice::None, prev_kv: false },
             timeout: self.node.default_timeout(),
+            auth_revision: None,
         }
     }
 
     /// A put from a complete request (for front ends translating a wire
     /// request); validated like any other put.
     pub fn put_request(&self, req: PutRequest) -> Put {
-        Put { node: self.node.clone(), req, timeout: self.node.default_timeout() }
+        Put { node: self.node.clone(), req, timeout: self.node.default_timeout(), auth_revision: None }
     }
 
     /// A range read from a complete request.
@@ -56,7 +57,7 @@ impl Kv {
 
     /// A delete from a complete request.
     pub fn delete_request(&self, req: DeleteRequest) -> Delete {
-        Delete { node: self.node.clone(), req, timeout: self.node.default_timeout() }
+        Delete { node: self.node.clone(), req, timeout: self.node.default_timeout(), auth_revision: None }
     }
 
     /// Reads one key.
@@ -85,6 +86,7 @@ impl Kv {
             node: self.node.clone(),
             req: DeleteRequest { range, prev_kv: false },
             timeout: self.node.default_timeout(),
+            auth_revision: None,
         }
     }
 
@@ -127,6 +129,7 @@ pub struct Put {
     node: Concord,
     req: PutRequest,
     timeout: Duration,
+    auth_revision: Option<u64>,
 }
 
 impl Put {
@@ -161,6 +164,15 @@ impl Put {
         self
     }
 
+    /// Applies only if auth is disabled or unchanged since `revision`, the
+    /// auth revision the caller checked the permissions at (`None`: no
+    /// check); else fails with `AuthError::OldRevision`. For servers that
+    /// check permissions before proposing, as the etcd front end does.
+    pub fn auth_checked_at(mut self, revision: Option<u64>) -> Self {
+        self.auth_revision = revision;
+        self
+    }
+
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -174,7 +186,7 @@ impl IntoFuture for Put {
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
             self.node.inner.config.limits.check_put(&self.req)?;
-            match self.node.execute(Command::Put(self.req), self.timeout).await? {
+            match self.node.execute(Command::Put(self.req).checked_at(self.auth_revision), self.timeout).await? {
                 (_, Reply::Put(resp)) => Ok(resp),
                 (_, other) => Err(unexpected(other)),
             }
@@ -285,12 +297,22 @@ pub struct Delete {
     node: Concord,
     req: DeleteRequest,
     timeout: Duration,
+    auth_revision: Option<u64>,
 }
 
 impl Delete {
     /// Returns the deleted versions in the response.
     pub fn prev_kv(mut self) -> Self {
         self.req.prev_kv = true;
+        self
+    }
+
+    /// Applies only if auth is disabled or unchanged since `revision`, the
+    /// auth revision the caller checked the permissions at (`None`: no
+    /// check); else fails with `AuthError::OldRevision`. For servers that
+    /// check permissions before proposing, as the etcd front end does.
+    pub fn auth_checked_at(mut self, revision: Option<u64>) -> Self {
+        self.auth_revision = revision;
         self
     }
 
@@ -307,7 +329,8 @@ impl IntoFuture for Delete {
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
             self.node.inner.config.limits.check_range(&self.req.range)?;
-            match self.node.execute(Command::DeleteRange(self.req), self.timeout).await? {
+            match self.node.execute(Command::DeleteRange(self.req).checked_at(self.auth_revision), self.timeout).await?
+            {
                 (_, Reply::Delete(resp)) => Ok(resp),
                 (_, other) => Err(unexpected(other)),
             }

@@ -108,7 +108,7 @@ impl Leases {
 
     /// Revokes the lease, deleting all its keys in one commit.
     pub fn revoke(&self, id: LeaseId) -> Revoke {
-        Revoke { node: self.node.clone(), id, timeout: self.node.default_timeout() }
+        Revoke { node: self.node.clone(), id, timeout: self.node.default_timeout(), auth_revision: None }
     }
 
     /// The lease's TTL, remaining time, grant revision and keys.
@@ -211,9 +211,19 @@ pub struct Revoke {
     node: Concord,
     id: LeaseId,
     timeout: Duration,
+    auth_revision: Option<u64>,
 }
 
 impl Revoke {
+    /// Applies only if auth is disabled or unchanged since `revision`, the
+    /// auth revision the caller checked the permissions at (`None`: no
+    /// check); else fails with `AuthError::OldRevision`. For servers that
+    /// check permissions before proposing, as the etcd front end does.
+    pub fn auth_checked_at(mut self, revision: Option<u64>) -> Self {
+        self.auth_revision = revision;
+        self
+    }
+
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -227,7 +237,11 @@ impl IntoFuture for Revoke {
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
             check_lease_id(self.id)?;
-            match self.node.execute(Command::LeaseRevoke { id: self.id }, self.timeout).await? {
+            match self
+                .node
+                .execute(Command::LeaseRevoke { id: self.id }.checked_at(self.auth_revision), self.timeout)
+                .await?
+            {
                 (revision, Reply::LeaseRevoked { deleted_keys }) => Ok(LeaseRevoke { deleted_keys, revision }),
                 (_, other) => Err(unexpected(other)),
             }

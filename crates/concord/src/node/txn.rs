@@ -23,12 +23,23 @@ pub struct Txn {
     node: Concord,
     req: TxnRequest,
     timeout: Duration,
+    auth_revision: Option<u64>,
 }
 
 impl Txn {
     pub(crate) fn new(node: Concord) -> Self {
         let timeout = node.default_timeout();
-        Txn { node, req: TxnRequest { compare: Vec::new(), success: Vec::new(), failure: Vec::new() }, timeout }
+        let req = TxnRequest { compare: Vec::new(), success: Vec::new(), failure: Vec::new() };
+        Txn { node, req, timeout, auth_revision: None }
+    }
+
+    /// Applies only if auth is disabled or unchanged since `revision`, the
+    /// auth revision the caller checked the permissions at (`None`: no
+    /// check); else fails with `AuthError::OldRevision`. For servers that
+    /// check permissions before proposing, as the etcd front end does.
+    pub fn auth_checked_at(mut self, revision: Option<u64>) -> Self {
+        self.auth_revision = revision;
+        self
     }
 
     /// Conditions that must all hold for `and_then` to run.
@@ -74,7 +85,7 @@ impl IntoFuture for Txn {
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
             self.node.inner.config.limits.check_txn(&self.req)?;
-            match self.node.execute(Command::Txn(self.req), self.timeout).await? {
+            match self.node.execute(Command::Txn(self.req).checked_at(self.auth_revision), self.timeout).await? {
                 (_, Reply::Txn(resp)) => Ok(resp),
                 (_, other) => Err(unexpected(other)),
             }

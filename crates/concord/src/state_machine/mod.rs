@@ -290,6 +290,15 @@ impl StateMachine {
                 self.limits = *limits;
                 Ok(Reply::LimitsSet)
             }
+            Command::AuthChecked { auth_revision, command } => match &**command {
+                Command::Batch(_) | Command::AuthChecked { .. } => {
+                    Err(ApplyError::Invalid("an auth check wraps a single command".into()))
+                }
+                _ if self.state.auth.enabled && self.state.auth.revision > *auth_revision => {
+                    Err(ApplyError::Auth(crate::auth::AuthError::OldRevision))
+                }
+                command => return self.apply(command, effects),
+            },
             Command::Batch(commands) => {
                 let results = commands
                     .iter()

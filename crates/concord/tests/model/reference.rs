@@ -150,7 +150,9 @@ impl Model {
             Command::Alarm { activate: false, alarm } => Ok(Reply::Alarm(self.alarms.remove(alarm).then_some(*alarm))),
             // Auth has its own tests (src/auth/tests.rs); the generator
             // makes no auth commands.
-            Command::Auth(_) => Err(ApplyError::Invalid("auth commands are not modelled".into())),
+            Command::Auth(_) | Command::AuthChecked { .. } => {
+                Err(ApplyError::Invalid("auth commands are not modelled".into()))
+            }
             Command::Put(req) => {
                 self.check_put(req, &mut Pending::default())?;
                 let revision = self.rev + 1;
