@@ -66,9 +66,10 @@ pub struct ServeArgs {
     /// Most concurrent streams per client connection [default: 1024].
     #[arg(long, env = "CONCORD_MAX_CONCURRENT_STREAMS")]
     max_concurrent_streams: Option<u32>,
-    /// Space quota in bytes: a write that would take the store past it raises
-    /// the NOSPACE alarm and is refused until the alarm is disarmed; 0 is the
-    /// default, negative disables it, as etcd's [default: 2147483648].
+    /// Space quota in bytes, counting the in-memory state and the log: a
+    /// write that would take the store past it raises the NOSPACE alarm and
+    /// is refused until the alarm is disarmed (after compact and defrag); 0
+    /// is the default, negative disables it, as etcd's [default: 2147483648].
     #[arg(long, env = "CONCORD_QUOTA_BACKEND_BYTES", allow_negative_numbers = true)]
     quota_backend_bytes: Option<i64>,
     /// Keep this many revisions of history, compacting older ones; 0 keeps

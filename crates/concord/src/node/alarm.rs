@@ -34,9 +34,12 @@ impl Concord {
         }
     }
 
-    /// What the store counts for in the space quota now, in bytes.
+    /// What the store counts for in the space quota now, in bytes: the
+    /// state (`State::quota_bytes`) plus the bytes of the log file holding
+    /// entries (freed by a snapshot and purge: `Concord::defragment`).
     pub fn space_used(&self) -> u64 {
-        self.shared().space_used.load(std::sync::atomic::Ordering::Acquire)
+        let state = self.shared().space_used.load(std::sync::atomic::Ordering::Acquire);
+        state.saturating_add(self.inner.log_in_use.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Refuses (and raises this member's `NoSpace` alarm for) a write that

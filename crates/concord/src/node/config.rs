@@ -99,8 +99,9 @@ pub struct Config {
     /// `Error::TooManyRequests` (etcd's "too many requests").
     pub max_pending_proposals: usize,
     /// Space quota in bytes (`crate::alarm`; etcd's `--quota-backend-bytes`,
-    /// default 2 GiB). A write that would take the store past it raises the
-    /// `NoSpace` alarm and is refused. `None`: no quota.
+    /// default 2 GiB), against [`Concord::space_used`](crate::Concord::space_used):
+    /// the in-memory state plus the log. A write that would take the store
+    /// past it raises the `NoSpace` alarm and is refused. `None`: no quota.
     pub space_quota: Option<u64>,
     /// Peer URL → URL actually dialled. Empty (the default) dials every
     /// peer at its advertised URL. Fault-injection runs put a proxy between

@@ -70,8 +70,7 @@ impl Concord {
 
     /// Bytes of this member's data files that hold data.
     pub(super) fn data_in_use(&self) -> u64 {
-        let log = self.inner.writer.lock().as_ref().map_or(0, |w| w.in_use());
-        log + self.inner.snapshots.in_use()
+        self.inner.log_in_use.load(std::sync::atomic::Ordering::Relaxed) + self.inner.snapshots.in_use()
     }
 
     /// Takes a snapshot of what is applied now unless the last one covers

@@ -103,6 +103,8 @@ struct Inner {
     stop_tasks: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     writer: Mutex<Option<LogWriter>>,
+    /// Bytes of the log file holding entries (kept by the log writer).
+    log_in_use: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Drop for Inner {

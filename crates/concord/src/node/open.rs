@@ -161,6 +161,7 @@ impl Concord {
                 leader_changes: Default::default(),
                 stop_tasks,
                 tasks: Mutex::new(Vec::new()),
+                log_in_use: writer.in_use(),
                 writer: Mutex::new(Some(writer)),
             }),
         };

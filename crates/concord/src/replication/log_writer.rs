@@ -123,9 +123,10 @@ impl LogWriter {
         Ok(done)
     }
 
-    /// Bytes of the file holding data (see the module docs for how exact).
-    pub fn in_use(&self) -> u64 {
-        self.in_use.load(Ordering::Relaxed)
+    /// Bytes of the file holding data (see the module docs for how
+    /// exact), kept up to date by the thread.
+    pub fn in_use(&self) -> Arc<AtomicU64> {
+        self.in_use.clone()
     }
 
     pub fn sender(&self) -> mpsc::Sender<WriteOp> {
