@@ -233,3 +233,39 @@ async fn a_write_checked_at_an_old_auth_revision_is_refused() {
     let now = m.db.auth_status().1;
     m.db.kv().put("b", "1").auth_checked_at(Some(now)).await.unwrap();
 }
+
+/// HashKV is a real check that stores did not diverge: two fresh stores
+/// that replay the same writes agree at every revision; one write that
+/// differs changes the hash from its revision on, and not before.
+#[tokio::test]
+async fn hash_kv_agrees_after_the_same_writes_and_shows_a_divergence() {
+    async fn replay(db: &concord::Concord, last_value: &'static str) {
+        let lease = db.lease().grant(600).await.unwrap();
+        for i in 0..50 {
+            db.kv().put(format!("k/{:02}", i % 17), format!("v{i}")).await.unwrap();
+        }
+        db.kv().put("leased", "x").lease(lease.id).await.unwrap();
+        db.kv().delete_range(KeyRange::prefix("k/1")).await.unwrap();
+        db.txn().when([Compare::version("k/00").gt(0)]).and_then([TxnOp::put("t", "yes")]).await.unwrap();
+        db.kv().compact(20).await.unwrap();
+        db.kv().put("last", last_value).await.unwrap();
+    }
+    let (a, b, c) = (common::open().await, common::open().await, common::open().await);
+    replay(&a.db, "same").await;
+    replay(&b.db, "same").await;
+    replay(&c.db, "different").await;
+    let last = a.db.kv().revision();
+    assert_eq!(last, c.db.kv().revision());
+    for revision in 20..=last {
+        let (hash_a, compacted, hashed) = a.db.hash_kv(revision).unwrap();
+        assert_eq!((compacted, hashed), (20, revision));
+        assert_eq!(b.db.hash_kv(revision).unwrap().0, hash_a, "same writes, different hash at {revision}");
+        let hash_c = c.db.hash_kv(revision).unwrap().0;
+        if revision < last {
+            assert_eq!(hash_c, hash_a, "the stores agree before the differing write ({revision})");
+        } else {
+            assert_ne!(hash_c, hash_a, "a differing write went unnoticed");
+        }
+    }
+    assert!(a.db.hash_kv(19).is_err(), "below the compaction revision");
+}
