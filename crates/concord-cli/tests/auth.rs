@@ -1,6 +1,6 @@
 //! Authentication and authorization end to end with the real etcdctl (its
 //! outputs and etcd's refusals, as etcd 3.4.23 gives them for the same
-//! commands), and tokens over gRPC.
+//! commands), tokens over gRPC, and python-etcd3 as a second client.
 
 mod common;
 
@@ -205,4 +205,26 @@ async fn a_token_is_refused_after_the_auth_store_changes() {
     kv.range(get(&t2)).await.unwrap();
     let wrong = auth.authenticate(token("p2")).await.unwrap_err();
     assert_eq!(wrong.message(), "etcdserver: authentication failed, invalid user ID or password");
+}
+
+/// python-etcd3 (a gRPC client from PyPI, installed by scripts/test) sets
+/// up users and roles through its Auth stubs and logs in as them:
+/// permissions, refusals and a password change as etcd gives them.
+#[test]
+fn python_etcd3_drives_users_roles_and_permissions() {
+    let s = Server::start();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/etcd3_auth.py");
+    let out = common::run_bounded(
+        std::process::Command::new("python3")
+            // python-etcd3's generated code predates protobuf 4's C backend.
+            .env("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
+            .arg(script)
+            .arg(&s.endpoint),
+    );
+    assert!(
+        out.status.success() && stdout(&out).contains("all checks passed"),
+        "python-etcd3 against Concord failed (scripts/test installs etcd3 with pip):\n{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
 }

@@ -185,9 +185,9 @@ fn a_backup_restored_on_three_members_forms_a_cluster() {
 }
 
 /// python-etcd3 (a gRPC client from PyPI, installed by scripts/test) calls
-/// status, hash, alarms and snapshot; its backup checks out.
+/// status, hash, alarms, defragment and snapshot; its backup checks out.
 #[test]
-fn python_etcd3_uses_status_hash_alarms_and_snapshot() {
+fn python_etcd3_uses_status_hash_alarms_defragment_and_snapshot() {
     let s = Server::start();
     let dir = tempfile::tempdir().unwrap();
     let backup = dir.path().join("py.backup");
