@@ -52,7 +52,10 @@ out.append(f"- Machine: {os.cpu_count()} cores ({cpu_model()}), Linux {platform.
 out.append(f"- etcd: {etcd_version} (Debian etcd-server), default settings, fsync on.")
 out.append(f"- Concord: {concord_version} (`concord serve`, release build), default settings, fsync on.")
 out.append("- Client: `concord-bench` over gRPC on 127.0.0.1, the same parameters for both; "
-           "ratios are Concord / etcd (for latencies, lower is better).\n")
+           "ratios are Concord / etcd (for latencies and CPU, lower is better).")
+out.append("- Server CPU: user + system time of the server process(es) over the workload, from "
+           "`/proc/PID/stat`, per completed operation — the server's own cost, whatever the client "
+           "sharing the cores does.\n")
 if quick == "1":
     out.append("**Quick smoke run: small totals, figures are indicative only.**\n")
 
@@ -91,6 +94,8 @@ for name in order:
         row("ops/s", e and e.get("ops_per_sec"), c and c.get("ops_per_sec"))
         for label, key in [("p50 ms", "p50_ms"), ("p90 ms", "p90_ms"), ("p99 ms", "p99_ms"), ("p99.9 ms", "p999_ms"), ("max ms", "max_ms")]:
             row(label, e and e.get(key), c and c.get(key))
+        row("server CPU µs/op", e and e.get("server_cpu_us_per_op"), c and c.get("server_cpu_us_per_op"))
+    row("server CPU s", e and e.get("server_cpu_ms", 0) / 1000, c and c.get("server_cpu_ms", 0) / 1000)
     row("errors", e and e.get("errors"), c and c.get("errors"), False)
     table(name, rows)
 
