@@ -136,8 +136,18 @@ fn status_db_size_counts_every_data_file() {
     ok(s.etcdctl(&["put", "k", "v"]));
     let json: serde_json::Value = serde_json::from_str(&ok(s.etcdctl(&["endpoint", "status", "-w", "json"]))).unwrap();
     let reported = json[0]["Status"]["dbSize"].as_u64().unwrap();
-    let files: u64 =
-        ["concord.redb", "snapshot.redb"].iter().map(|f| std::fs::metadata(s.data_dir().join(f)).unwrap().len()).sum();
+    // The redb files and the log's segment files.
+    let files: u64 = std::fs::read_dir(s.data_dir())
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| {
+            e.file_name().to_string_lossy().ends_with(".redb") || e.file_name().to_string_lossy().ends_with(".wal")
+        })
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert!(
+        std::fs::read_dir(s.data_dir()).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".wal"))
+    );
     assert_eq!(reported, files);
 }
 

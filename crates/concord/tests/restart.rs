@@ -154,3 +154,77 @@ async fn the_cluster_id_is_recorded_once_and_kept() {
     assert_eq!(db.cluster_id(), 0x1234, "the recorded id wins");
     db.shutdown().await.unwrap();
 }
+
+/// A data directory from before the log's segment files kept entries in
+/// `concord.redb`'s `raft_log` table: the first open moves them into a
+/// segment (and drops the table), and every write is still there.
+#[tokio::test]
+async fn a_log_kept_in_redb_moves_into_segment_files() {
+    use redb::ReadableDatabase;
+    const LOG: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("raft_log");
+    const META: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("raft_meta");
+    let m = common::open().await;
+    for i in 0..50 {
+        m.db.kv().put(format!("k{i:02}"), format!("v{i}")).await.unwrap();
+    }
+    m.db.shutdown().await.unwrap();
+    let dir = m.dir.path().to_path_buf();
+    // Rewrite the directory as the older layout had it: the entries from
+    // the segment files (records: len u32, crc u32, kind 1, index u64,
+    // entry) into `raft_log`, no segments.
+    let mut entries = std::collections::BTreeMap::new();
+    let segments: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .collect();
+    assert_eq!(segments.len(), 1);
+    let bytes = std::fs::read(&segments[0]).unwrap();
+    let mut at = 0;
+    while at + 8 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        if len == 0 {
+            break;
+        }
+        let payload = &bytes[at + 8..at + 8 + len];
+        match payload[0] {
+            1 => {
+                entries.insert(u64::from_le_bytes(payload[1..9].try_into().unwrap()), payload[9..].to_vec());
+            }
+            2 => {
+                let from = u64::from_le_bytes(payload[1..9].try_into().unwrap());
+                entries.split_off(&from);
+            }
+            _ => {}
+        }
+        at += 8 + len;
+    }
+    assert!(entries.len() > 50, "{} entries", entries.len());
+    {
+        let db = redb::Database::open(dir.join("concord.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut log = txn.open_table(LOG).unwrap();
+            for (index, entry) in &entries {
+                log.insert(*index, entry.as_slice()).unwrap();
+            }
+            txn.open_table(META).unwrap().remove("wal_segments").unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    std::fs::remove_file(&segments[0]).unwrap();
+
+    let db = common::config(&m.dir).open().await.unwrap();
+    for i in 0..50 {
+        let kv = db.kv().get(format!("k{i:02}")).await.unwrap().expect("a write from the old log");
+        assert_eq!(kv.value, format!("v{i}").as_bytes());
+    }
+    db.kv().put("after", "x").await.unwrap();
+    db.shutdown().await.unwrap();
+    let db = redb::Database::open(dir.join("concord.redb")).unwrap();
+    assert!(db.begin_read().unwrap().open_table(LOG).is_err(), "the old table is dropped once moved");
+    drop(db);
+    let db = common::config(&m.dir).open().await.unwrap();
+    assert!(db.kv().get("after").await.unwrap().is_some());
+    assert!(db.kv().get("k49").await.unwrap().is_some());
+}

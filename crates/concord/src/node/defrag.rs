@@ -1,19 +1,21 @@
 //! Defragmenting this member's data files: etcd's `Maintenance.Defragment`.
 //!
-//! Concord's files are the Raft log (`concord.redb`) and the last snapshot
+//! Concord's files are the Raft log (segment files `log-N.wal`, and its
+//! vote and purge point in `concord.redb`) and the last snapshot
 //! (`snapshot.redb`); the state itself lives in memory. Space freed in the
 //! state (deletes, compaction) reaches the files only once a snapshot
-//! replaces the old one and the log before it is purged, and redb reuses
-//! freed pages but never returns them to the file system. So a
-//! defragmentation:
+//! replaces the old one and the log before it is purged (whole segments
+//! are removed), and redb reuses freed pages but never returns them to the
+//! file system. So a defragmentation:
 //!
 //! 1. takes a snapshot of what is applied now (unless the last one is as new),
 //! 2. purges the log up to it — on a leader, not past what every follower
-//!    has (a follower still needing purged entries would need a snapshot),
-//! 3. compacts both files in place (redb `compact`: each step a durable
-//!    commit, so a crash midway leaves a valid file). The log file is
-//!    compacted by its writer thread, so writes to this member wait for it,
-//!    as they do for etcd's defragmentation.
+//!    has (a follower still needing purged entries would need a snapshot);
+//!    a segment whose entries are all purged is removed,
+//! 3. compacts both redb files in place (redb `compact`: each step a
+//!    durable commit, so a crash midway leaves a valid file).
+//!    `concord.redb` is compacted by the log writer thread, so writes to
+//!    this member wait for it, as they do for etcd's defragmentation.
 //!
 //! It concerns this member only, as etcd's (which `etcdctl defrag
 //! --cluster` calls on every member).
@@ -63,9 +65,10 @@ impl Concord {
         Ok(report)
     }
 
-    /// Bytes of this member's data files.
+    /// Bytes of this member's data files (the log's segments included).
     pub(super) fn data_files_size(&self) -> u64 {
-        DATA_FILES.iter().map(|file| file_size(&self.inner.config.data_dir.join(file))).sum()
+        let segments = self.inner.log_segment_bytes.load(std::sync::atomic::Ordering::Relaxed);
+        DATA_FILES.iter().map(|file| file_size(&self.inner.config.data_dir.join(file))).sum::<u64>() + segments
     }
 
     /// Bytes of this member's data files that hold data.
@@ -131,7 +134,8 @@ impl Concord {
     }
 }
 
-/// The files of a data directory.
+/// The redb files of a data directory (the log's segments are counted by
+/// the log writer).
 const DATA_FILES: [&str; 2] = ["concord.redb", "snapshot.redb"];
 
 fn file_size(path: &Path) -> u64 {

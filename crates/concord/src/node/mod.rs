@@ -103,8 +103,10 @@ struct Inner {
     stop_tasks: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     writer: Mutex<Option<LogWriter>>,
-    /// Bytes of the log file holding entries (kept by the log writer).
+    /// Bytes of the log holding data, and of its segment files (kept by
+    /// the log writer).
     log_in_use: Arc<std::sync::atomic::AtomicU64>,
+    log_segment_bytes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Drop for Inner {

@@ -27,6 +27,7 @@ use crate::replication::network::server::{
 };
 use crate::replication::snapshot_store::SnapshotStore;
 use crate::replication::state_store::StateStore;
+use crate::replication::wal::{Replayed, Wal};
 
 impl Concord {
     /// Opens (or creates) a member.
@@ -38,7 +39,9 @@ impl Concord {
         // than read (memory holds what apply needs), so a small cache does.
         let db =
             files::open_database(&path, config.storage_cache_bytes, config.storage.as_ref()).map_err(Error::Storage)?;
-        let stored_log = LogStore::load(&db).map_err(Error::Storage)?;
+        let (wal, replayed) = open_log(&config, &db).map_err(Error::Storage)?;
+        let wal_index = wal.index();
+        let stored_log = LogStore::load(&db, replayed).map_err(Error::Storage)?;
         let stored_cluster_id = stored_log.cluster_id;
         let stored_member_id = stored_log.member_id;
         let stored_log_is_pristine = stored_log.is_pristine();
@@ -52,13 +55,14 @@ impl Concord {
         }
         let db = Arc::new(parking_lot::RwLock::new(db));
         // Only the writer thread writes the file; log reads share it.
-        let writer =
-            LogWriter::spawn(db.clone(), config.fsync_observer.clone()).map_err(|e| Error::Storage(e.to_string()))?;
+        let writer = LogWriter::spawn(db.clone(), wal, config.fsync_observer.clone())
+            .map_err(|e| Error::Storage(e.to_string()))?;
         let (state_store, shared) = StateStore::load(snapshots.clone()).map_err(Error::Storage)?;
+        drop(db);
         let log = LogStore::new(
             stored_log,
             writer.sender(),
-            db,
+            wal_index,
             shared.applied_index.clone(),
             shared.log_bytes_since_snapshot.clone(),
         );
@@ -162,6 +166,7 @@ impl Concord {
                 stop_tasks,
                 tasks: Mutex::new(Vec::new()),
                 log_in_use: writer.in_use(),
+                log_segment_bytes: writer.segment_bytes(),
                 writer: Mutex::new(Some(writer)),
             }),
         };
@@ -318,4 +323,28 @@ async fn record_identity(writer: &LogWriter, cluster_id: u64, member_id: u64) ->
 
 fn upgrade(weak: &Weak<Inner>) -> Result<Concord> {
     weak.upgrade().map(|inner| Concord { inner }).ok_or(Error::Shutdown)
+}
+
+/// Opens the log's segment files and replays them; entries still kept in
+/// `concord.redb` (data from before the segment files) are moved into them
+/// first — durably, then dropped from `concord.redb`; a crash in between
+/// moves the same entries again.
+fn open_log(config: &Config, db: &redb::Database) -> std::result::Result<(Wal, Replayed), String> {
+    let (mut wal, mut replayed) = Wal::open(&config.data_dir, config.storage.as_ref(), db)?;
+    let legacy = LogStore::legacy_entries(db)?;
+    if legacy.is_empty() {
+        return Ok((wal, replayed));
+    }
+    tracing::info!(entries = legacy.len(), "moving the log's entries from concord.redb into segment files");
+    for (index, bytes) in &legacy {
+        wal.push_entry(*index, bytes);
+    }
+    wal.flush(db)?;
+    let txn = db.begin_write().map_err(|e| e.to_string())?;
+    txn.delete_table(crate::replication::log_writer::LOG).map_err(|e| e.to_string())?;
+    txn.commit().map_err(|e| e.to_string())?;
+    for (index, bytes) in legacy {
+        replayed.entries.entry(index).or_insert(bytes);
+    }
+    Ok((wal, replayed))
 }

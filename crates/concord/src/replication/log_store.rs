@@ -1,5 +1,6 @@
-//! openraft's log storage: entries and vote in redb, through the group-commit
-//! writer, with the entries not yet applied also held decoded in memory.
+//! openraft's log storage: entries in the log's segment files (`wal`), vote
+//! and the rest in redb, all through the group-commit writer, with the
+//! entries not yet applied also held decoded in memory.
 //!
 //! The in-memory copy is what readers (apply, replication) normally see; it
 //! is updated before the write is sent, so an appended entry is readable at
@@ -24,10 +25,10 @@ use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
 use super::TypeConfig;
-use super::files::SharedDatabase;
 use super::log_writer::{
     LOG, META, META_CLUSTER_ID, META_COMMITTED, META_LAST_PURGED, META_MEMBER_ID, META_VOTE, WriteOp,
 };
+use super::wal::{Location, Replayed, WalIndex};
 
 type NodeId = u64;
 
@@ -57,7 +58,8 @@ impl LogCache {
 pub struct LogStore {
     cache: Arc<Mutex<LogCache>>,
     writer: mpsc::Sender<WriteOp>,
-    db: SharedDatabase,
+    /// Where every durable entry is in the segment files.
+    durable: WalIndex,
     /// Highest applied index, set by the state machine; entries below it
     /// may leave memory.
     applied: Arc<AtomicU64>,
@@ -82,11 +84,11 @@ impl LogStore {
     pub(crate) fn new(
         cache: LogCache,
         writer: mpsc::Sender<WriteOp>,
-        db: SharedDatabase,
+        durable: WalIndex,
         applied: Arc<AtomicU64>,
         bytes_since_snapshot: Arc<AtomicU64>,
     ) -> Self {
-        LogStore { cache: Arc::new(Mutex::new(cache)), writer, db, applied, bytes_since_snapshot }
+        LogStore { cache: Arc::new(Mutex::new(cache)), writer, durable, applied, bytes_since_snapshot }
     }
 
     /// Applied entries are durable: memory keeps only the last applied one.
@@ -97,46 +99,63 @@ impl LogStore {
         }
     }
 
-    /// Entries `[from, to)` read back from the data file.
+    /// Entries `[from, to)` read back from the segment files.
     fn read_durable(&self, from: u64, to: u64) -> Result<Vec<Entry<TypeConfig>>, String> {
-        let db = self.db.read_recursive();
-        let txn = db.begin_read().map_err(|e| e.to_string())?;
-        let table = match txn.open_table(LOG) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(e.to_string()),
-        };
-        let mut entries = Vec::new();
-        for row in table.range(from..to).map_err(|e| e.to_string())? {
-            let (_, bytes) = row.map_err(|e| e.to_string())?;
-            entries.push(decode(bytes.value())?);
-        }
-        Ok(entries)
+        // Locations hold their segment open: a purge meanwhile cannot take
+        // the bytes away.
+        let locations: Vec<Location> = self.durable.lock().range(from..to).map(|(_, l)| l.clone()).collect();
+        locations.iter().map(|location| decode(&location.read()?)).collect()
     }
 
-    /// Reads the log, vote and committed pointer from the data file.
-    pub(crate) fn load(db: &Database) -> Result<LogCache, String> {
-        let mut cache = LogCache::default();
+    /// Entries kept in `concord.redb` before the segment files, if any (to
+    /// be moved into them once).
+    pub(crate) fn legacy_entries(db: &Database) -> Result<Vec<(u64, Vec<u8>)>, String> {
         let txn = db.begin_read().map_err(|e| e.to_string())?;
         match txn.open_table(LOG) {
-            Ok(table) => {
-                for row in table.iter().map_err(|e| e.to_string())? {
-                    let (index, bytes) = row.map_err(|e| e.to_string())?;
-                    let entry: Entry<TypeConfig> = decode(bytes.value())?;
-                    cache.entries.insert(index.value(), entry);
-                }
-            }
-            Err(redb::TableError::TableDoesNotExist(_)) => {}
-            Err(e) => return Err(e.to_string()),
+            Ok(table) => table
+                .iter()
+                .map_err(|e| e.to_string())?
+                .map(|row| row.map(|(index, bytes)| (index.value(), bytes.value().to_vec())).map_err(|e| e.to_string()))
+                .collect(),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(Vec::new()),
+            Err(e) => Err(e.to_string()),
         }
+    }
+
+    /// The log as the segment files replayed it, with the vote, committed
+    /// pointer and purge point from `concord.redb`.
+    pub(crate) fn load(db: &Database, replayed: Replayed) -> Result<LogCache, String> {
+        let mut cache = LogCache::default();
+        let last_purged = {
+            let txn = db.begin_read().map_err(|e| e.to_string())?;
+            match txn.open_table(META) {
+                Ok(table) => table
+                    .get(META_LAST_PURGED)
+                    .map_err(|e| e.to_string())?
+                    .map(|v| decode::<LogId<NodeId>>(v.value()))
+                    .transpose()?,
+                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Err(e) => return Err(e.to_string()),
+            }
+        };
+        let purged_index = last_purged.map(|id| id.index);
+        for (index, bytes) in replayed.entries {
+            if purged_index.is_some_and(|p| index <= p) {
+                continue;
+            }
+            cache.entries.insert(index, decode(&bytes)?);
+        }
+        let txn = db.begin_read().map_err(|e| e.to_string())?;
         match txn.open_table(META) {
             Ok(table) => {
                 let get = |key: &str| -> Result<Option<Vec<u8>>, String> {
                     Ok(table.get(key).map_err(|e| e.to_string())?.map(|v| v.value().to_vec()))
                 };
                 cache.vote = get(META_VOTE)?.map(|b| decode(&b)).transpose()?;
-                cache.committed =
-                    get(META_COMMITTED)?.map(|b| decode::<Option<LogId<NodeId>>>(&b)).transpose()?.flatten();
+                // The later of the two records of it.
+                let in_wal = replayed.committed.as_deref().map(decode::<Option<LogId<NodeId>>>).transpose()?.flatten();
+                let in_meta = get(META_COMMITTED)?.map(|b| decode::<Option<LogId<NodeId>>>(&b)).transpose()?.flatten();
+                cache.committed = in_wal.max(in_meta);
                 cache.last_purged = get(META_LAST_PURGED)?.map(|b| decode(&b)).transpose()?;
                 let id = |key: &str| -> Result<Option<u64>, String> {
                     match get(key)? {
@@ -296,21 +315,17 @@ mod tests {
     async fn entries_that_left_memory_are_read_back_from_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let db = Database::create(dir.path().join("t.redb")).unwrap();
-        {
-            let txn = db.begin_write().unwrap();
-            {
-                let mut log = txn.open_table(LOG).unwrap();
-                for i in 1..=10 {
-                    log.insert(i, encode(&entry(i)).as_slice()).unwrap();
-                }
-            }
-            txn.commit().unwrap();
+        let (mut wal, _) = crate::replication::wal::Wal::open(dir.path(), None, &db).unwrap();
+        for i in 1..=10 {
+            wal.push_entry(i, &encode(&entry(i)));
         }
-        let cache = LogStore::load(&db).unwrap();
+        wal.flush(&db).unwrap();
+        drop(wal);
+        let (wal, replayed) = crate::replication::wal::Wal::open(dir.path(), None, &db).unwrap();
+        let cache = LogStore::load(&db, replayed).unwrap();
         let applied = Arc::new(AtomicU64::new(8));
         let (tx, _rx) = mpsc::channel();
-        let mut store =
-            LogStore::new(cache, tx, Arc::new(parking_lot::RwLock::new(db)), applied, Arc::new(AtomicU64::new(0)));
+        let mut store = LogStore::new(cache, tx, wal.index(), applied, Arc::new(AtomicU64::new(0)));
         store.evict_applied(&mut store.cache.clone().lock());
         assert_eq!(store.cache.lock().entries.keys().copied().collect::<Vec<_>>(), [8, 9, 10]);
         let all = store.try_get_log_entries(1..=10).await.unwrap();

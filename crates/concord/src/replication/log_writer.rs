@@ -1,21 +1,25 @@
-//! The one thread that writes the data file, with group commit.
+//! The one thread that writes the log, with group commit.
 //!
 //! Every durable write of the log (entries, vote, committed pointer,
 //! truncation, purge) is a [`WriteOp`] sent to this thread. (Snapshots have
-//! their own file: see `snapshot_store`.) It takes every op
-//! that is waiting, applies them in arrival order inside ONE redb write
-//! transaction, commits it (one fsync), and only then acknowledges each op.
-//! So a burst of N appends costs one fsync, and IO stays serialized as
-//! openraft requires (a later op never lands before an earlier one).
+//! their own file: see `snapshot_store`.) It takes every op that is
+//! waiting and makes them durable in arrival order: entries, truncations
+//! and the committed pointer as records appended to the log's segment
+//! files (`wal`: one write and one fdatasync for the whole batch), the
+//! rare rest (vote, purge point, identity) in `concord.redb`'s `raft_meta`
+//! through a redb commit, after the records queued before them are synced
+//! — and only then acknowledges each op. So a burst of N appends costs one
+//! fsync, and IO stays serialized as openraft requires (a later op never
+//! lands before an earlier one).
 //!
 //! Defragmenting the file ([`WriteOp::Defragment`]) runs on this thread
 //! too, between two batches: appends wait for it, as etcd's writes wait
 //! for its defragmentation.
 //!
-//! The thread also keeps [`LogWriter::in_use`], the bytes of the file that
-//! hold data: measured (a walk of redb's trees) at start, after each purge
-//! and defragmentation — moments that are rare — and between them grown
-//! by the bytes appended, so it may over-count by what truncations freed.
+//! The thread also keeps [`LogWriter::in_use`], the bytes of the log that
+//! hold data: the segments' bytes, plus what `concord.redb` has allocated
+//! (measured — a walk of redb's trees — at start, after each purge and
+//! defragmentation, moments that are rare).
 //!
 //! A failed commit poisons the writer: the failing ops and every later op are
 //! answered with an error, and openraft stops the member. Nothing is
@@ -30,6 +34,7 @@ use openraft::storage::LogFlushed;
 use redb::{Database, TableDefinition};
 
 use super::files::SharedDatabase;
+use super::wal::Wal;
 use tokio::sync::oneshot;
 
 use super::TypeConfig;
@@ -38,6 +43,8 @@ use super::TypeConfig;
 /// fsync'd batch), for metrics.
 pub type FsyncObserver = Arc<dyn Fn(std::time::Duration) + Send + Sync>;
 
+/// Where entries were kept before the segment files (`wal`); read once to
+/// move them there.
 pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
 
@@ -101,18 +108,33 @@ pub(crate) struct LogWriter {
     thread: Option<JoinHandle<()>>,
     poisoned: Arc<AtomicBool>,
     in_use: Arc<AtomicU64>,
+    segment_bytes: Arc<AtomicU64>,
 }
 
 impl LogWriter {
-    pub fn spawn(db: SharedDatabase, observer: Option<FsyncObserver>) -> std::io::Result<Self> {
+    pub fn spawn(db: SharedDatabase, wal: Wal, observer: Option<FsyncObserver>) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel();
         let poisoned = Arc::new(AtomicBool::new(false));
         let in_use = Arc::new(AtomicU64::new(0));
+        let segment_bytes = Arc::new(AtomicU64::new(wal.file_bytes()));
         let thread = {
-            let thread = Thread { db, poisoned: poisoned.clone(), in_use: in_use.clone(), observer };
+            let thread = Thread {
+                db,
+                wal,
+                poisoned: poisoned.clone(),
+                in_use: in_use.clone(),
+                meta_in_use: 0,
+                segment_bytes: segment_bytes.clone(),
+                observer,
+            };
             std::thread::Builder::new().name("concord-log-writer".into()).spawn(move || thread.run(rx))?
         };
-        Ok(LogWriter { tx, thread: Some(thread), poisoned, in_use })
+        Ok(LogWriter { tx, thread: Some(thread), poisoned, in_use, segment_bytes })
+    }
+
+    /// Bytes of the log's segment files, kept up to date by the thread.
+    pub fn segment_bytes(&self) -> Arc<AtomicU64> {
+        self.segment_bytes.clone()
     }
 
     /// Asks for the file to be compacted once every op sent before is
@@ -158,13 +180,18 @@ impl Drop for LogWriter {
 /// What the writer thread owns.
 struct Thread {
     db: SharedDatabase,
+    wal: Wal,
     poisoned: Arc<AtomicBool>,
+    /// Segments' bytes + `meta_in_use`.
     in_use: Arc<AtomicU64>,
+    /// What `concord.redb` has allocated, as last measured.
+    meta_in_use: u64,
+    segment_bytes: Arc<AtomicU64>,
     observer: Option<FsyncObserver>,
 }
 
 impl Thread {
-    fn run(self, rx: mpsc::Receiver<WriteOp>) {
+    fn run(mut self, rx: mpsc::Receiver<WriteOp>) {
         let mut batch = Vec::with_capacity(64);
         let mut stop = false;
         // The committed pointer rides along with the next durable write
@@ -222,8 +249,9 @@ impl Thread {
         }
     }
 
-    /// Writes the batch's durable ops, if any, in one commit.
-    fn write(&self, batch: &[WriteOp], pending_committed: &mut Option<Vec<u8>>) -> Result<(), String> {
+    /// Makes the batch's durable ops durable, in order (see the module
+    /// docs).
+    fn write(&mut self, batch: &[WriteOp], pending_committed: &mut Option<Vec<u8>>) -> Result<(), String> {
         let durable = batch
             .iter()
             .any(|op| !matches!(op, WriteOp::Stop | WriteOp::Committed { .. } | WriteOp::Defragment { .. }));
@@ -231,27 +259,72 @@ impl Thread {
             return Ok(());
         }
         let start = std::time::Instant::now();
-        let result = write_batch(&self.db.read_recursive(), batch, pending_committed.take());
+        let db = self.db.clone();
+        let db = db.read_recursive();
+        let mut purged = false;
+        for op in batch {
+            match op {
+                WriteOp::Append { entries, .. } => {
+                    for (index, bytes) in entries {
+                        self.wal.push_entry(*index, bytes);
+                    }
+                }
+                WriteOp::Truncate { from, .. } => self.wal.push_truncate(*from),
+                WriteOp::Purge { upto, last_purged, .. } => {
+                    self.wal.flush(&db)?;
+                    write_meta(&db, pending_committed.take(), |meta| {
+                        meta.insert(META_LAST_PURGED, last_purged.as_slice()).map(|_| ())
+                    })?;
+                    self.wal.purge(&db, *upto)?;
+                    purged = true;
+                }
+                WriteOp::Vote { vote, .. } => {
+                    self.wal.flush(&db)?;
+                    write_meta(&db, pending_committed.take(), |meta| {
+                        meta.insert(META_VOTE, vote.as_slice()).map(|_| ())
+                    })?;
+                }
+                WriteOp::Identity { cluster_id, member_id, .. } => {
+                    self.wal.flush(&db)?;
+                    write_meta(&db, pending_committed.take(), |meta| {
+                        meta.insert(META_CLUSTER_ID, cluster_id.to_le_bytes().as_slice())?;
+                        meta.insert(META_MEMBER_ID, member_id.to_le_bytes().as_slice()).map(|_| ())
+                    })?;
+                }
+                WriteOp::Committed { .. } | WriteOp::Stop | WriteOp::Defragment { .. } => {}
+            }
+        }
+        if self.wal.has_pending() {
+            if let Some(committed) = pending_committed.take() {
+                self.wal.push_committed(&committed);
+            }
+        }
+        self.wal.flush(&db)?;
+        drop(db);
         if let Some(observe) = &self.observer {
             observe(start.elapsed());
         }
-        let appended: u64 = batch
-            .iter()
-            .map(|op| match op {
-                WriteOp::Append { entries, .. } => entries.iter().map(|(_, bytes)| bytes.len() as u64 + 8).sum(),
-                _ => 0,
-            })
-            .sum();
-        self.in_use.fetch_add(appended, Ordering::Relaxed);
-        result
+        if purged {
+            self.measure();
+        } else {
+            self.publish();
+        }
+        Ok(())
     }
 
-    /// Measures the bytes of the file holding data.
-    fn measure(&self) {
+    /// Publishes the log's sizes.
+    fn publish(&self) {
+        self.segment_bytes.store(self.wal.file_bytes(), Ordering::Relaxed);
+        self.in_use.store(self.wal.bytes() + self.meta_in_use, Ordering::Relaxed);
+    }
+
+    /// Measures what `concord.redb` has allocated, and publishes.
+    fn measure(&mut self) {
         match bytes_in_use(&self.db.read_recursive()) {
-            Ok(bytes) => self.in_use.store(bytes, Ordering::Relaxed),
+            Ok(bytes) => self.meta_in_use = bytes,
             Err(e) => tracing::warn!(error = %e, "cannot measure the log file's use"),
         }
+        self.publish();
     }
 }
 
@@ -265,39 +338,17 @@ pub(crate) fn bytes_in_use(db: &Database) -> Result<u64, String> {
     Ok(bytes)
 }
 
-/// Applies every write op of the batch, and the latest committed pointer, in
-/// one transaction and commits it (one fsync).
-fn write_batch(db: &Database, batch: &[WriteOp], committed: Option<Vec<u8>>) -> Result<(), String> {
+/// Commits one change to `raft_meta`, with the latest committed pointer
+/// if one is waiting (one redb commit, one fsync).
+fn write_meta(
+    db: &Database,
+    committed: Option<Vec<u8>>,
+    change: impl FnOnce(&mut redb::Table<&str, &[u8]>) -> Result<(), redb::StorageError>,
+) -> Result<(), String> {
     let txn = db.begin_write().map_err(|e| e.to_string())?;
     {
-        let mut log = txn.open_table(LOG).map_err(|e| e.to_string())?;
         let mut meta = txn.open_table(META).map_err(|e| e.to_string())?;
-        for op in batch.iter() {
-            match op {
-                WriteOp::Append { entries, .. } => {
-                    for (index, bytes) in entries {
-                        log.insert(*index, bytes.as_slice()).map_err(|e| e.to_string())?;
-                    }
-                }
-                WriteOp::Truncate { from, .. } => {
-                    log.retain_in(*from.., |_, _| false).map_err(|e| e.to_string())?;
-                }
-                WriteOp::Purge { upto, last_purged, .. } => {
-                    log.retain_in(..=*upto, |_, _| false).map_err(|e| e.to_string())?;
-                    meta.insert(META_LAST_PURGED, last_purged.as_slice()).map_err(|e| e.to_string())?;
-                }
-                WriteOp::Vote { vote, .. } => {
-                    meta.insert(META_VOTE, vote.as_slice()).map_err(|e| e.to_string())?;
-                }
-                WriteOp::Identity { cluster_id, member_id, .. } => {
-                    meta.insert(META_CLUSTER_ID, cluster_id.to_le_bytes().as_slice()).map_err(|e| e.to_string())?;
-                    meta.insert(META_MEMBER_ID, member_id.to_le_bytes().as_slice()).map_err(|e| e.to_string())?;
-                }
-                // Written once below, the latest value only.
-                WriteOp::Committed { .. } => {}
-                WriteOp::Stop | WriteOp::Defragment { .. } => {}
-            }
-        }
+        change(&mut meta).map_err(|e| e.to_string())?;
         if let Some(committed) = committed {
             meta.insert(META_COMMITTED, committed.as_slice()).map_err(|e| e.to_string())?;
         }

@@ -1,6 +1,7 @@
 //! Replication: openraft wired to our storage.
 //!
-//! - [`log_writer`]: the single thread that writes the data file (group commit);
+//! - [`log_writer`]: the single thread that writes the log (group commit);
+//! - [`wal`]: the log's entries in append-only segment files;
 //! - [`log_store`]: openraft's log storage (entries, vote, committed pointer);
 //! - [`state_store`]: openraft's state machine (apply, snapshots, deadlines);
 //! - [`snapshot_store`]: snapshots, in a file of their own;
@@ -17,6 +18,7 @@ pub(crate) mod log_writer;
 pub(crate) mod network;
 pub(crate) mod snapshot_store;
 pub(crate) mod state_store;
+pub(crate) mod wal;
 
 pub(crate) use network::MAX_PEER_MESSAGE;
 
