@@ -1,10 +1,13 @@
-//! Linearizable reads on a follower share read-index rounds.
+//! Linearizable reads share read-index rounds.
 //!
-//! A follower's linearizable read needs the leader's read index obtained
-//! *after* the read started. Reads waiting at the same moment share one
-//! round: a task takes every read queued now, asks the leader once, and
-//! answers them all; reads that arrive while a round is out wait for the
-//! next one (the round in flight may have started before them).
+//! A linearizable read needs the leader's read index obtained *after* the
+//! read started. Reads waiting at the same moment share one round: a task
+//! takes every read queued now, asks once, and answers them all; reads that
+//! arrive while a round is out wait for the next one (the round in flight
+//! may have started before them). On a follower a round is one request to
+//! the leader; on the leader one confirmation of its leadership by a quorum
+//! (`ensure_linearizable`: a heartbeat round in a cluster), which also
+//! waits for this member's apply to reach the index.
 
 use std::time::Duration;
 
@@ -19,21 +22,34 @@ use crate::replication::network::PeerNetwork;
 const MAX_ROUND: usize = 4096;
 
 type Waiter = oneshot::Sender<Result<u64>>;
+type LeaderWaiter = oneshot::Sender<Result<()>>;
 
 /// Handle for asking the leader's read index; cheap to clone.
 #[derive(Clone)]
 pub(super) struct ReadIndexRounds {
     tx: mpsc::UnboundedSender<(Waiter, Duration)>,
+    leader_tx: mpsc::UnboundedSender<(LeaderWaiter, Duration)>,
     rounds: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl ReadIndexRounds {
-    /// Starts the task; it ends when every handle is dropped.
+    /// Starts the tasks; they end when every handle is dropped.
     pub fn spawn(raft: ConcordRaft, network: PeerNetwork) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
+        let (leader_tx, leader_rx) = mpsc::unbounded_channel();
         let rounds = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        tokio::spawn(run_leader(raft.clone(), leader_rx));
         tokio::spawn(run(raft, network, rx, rounds.clone()));
-        ReadIndexRounds { tx, rounds }
+        ReadIndexRounds { tx, leader_tx, rounds }
+    }
+
+    /// On the leader: returns once a confirmation of its leadership that
+    /// started after this call succeeded and this member applied up to the
+    /// index it read.
+    pub async fn confirm_as_leader(&self, timeout: Duration) -> Result<()> {
+        let (reply, answer) = oneshot::channel();
+        self.leader_tx.send((reply, timeout)).map_err(|_| Error::Shutdown)?;
+        answer.await.map_err(|_| Error::Shutdown)?
     }
 
     /// Rounds asked of the leader so far.
@@ -65,15 +81,7 @@ async fn run(
     mut rx: mpsc::UnboundedReceiver<(Waiter, Duration)>,
     rounds: std::sync::Arc<std::sync::atomic::AtomicU64>,
 ) {
-    while let Some(first) = rx.recv().await {
-        let mut round = vec![first];
-        while round.len() < MAX_ROUND {
-            match rx.try_recv() {
-                Ok(waiter) => round.push(waiter),
-                Err(_) => break,
-            }
-        }
-        round.retain(|(waiter, _)| !waiter.is_closed());
+    while let Some(round) = next_round(&mut rx).await {
         if round.is_empty() {
             continue;
         }
@@ -94,6 +102,40 @@ async fn run(
             let _ = waiter.send(result.clone());
         }
     }
+}
+
+/// The leader's rounds: one `ensure_linearizable` for every read waiting.
+async fn run_leader(raft: ConcordRaft, mut rx: mpsc::UnboundedReceiver<(LeaderWaiter, Duration)>) {
+    while let Some(round) = next_round(&mut rx).await {
+        if round.is_empty() {
+            continue;
+        }
+        let timeout = round.iter().map(|(_, t)| *t).max().unwrap_or(Duration::from_secs(5));
+        let result = match tokio::time::timeout(timeout, raft.ensure_linearizable()).await {
+            Ok(confirmed) => confirmed.map(|_| ()).map_err(super::leader_error),
+            Err(_) => Err(Error::Timeout(timeout)),
+        };
+        for (waiter, _) in round {
+            let _ = waiter.send(result.clone());
+        }
+    }
+}
+
+/// Every waiter queued now (at most [`MAX_ROUND`]), those that gave up
+/// left out; `None` once every handle is gone.
+async fn next_round<T>(
+    rx: &mut mpsc::UnboundedReceiver<(oneshot::Sender<T>, Duration)>,
+) -> Option<Vec<(oneshot::Sender<T>, Duration)>> {
+    let first = rx.recv().await?;
+    let mut round = vec![first];
+    while round.len() < MAX_ROUND {
+        match rx.try_recv() {
+            Ok(waiter) => round.push(waiter),
+            Err(_) => break,
+        }
+    }
+    round.retain(|(waiter, _)| !waiter.is_closed());
+    Some(round)
 }
 
 /// Resolves once a leader other than `leader` is known.

@@ -96,8 +96,9 @@ impl Concord {
         }
         let confirm = async {
             match self.leader() {
+                // Shared with the other reads waiting now (read_index.rs).
                 Some(leader) if leader == self.inner.member_id => {
-                    self.inner.raft.ensure_linearizable().await.map(|_| ()).map_err(leader_error)
+                    self.inner.read_index.confirm_as_leader(timeout).await
                 }
                 Some(_) => {
                     self.inner.forwarded_reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
