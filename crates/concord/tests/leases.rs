@@ -213,3 +213,26 @@ async fn many_leases_expire_in_batches_each_at_one_revision() {
     }
     assert!(m.db.lease().list().await.unwrap().is_empty());
 }
+
+/// Many holders renewing one lease at once (renewals waiting together
+/// fold into one in the batch): every one of them is answered, with the
+/// lease's TTL, and the lease stays renewed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_renewals_of_one_lease_are_each_answered() {
+    let m = common::open().await;
+    let lease = m.db.lease().grant(30).await.unwrap();
+    let other = m.db.lease().grant(60).await.unwrap();
+    let renewals = (0..300).map(|i| {
+        let db = m.db.clone();
+        let id = if i % 10 == 0 { other.id } else { lease.id };
+        tokio::spawn(async move { (id, db.lease().keep_alive(id).await) })
+    });
+    for renewal in renewals.collect::<Vec<_>>() {
+        let (id, answer) = renewal.await.unwrap();
+        let answer = answer.unwrap();
+        assert_eq!(answer.id, id);
+        assert_eq!(answer.ttl, if id == lease.id { 30 } else { 60 });
+    }
+    let info = m.db.lease().info(lease.id).await.unwrap();
+    assert!(info.remaining > Duration::from_secs(28), "{info:?}");
+}

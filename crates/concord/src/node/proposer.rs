@@ -17,6 +17,13 @@
 //! semaphore permit shared by both paths, so at most one proposal is ever
 //! in flight either way.
 //!
+//! Plain renewals of the same lease waiting in one batch count once (etcd's
+//! clients renew a lease from every process that holds it): the batch
+//! carries one, and every caller gets its answer. Only renewals with
+//! nothing else between them fold (any other command might change the
+//! lease: a new TTL, a revoke, the key of an anonymous lease deleted), so
+//! each caller gets exactly the answer its own renewal would have had.
+//!
 //! Bounded work (`waiting.rs`): at most `max_pending` commands wait for the
 //! batching task (more get [`Error::TooManyRequests`] at once), and a
 //! command whose caller gave up (its deadline passed or its future was
@@ -85,10 +92,38 @@ async fn run(raft: ConcordRaft, mut batches: Batches<Command>, in_flight: Arc<Se
     }
 }
 
-async fn propose_batch(raft: &ConcordRaft, mut batch: Vec<Proposal>) {
+type Reply_ = tokio::sync::oneshot::Sender<Result<Applied, Error>>;
+
+/// Folds plain renewals of one lease into the first: the proposals to make,
+/// and the callers who get the answer of the proposal at an index.
+fn fold_renewals(batch: Vec<Proposal>) -> (Vec<Proposal>, Vec<(usize, Reply_)>) {
+    let mut kept: Vec<Proposal> = Vec::with_capacity(batch.len());
+    let mut riders = Vec::new();
+    let mut renewing: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
+    for proposal in batch {
+        match proposal.request {
+            Command::LeaseKeepAlive { id, ttl_secs: None } => {
+                if let Some(&at) = renewing.get(&id) {
+                    riders.push((at, proposal.reply));
+                    continue;
+                }
+                renewing.insert(id, kept.len());
+            }
+            _ => renewing.clear(),
+        }
+        kept.push(proposal);
+    }
+    (kept, riders)
+}
+
+async fn propose_batch(raft: &ConcordRaft, batch: Vec<Proposal>) {
+    let (mut batch, riders) = fold_renewals(batch);
     if batch.len() == 1 {
         let p = batch.pop().expect("one proposal");
         let result = raft.client_write(p.request).await.map(|r| r.data).map_err(write_error);
+        for (_, rider) in riders {
+            let _ = rider.send(result.clone());
+        }
         let _ = p.reply.send(result);
         return;
     }
@@ -96,22 +131,64 @@ async fn propose_batch(raft: &ConcordRaft, mut batch: Vec<Proposal>) {
     match raft.client_write(Command::Batch(commands)).await {
         Ok(resp) => match resp.data.result {
             Ok(Reply::Batch(results)) if results.len() == replies.len() => {
+                for (at, rider) in riders {
+                    let _ = rider.send(Ok(results[at].clone()));
+                }
                 for (reply, result) in replies.into_iter().zip(results) {
                     let _ = reply.send(Ok(result));
                 }
             }
             other => {
                 let e = Error::Storage(format!("internal error: a batch was answered with {other:?}"));
-                for reply in replies {
+                for reply in replies.into_iter().chain(riders.into_iter().map(|(_, r)| r)) {
                     let _ = reply.send(Err(e.clone()));
                 }
             }
         },
         Err(e) => {
             let e = write_error(e);
-            for reply in replies {
+            for reply in replies.into_iter().chain(riders.into_iter().map(|(_, r)| r)) {
                 let _ = reply.send(Err(e.clone()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn renewal(id: i64, ttl_secs: Option<i64>) -> Proposal {
+        Waiting::new(Command::LeaseKeepAlive { id, ttl_secs }, Duration::from_secs(1)).0
+    }
+
+    /// Plain renewals of one lease fold into its first while nothing else
+    /// comes between; renewals with a new TTL and other commands stay as
+    /// they are, in order, and end the folding.
+    #[test]
+    fn renewals_of_one_lease_fold_into_the_first() {
+        let batch = vec![
+            renewal(1, None),
+            renewal(2, None),
+            renewal(1, None),
+            renewal(1, Some(30)),
+            Waiting::new(Command::Compact { revision: 1 }, Duration::from_secs(1)).0,
+            renewal(2, None),
+            renewal(1, None),
+        ];
+        let (kept, riders) = fold_renewals(batch);
+        let kept: Vec<_> = kept.into_iter().map(|p| p.request).collect();
+        assert_eq!(
+            kept,
+            vec![
+                Command::LeaseKeepAlive { id: 1, ttl_secs: None },
+                Command::LeaseKeepAlive { id: 2, ttl_secs: None },
+                Command::LeaseKeepAlive { id: 1, ttl_secs: Some(30) },
+                Command::Compact { revision: 1 },
+                Command::LeaseKeepAlive { id: 2, ttl_secs: None },
+                Command::LeaseKeepAlive { id: 1, ttl_secs: None },
+            ]
+        );
+        assert_eq!(riders.iter().map(|(at, _)| *at).collect::<Vec<_>>(), vec![0]);
     }
 }
