@@ -41,6 +41,27 @@ fn config(slot: &Slot, all: &[Slot]) -> Config {
         .auto_compaction_retention(None)
 }
 
+/// Retries a write the cluster asks to retry (an election under load, as
+/// on 2 shared cores right after the members start). The writes here are
+/// idempotent (each key is written once, with one value).
+async fn retrying<T>(mut write: impl AsyncFnMut() -> concord::Result<T>) -> T {
+    let give_up = Instant::now() + Duration::from_secs(20);
+    loop {
+        match write().await {
+            Ok(done) => return done,
+            Err(e) if retryable(&e) && Instant::now() < give_up => {
+                eprintln!("retrying after: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("write failed: {e}"),
+        }
+    }
+}
+
+fn retryable(e: &concord::Error) -> bool {
+    matches!(e, concord::Error::NotReady(_) | concord::Error::LeaderChanged | concord::Error::NotLeader { .. })
+}
+
 async fn put_many(db: &Concord, prefix: &str, count: usize) {
     let per_task = count / CONCURRENCY;
     let tasks: Vec<_> = (0..CONCURRENCY)
@@ -48,8 +69,18 @@ async fn put_many(db: &Concord, prefix: &str, count: usize) {
             let db = db.clone();
             let prefix = prefix.to_string();
             tokio::spawn(async move {
+                let give_up = Instant::now() + Duration::from_secs(60);
                 for i in 0..per_task {
-                    db.kv().put(format!("{prefix}{t:03}-{i:05}"), format!("value-{i}")).await.unwrap();
+                    let key = format!("{prefix}{t:03}-{i:05}");
+                    loop {
+                        match db.kv().put(key.clone(), format!("value-{i}")).await {
+                            Ok(_) => break,
+                            Err(e) if retryable(&e) && Instant::now() < give_up => {
+                                tokio::time::sleep(Duration::from_millis(50)).await
+                            }
+                            Err(e) => panic!("put {key} failed: {e}"),
+                        }
+                    }
                 }
             })
         })
@@ -78,8 +109,8 @@ async fn a_follower_behind_the_purged_log_catches_up_by_snapshot() {
     let away = (leader + 1) % 3;
     let db = members[leader].clone();
     // Leases with keys before and while the follower is away.
-    let early = db.lease().grant(600).await.unwrap().id;
-    db.kv().put("early-key", "x").lease(early).await.unwrap();
+    let early = retrying(async || db.lease().grant(600).await).await.id;
+    retrying(async || db.kv().put("early-key", "x").lease(early).await).await;
     put_many(&db, "before-", 1024).await;
 
     let follower = members[away].clone();

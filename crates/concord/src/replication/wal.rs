@@ -7,7 +7,7 @@
 //! list of live segments stay in `concord.redb`'s `raft_meta` table,
 //! changed rarely and through redb's commits.
 //!
-//! The last segment's file is extended ahead of the writes, a MiB at a
+//! The last segment's file is extended ahead of the writes, 64 KiB at a
 //! time (`fallocate`, Linux, real files only), so an append does not change
 //! the file's size and its fdatasync has no metadata to write (measured:
 //! ~115 µs a sync, against ~185 µs when every append grows the file). The
@@ -56,7 +56,7 @@ const KIND_TRUNCATE: u8 = 2;
 const KIND_COMMITTED: u8 = 3;
 const HEADER: u64 = 8;
 /// The last segment's file is extended this far ahead of the writes.
-const PREALLOCATE: u64 = 1024 * 1024;
+const PREALLOCATE: u64 = 64 * 1024;
 
 /// One segment file, shared by the writer and readers of old entries.
 pub(crate) struct Segment {
@@ -240,6 +240,9 @@ impl Wal {
             wal.segments.push((segment, max_index));
         }
         *wal.index.lock() = locations;
+        if storage.is_none() {
+            remove_stale_segments(dir, first, last);
+        }
         Ok((wal, replayed))
     }
 
@@ -372,7 +375,7 @@ impl Wal {
         Ok(())
     }
 
-    /// Extends the last segment's file past `needed`, a MiB at a time.
+    /// Extends the last segment's file past `needed`, 64 KiB at a time.
     fn extend_to(&mut self, needed: u64) {
         let target = needed.div_ceil(PREALLOCATE) * PREALLOCATE;
         let (segment, _) = self.segments.last().expect("a live segment");
@@ -414,6 +417,29 @@ impl Wal {
         self.segments.push((Arc::new(segment), None));
         self.end = 0;
         Ok(())
+    }
+}
+
+/// Removes segment files outside the live range: left by a crash between
+/// a purge's record of the new range and the removal of the files.
+fn remove_stale_segments(dir: &Path, first: u64, last: u64) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(id) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("log-"))
+            .and_then(|n| n.strip_suffix(".wal"))
+            .and_then(|id| u64::from_str_radix(id, 16).ok())
+        else {
+            continue;
+        };
+        if id < first || id > last {
+            tracing::info!(segment = id, "removing a log segment left by a purge that did not finish");
+            if let Err(e) = std::fs::remove_file(entry.path()) {
+                tracing::warn!(segment = id, error = %e, "cannot remove a stale log segment");
+            }
+        }
     }
 }
 

@@ -160,3 +160,24 @@ fn damage_before_the_last_segment_fails_the_open() {
     let error = Wal::open(dir.path(), None, &db).err().expect("a damaged segment must fail the open");
     assert!(error.contains("damaged"), "{error}");
 }
+
+/// A segment file outside the recorded range (a purge that recorded the
+/// new range and crashed before removing the file) is removed at open.
+#[test]
+fn a_segment_left_by_an_unfinished_purge_is_removed_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_db(dir.path());
+    {
+        let (mut wal, _) = open(dir.path(), &db);
+        wal.push_entry(1, b"one");
+        wal.flush(&db).unwrap();
+        wal.purge(&db, 1).unwrap();
+    }
+    let stale = segment_path(dir.path(), 1);
+    assert!(!stale.exists());
+    std::fs::write(&stale, b"left behind").unwrap();
+    let (_, replayed) = open(dir.path(), &db);
+    assert!(replayed.entries.is_empty());
+    assert!(!stale.exists(), "the stale segment is removed");
+    assert!(segment_path(dir.path(), 2).exists(), "the live one stays");
+}
