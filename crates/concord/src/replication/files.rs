@@ -62,13 +62,7 @@ pub(crate) fn open_database(
     let cannot = |e: &dyn std::fmt::Display| format!("cannot open {}: {e}", path.display());
     let backend: Box<dyn StorageBackend> = match storage {
         None => {
-            let file = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(path)
-                .map_err(|e| cannot(&e))?;
+            let file = open_data_file(path).map_err(|e| cannot(&e))?;
             Box::new(FileBackend::new(file).map_err(|e| cannot(&e))?)
         }
         Some(factory) => factory(path).map_err(|e| cannot(&e))?,
@@ -95,6 +89,11 @@ pub(crate) fn open_database(
         sync_dir(&dir)?;
     }
     Ok(db)
+}
+
+/// Opens `path` for reading and writing, creating it empty if it is not there.
+pub(crate) fn open_data_file(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)
 }
 
 /// The file whose presence says `path` is being created.

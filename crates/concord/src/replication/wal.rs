@@ -135,13 +135,7 @@ fn open_segment(dir: &Path, storage: Option<&StorageFactory>, id: u64) -> Result
     match storage {
         Some(factory) => Ok(Segment { id, backend: factory(&path).map_err(|e| cannot(&e))?, file: None }),
         None => {
-            let file = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&path)
-                .map_err(|e| cannot(&e))?;
+            let file = super::files::open_data_file(&path).map_err(|e| cannot(&e))?;
             let handle = file.try_clone().map_err(|e| cannot(&e))?;
             let backend = Box::new(FileBackend::new(file).map_err(|e| cannot(&e))?);
             Ok(Segment { id, backend, file: Some(handle) })
