@@ -92,11 +92,12 @@ async fn run(raft: ConcordRaft, mut batches: Batches<Command>, in_flight: Arc<Se
     }
 }
 
-type Reply_ = tokio::sync::oneshot::Sender<Result<Applied, Error>>;
+/// Where one caller's answer goes.
+type ReplyTo = tokio::sync::oneshot::Sender<Result<Applied, Error>>;
 
 /// Folds plain renewals of one lease into the first: the proposals to make,
 /// and the callers who get the answer of the proposal at an index.
-fn fold_renewals(batch: Vec<Proposal>) -> (Vec<Proposal>, Vec<(usize, Reply_)>) {
+fn fold_renewals(batch: Vec<Proposal>) -> (Vec<Proposal>, Vec<(usize, ReplyTo)>) {
     let mut kept: Vec<Proposal> = Vec::with_capacity(batch.len());
     let mut riders = Vec::new();
     let mut renewing: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
