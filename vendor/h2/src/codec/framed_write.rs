@@ -25,6 +25,10 @@ pub struct FramedWrite<T, B> {
     inner: T,
     final_flush_done: bool,
 
+    /// CONCORD PATCH (see vendor/README.md): the last `flush_coalesced`
+    /// yielded instead of writing.
+    flush_deferred: bool,
+
     encoder: Encoder<B>,
 }
 
@@ -91,6 +95,7 @@ where
         FramedWrite {
             inner,
             final_flush_done: false,
+            flush_deferred: false,
             encoder: Encoder {
                 hpack: hpack::Encoder::default(),
                 buf: Cursor::new(BytesMut::with_capacity(DEFAULT_BUFFER_CAPACITY)),
@@ -132,6 +137,21 @@ where
     /// accepted.
     pub fn buffer(&mut self, item: Frame<B>) -> Result<(), UserError> {
         self.encoder.buffer(item)
+    }
+
+    /// CONCORD PATCH (see vendor/README.md): flushes what is buffered, but
+    /// first yields to the scheduler once, so that the other tasks woken
+    /// with this one (streams answering requests of the same moment) can
+    /// queue their frames and one write carries them all, as grpc-go's
+    /// writer yields before a small flush.
+    pub fn flush_coalesced(&mut self, cx: &mut Context) -> Poll<io::Result<()>> {
+        if !self.flush_deferred && !self.encoder.is_empty() {
+            self.flush_deferred = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        self.flush_deferred = false;
+        self.flush(cx)
     }
 
     /// Flush buffered data to the wire

@@ -157,6 +157,11 @@ where
         self.framed_write().flush(cx)
     }
 
+    /// CONCORD PATCH (see vendor/README.md): `flush`, after yielding once.
+    pub fn flush_coalesced(&mut self, cx: &mut Context) -> Poll<io::Result<()>> {
+        self.framed_write().flush_coalesced(cx)
+    }
+
     /// Shutdown the send half
     pub fn shutdown(&mut self, cx: &mut Context) -> Poll<io::Result<()>> {
         self.framed_write().shutdown(cx)

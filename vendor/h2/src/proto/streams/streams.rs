@@ -220,7 +220,9 @@ where
 
             // Flush any frames staged by `buffer_pending` without holding the
             // stream-state or send-buffer mutexes.
-            ready!(dst.flush(cx))?;
+            // CONCORD PATCH (see vendor/README.md): coalesce the frames of
+            // streams answered at the same moment into one write.
+            ready!(dst.flush_coalesced(cx))?;
 
             let reclaimed = {
                 let mut me = self.inner.lock().unwrap();
