@@ -1,6 +1,7 @@
 //! A simulated disk for durability tests: every data file lives in memory,
 //! split into what was synced (`durable`) and what was only written. A
-//! "power loss" keeps only the synced bytes; a "failing disk" refuses fsync.
+//! "power loss" keeps only the synced bytes; a "failing disk" refuses fsync;
+//! a "stalled disk" holds every fsync until it is resumed.
 //! Unlike SIGKILL, which leaves the page cache intact, this shows a missing
 //! or misplaced fsync.
 #![allow(dead_code)]
@@ -8,7 +9,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use concord::{StorageBackend, StorageFactory};
 
@@ -33,6 +34,9 @@ pub struct Disk {
     /// The crash point, if any: (fsync number, whether that fsync
     /// completes first).
     crash_at: Mutex<Option<(u64, bool)>>,
+    /// While true, every fsync waits (on `resumed`).
+    stalled: Mutex<bool>,
+    resumed: Condvar,
 }
 
 impl Disk {
@@ -86,11 +90,41 @@ impl Disk {
         self.failing.store(true, Ordering::SeqCst);
     }
 
+    /// From now on every fsync waits until [`Disk::resume_syncs`] (a disk
+    /// that stopped answering). Returns a guard that resumes when dropped,
+    /// so a failing test does not leave the member's writer hanging.
+    pub fn stall_syncs(self: &Arc<Self>) -> Stalled {
+        *self.stalled.lock().unwrap() = true;
+        Stalled(self.clone())
+    }
+
+    /// Lets waiting and later fsyncs complete.
+    pub fn resume_syncs(&self) {
+        *self.stalled.lock().unwrap() = false;
+        self.resumed.notify_all();
+    }
+
+    fn wait_while_stalled(&self) {
+        let mut stalled = self.stalled.lock().unwrap();
+        while *stalled {
+            stalled = self.resumed.wait(stalled).unwrap();
+        }
+    }
+
     fn check_alive(&self) -> std::io::Result<()> {
         if self.dead.load(Ordering::SeqCst) {
             return Err(std::io::Error::other("the power is off"));
         }
         Ok(())
+    }
+}
+
+/// Resumes a stalled disk's fsyncs when dropped.
+pub struct Stalled(Arc<Disk>);
+
+impl Drop for Stalled {
+    fn drop(&mut self) {
+        self.0.resume_syncs();
     }
 }
 
@@ -132,6 +166,7 @@ impl StorageBackend for File {
     }
 
     fn sync_data(&self) -> std::io::Result<()> {
+        self.disk.wait_while_stalled();
         if self.disk.failing.load(Ordering::SeqCst) {
             return Err(std::io::Error::other("simulated fsync failure"));
         }

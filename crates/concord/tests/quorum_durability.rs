@@ -1,0 +1,167 @@
+//! A write is acknowledged once a majority of the members hold it durably —
+//! whichever members those are, and never sooner.
+//!
+//! The leader sends a batch's entry to the followers while its own disk is
+//! still writing it (a patch to openraft, `vendor/README.md`); its own copy
+//! counts toward the majority only once its fsync returned. Each member
+//! here has a simulated disk whose fsyncs can be held (`Disk::stall_syncs`):
+//! a stalled leader disk must not hold up a write the followers made
+//! durable, and a write durable on the leader alone must wait.
+//!
+//! A new committed index waits up to 1 ms for the next entries to carry it
+//! (the other patch); with nothing more written, a heartbeat still brings it
+//! to the followers at once, not at the next heartbeat tick.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::disk::Disk;
+use concord::{Concord, Config, PeerListen};
+use tempfile::TempDir;
+
+/// How long a write that must wait is watched for not finishing.
+const MUST_WAIT: Duration = Duration::from_millis(700);
+/// How long a write that may proceed is given.
+const MAY_PROCEED: Duration = Duration::from_secs(5);
+
+struct Member {
+    db: Concord,
+    disk: Arc<Disk>,
+    _dir: TempDir,
+}
+
+async fn start(n: usize) -> Vec<Member> {
+    start_with(n, |c| c).await
+}
+
+async fn start_with(n: usize, tune: impl Fn(Config) -> Config) -> Vec<Member> {
+    let sockets: Vec<Arc<std::net::TcpListener>> =
+        (0..n).map(|_| Arc::new(std::net::TcpListener::bind("127.0.0.1:0").unwrap())).collect();
+    let urls: Vec<String> = sockets.iter().map(|s| format!("http://{}", s.local_addr().unwrap())).collect();
+    let initial: Vec<(String, String)> = urls.iter().enumerate().map(|(i, u)| (format!("m{i}"), u.clone())).collect();
+    let mut opening = Vec::new();
+    for (i, socket) in sockets.into_iter().enumerate() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = Disk::new();
+        let mut config = Config::new(dir.path()).storage(disk.storage()).request_timeout(Duration::from_secs(10));
+        if n > 1 {
+            config = config.cluster(format!("m{i}"), urls[i].clone(), PeerListen::Bound(socket), initial.clone());
+        }
+        let config = tune(config);
+        opening.push((tokio::spawn(async move { config.open().await.unwrap() }), disk, dir));
+    }
+    let mut members = Vec::new();
+    for (task, disk, dir) in opening {
+        members.push(Member { db: task.await.unwrap(), disk, _dir: dir });
+    }
+    for m in &members {
+        m.db.wait_for_leader(Duration::from_secs(20)).await.unwrap();
+    }
+    members
+}
+
+async fn leader_index(members: &[Member]) -> usize {
+    let since = std::time::Instant::now();
+    loop {
+        if let Some(i) = members.iter().position(|m| m.db.status().is_leader) {
+            return i;
+        }
+        assert!(since.elapsed() < Duration::from_secs(20), "no leader");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn shutdown(members: Vec<Member>) {
+    for m in members {
+        m.db.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_commits_on_the_followers_while_the_leaders_disk_is_stalled() {
+    let members = start(3).await;
+    let leader = leader_index(&members).await;
+    members[leader].db.kv().put("before", "1").await.unwrap();
+
+    let stalled = members[leader].disk.stall_syncs();
+    let put = members[leader].db.kv().put("k", "v");
+    let resp = tokio::time::timeout(MAY_PROCEED, put)
+        .await
+        .expect("the followers' durable copies commit the write without the leader's")
+        .unwrap();
+    for (i, m) in members.iter().enumerate() {
+        let kv = m.db.kv().get("k").await.unwrap().unwrap_or_else(|| panic!("member {i} does not see the write"));
+        assert_eq!(kv.value, "v");
+        assert_eq!(kv.mod_revision, resp.revision);
+    }
+    drop(stalled);
+    members[leader].db.kv().put("after", "1").await.unwrap();
+    shutdown(members).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_durable_on_the_leader_alone_waits_for_a_follower() {
+    let members = start(3).await;
+    let leader = leader_index(&members).await;
+    members[leader].db.kv().put("before", "1").await.unwrap();
+    let followers: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+
+    let first = members[followers[0]].disk.stall_syncs();
+    let second = members[followers[1]].disk.stall_syncs();
+    let db = members[leader].db.clone();
+    let mut put = tokio::spawn(async move { db.kv().put("k", "v").await });
+    assert!(tokio::time::timeout(MUST_WAIT, &mut put).await.is_err(), "acknowledged with one durable copy of three");
+    drop(first);
+    let resp = tokio::time::timeout(MAY_PROCEED, put).await.expect("two durable copies commit").unwrap().unwrap();
+    let kv = members[leader].db.kv().get("k").await.unwrap().unwrap();
+    assert_eq!(kv.mod_revision, resp.revision);
+    drop(second);
+    shutdown(members).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_single_member_acknowledges_only_after_its_fsync() {
+    let members = start(1).await;
+    members[0].db.kv().put("before", "1").await.unwrap();
+
+    let stalled = members[0].disk.stall_syncs();
+    let db = members[0].db.clone();
+    let mut put = tokio::spawn(async move { db.kv().put("k", "v").await });
+    assert!(tokio::time::timeout(MUST_WAIT, &mut put).await.is_err(), "acknowledged before its fsync");
+    assert!(members[0].db.kv().get("k").serializable().await.unwrap().is_none(), "applied before it was durable");
+    drop(stalled);
+    tokio::time::timeout(MAY_PROCEED, put).await.expect("the write completes once synced").unwrap().unwrap();
+    shutdown(members).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn followers_learn_a_commit_long_before_the_next_heartbeat_tick() {
+    // Ticks a second apart: a follower that saw the write sooner was told
+    // by the commit's own heartbeat.
+    let members =
+        start_with(3, |c| c.heartbeat_interval(Duration::from_secs(1)).election_timeout(Duration::from_secs(2))).await;
+    let leader = leader_index(&members).await;
+    for round in 0..5 {
+        // Past any heartbeat tick the last write may have set off.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let key = format!("k{round}");
+        members[leader].db.kv().put(key.clone(), "v").await.unwrap();
+        let since = std::time::Instant::now();
+        for (i, m) in members.iter().enumerate() {
+            loop {
+                if m.db.kv().get(key.clone()).serializable().await.unwrap().is_some() {
+                    break;
+                }
+                assert!(
+                    since.elapsed() < Duration::from_millis(400),
+                    "member {i} had not applied a committed write after {:?}",
+                    since.elapsed()
+                );
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
+    shutdown(members).await;
+}
