@@ -107,34 +107,51 @@ async fn save(conn: &Connection, file: PathBuf) -> Result<(), String> {
     Ok(())
 }
 
-/// etcdctl's `snapshot status` columns: hash, revision, total keys, size.
+/// etcdctl's `snapshot status` columns: hash, revision, total keys, size —
+/// the hash, entry count and size computed as etcdctl computes them from
+/// the file's bolt database (a file from before backups were bolt files:
+/// its SHA-256's first bytes, its live keys and its size), the revision the
+/// store had when the backup was taken.
 fn status(file: PathBuf, write_out: &str) -> Result<(), String> {
     let status = concord::backup::status(&file).map_err(|e| e.to_string())?;
-    let hash =
-        format!("{:02x}{:02x}{:02x}{:02x}", status.sha256[0], status.sha256[1], status.sha256[2], status.sha256[3]);
-    let size = human_size(status.size);
     let h = &status.header;
+    let (hash, total_keys, total_size) = match status.etcd {
+        Some(etcd) => (etcd.hash, etcd.total_keys, etcd.total_size),
+        None => (
+            u32::from_be_bytes([status.sha256[0], status.sha256[1], status.sha256[2], status.sha256[3]]),
+            h.keys,
+            status.size,
+        ),
+    };
+    let hex = format!("{hash:x}");
+    let size = human_size(total_size);
     match write_out {
-        "simple" => println!("{hash}, {}, {}, {size}", h.revision, h.keys),
+        "simple" => println!("{hex}, {}, {total_keys}, {size}", h.revision),
         "table" => {
             let rows = [
                 ["HASH".to_string(), "REVISION".into(), "TOTAL KEYS".into(), "TOTAL SIZE".into()],
-                [hash, h.revision.to_string(), h.keys.to_string(), size],
+                [hex, h.revision.to_string(), total_keys.to_string(), size],
             ];
             let widths: Vec<usize> = (0..4).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
             let line = format!("+{}+", widths.iter().map(|w| "-".repeat(w + 2)).collect::<Vec<_>>().join("+"));
-            let row = |r: &[String; 4]| {
-                format!("|{}|", (0..4).map(|c| format!(" {:^w$} ", r[c], w = widths[c])).collect::<Vec<_>>().join("|"))
+            // As etcdctl's table: titles centred, values to the right.
+            let row = |r: &[String; 4], centred: bool| {
+                let cell = |c: usize| match centred {
+                    true => format!(" {:^w$} ", r[c], w = widths[c]),
+                    false => format!(" {:>w$} ", r[c], w = widths[c]),
+                };
+                format!("|{}|", (0..4).map(cell).collect::<Vec<_>>().join("|"))
             };
-            println!("{line}\n{}\n{line}\n{}\n{line}", row(&rows[0]), row(&rows[1]));
+            println!("{line}\n{}\n{line}\n{}\n{line}", row(&rows[0], true), row(&rows[1], false));
         }
         "json" => println!(
             "{}",
             serde_json::json!({
-                "hash": u32::from_be_bytes([status.sha256[0], status.sha256[1], status.sha256[2], status.sha256[3]]),
+                "hash": hash,
                 "revision": h.revision,
-                "totalKey": h.keys,
-                "totalSize": status.size,
+                "totalKey": total_keys,
+                "totalSize": total_size,
+                "liveKeys": h.keys,
                 "leases": h.leases,
                 "compactRevision": h.compact_revision,
             })

@@ -391,6 +391,19 @@ impl KvStore {
         Ok((hasher.finalize(), self.compact_revision))
     }
 
+    /// Every stored version (since the compaction) as `(mod_revision, key,
+    /// the put or None for a deletion)`, by revision and then key: the order
+    /// of etcd's `key` bucket (`crate::backup`).
+    pub(crate) fn versions_by_revision(&self) -> Vec<(Revision, &Bytes, Option<&key_history::LiveVersion>)> {
+        let mut versions: Vec<_> = self
+            .keys
+            .iter()
+            .flat_map(|(key, history)| history.versions.iter().map(move |v| (v.mod_revision, key, v.live.as_ref())))
+            .collect();
+        versions.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        versions
+    }
+
     /// The history of `key` in `[from, to]` (0 = unbounded), oldest first, at
     /// most `limit` events (0 = no limit).
     pub fn history(&self, key: &[u8], from: Revision, to: Revision, limit: usize) -> Result<Vec<Event>, ApplyError> {

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::Concord;
-use crate::backup::{BackupHeader, write_backup};
+use crate::backup::{BackupHeader, backup_size, plan_backup, write_backup};
 use crate::error::{Error, Result};
 
 /// Bytes per piece of a backup stream.
@@ -16,43 +16,27 @@ impl Concord {
     /// size in bytes and the bytes as a stream of pieces (`crate::backup`
     /// describes them). Writes go on meanwhile: the state is copied under
     /// the lock (keys and values are shared, not copied) and encoded from
-    /// the copy — once to count it, once to send it, a piece at a time as
-    /// the receiver takes them.
+    /// the copy — once to lay it out, once to send it, a piece at a time
+    /// as the receiver takes them.
     pub async fn backup(&self) -> Result<(u64, mpsc::Receiver<Result<Bytes>>)> {
         let (state, applied) = {
             let applier = self.shared().applier.read();
             (applier.machine.state.clone(), applier.last_applied.map_or(0, |id| id.index))
         };
         let header = BackupHeader::of(&state, applied, self.inner.cluster_id);
-        let (state, header, size) = tokio::task::spawn_blocking(move || {
-            let mut counter = Counter(0);
-            write_backup(&state, &header, &mut counter).map(|()| (state, header, counter.0))
-        })
-        .await
-        .map_err(|e| Error::Storage(e.to_string()))??;
+        let (state, header, plan) =
+            tokio::task::spawn_blocking(move || plan_backup(&state, &header).map(|plan| (state, header, plan)))
+                .await
+                .map_err(|e| Error::Storage(e.to_string()))??;
         let (tx, rx) = mpsc::channel(4);
         tokio::task::spawn_blocking(move || {
             let mut out = PieceWriter { tx: tx.clone(), piece: Vec::with_capacity(PIECE) };
-            if let Err(e) = write_backup(&state, &header, &mut out) {
+            if let Err(e) = write_backup(&state, &header, &plan, &mut out) {
                 // A receiver that went away is not an error worth sending.
                 let _ = tx.blocking_send(Err(e));
             }
         });
-        Ok((size, rx))
-    }
-}
-
-/// Counts what is written.
-struct Counter(u64);
-
-impl std::io::Write for Counter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0 += buf.len() as u64;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+        Ok((backup_size(&plan), rx))
     }
 }
 
