@@ -3,7 +3,11 @@
 //! `google.api.http` paths) for the JSON gateway.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/etcd/api/etcdserverpb/rpc.proto"];
+    let protos = [
+        "proto/etcd/api/etcdserverpb/rpc.proto",
+        "proto/etcd/server/etcdserver/api/v3lock/v3lockpb/v3lock.proto",
+        "proto/etcd/server/etcdserver/api/v3election/v3electionpb/v3election.proto",
+    ];
     let mut compiler = protox::Compiler::new(["proto"])?;
     compiler.include_imports(true).open_files(protos)?;
     // Encoded by protox itself: prost's descriptor types would drop the

@@ -12,8 +12,10 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::auth::AuthService;
 use crate::cluster::{ClusterService, MemberUrls};
+use crate::election::ElectionService;
 use crate::kv::KvService;
 use crate::lease::LeaseService;
+use crate::lock::LockService;
 use crate::maintenance::MaintenanceService;
 use crate::metrics::Metrics;
 use crate::pb::etcdserverpb::auth_server::AuthServer;
@@ -22,6 +24,8 @@ use crate::pb::etcdserverpb::kv_server::KvServer;
 use crate::pb::etcdserverpb::lease_server::LeaseServer;
 use crate::pb::etcdserverpb::maintenance_server::MaintenanceServer;
 use crate::pb::etcdserverpb::watch_server::WatchServer;
+use crate::pb::v3electionpb::election_server::ElectionServer;
+use crate::pb::v3lockpb::lock_server::LockServer;
 use crate::watch::WatchService;
 
 /// gRPC adds framing around a request; etcd allows this much on top of its
@@ -123,6 +127,8 @@ fn add_services(
         .add_service(MaintenanceServer::new(MaintenanceService::new(db.clone(), metrics.clone())))
         .add_service(ClusterServer::new(ClusterService::new(db.clone(), options.urls.clone(), metrics.clone())))
         .add_service(AuthServer::new(AuthService::new(db.clone(), metrics.clone())))
+        .add_service(LockServer::new(LockService::new(db.clone(), metrics.clone(), stopping.clone())))
+        .add_service(ElectionServer::new(ElectionService::new(db.clone(), metrics.clone(), stopping.clone())))
 }
 
 /// gRPC's answer for a method no service has.

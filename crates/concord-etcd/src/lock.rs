@@ -1,0 +1,82 @@
+//! etcd's Lock service (`v3lockpb.Lock`): a distributed mutex on a name,
+//! held through a lease (`recipes` has the protocol).
+//!
+//! `Lock` puts the session's key `name/<lease hex>` if it is not there yet
+//! and returns once it is the oldest key under `name/`: the key is the
+//! caller's proof of ownership, valid while the lease lives. `Unlock`
+//! deletes that key. A `Lock` whose caller gives up while waiting takes its
+//! key out of the queue.
+
+use concord::Concord;
+use concord::auth::Access;
+use tokio::sync::watch;
+use tonic::{Request, Response, Status};
+
+use crate::authz;
+use crate::header::header;
+use crate::metrics::Metrics;
+use crate::pb::etcdserverpb as pb;
+use crate::pb::v3lockpb::{LockRequest, LockResponse, UnlockRequest, UnlockResponse, lock_server::Lock};
+use crate::recipes::{self, Withdraw};
+use crate::status::to_status;
+
+pub struct LockService {
+    db: Concord,
+    metrics: Metrics,
+    stopping: watch::Receiver<bool>,
+}
+
+impl LockService {
+    pub fn new(db: Concord, metrics: Metrics, stopping: watch::Receiver<bool>) -> Self {
+        LockService { db, metrics, stopping }
+    }
+}
+
+#[tonic::async_trait]
+impl Lock for LockService {
+    async fn lock(&self, request: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
+        self.metrics
+            .track("Lock", true, async {
+                let caller = authz::caller(&self.db, &request)?;
+                let req = request.into_inner();
+                let prefix = recipes::prefix(&req.name);
+                let range = concord::KeyRange::prefix(prefix.clone());
+                authz::check(&self.db, &caller, &range, Access::Write)?;
+                authz::check(&self.db, &caller, &range, Access::Read)?;
+                let lease = recipes::session_lease(&self.db, req.lease).await?;
+                let key = recipes::session_key(&prefix, lease);
+                // Join the queue (or find this session already in it).
+                let joined = recipes::txn(
+                    &self.db,
+                    pb::TxnRequest {
+                        compare: vec![recipes::created_at(&key, 0)],
+                        success: vec![recipes::put_op(&key, Default::default(), lease, false)],
+                        failure: vec![recipes::get_op(&key)],
+                    },
+                )
+                .await?;
+                let joined_header = joined.header.unwrap_or_default();
+                let my_revision = match joined.succeeded {
+                    true => joined_header.revision,
+                    false => recipes::first_kv(&joined, 0).map_or(joined_header.revision, |kv| kv.create_revision),
+                };
+                let withdraw = Withdraw::new(&self.db, key.clone(), my_revision);
+                let header = recipes::wait_deletes(&self.db, &prefix, my_revision - 1, &self.stopping).await?;
+                withdraw.disarm();
+                Ok(Response::new(LockResponse { header: Some(header), key }))
+            })
+            .await
+    }
+
+    async fn unlock(&self, request: Request<UnlockRequest>) -> Result<Response<UnlockResponse>, Status> {
+        self.metrics
+            .track("Unlock", true, async {
+                let (caller, checked_at) = authz::caller_for_write(&self.db, &request)?;
+                let req = request.into_inner();
+                authz::check(&self.db, &caller, &concord::KeyRange::key(req.key.clone()), Access::Write)?;
+                let resp = self.db.kv().delete(req.key).auth_checked_at(checked_at).await.map_err(to_status)?;
+                Ok(Response::new(UnlockResponse { header: Some(header(&self.db, resp.revision)) }))
+            })
+            .await
+    }
+}
