@@ -79,6 +79,18 @@ pub struct ServeArgs {
     /// Log filter, e.g. `info` or `concord=debug` [default: info,openraft=warn].
     #[arg(long, env = "CONCORD_LOG_LEVEL")]
     log_level: Option<String>,
+    /// The server's TLS certificate (PEM) for an `https` client URL.
+    #[arg(long, env = "CONCORD_CERT_FILE")]
+    cert_file: Option<PathBuf>,
+    /// The key of --cert-file (PEM).
+    #[arg(long, env = "CONCORD_KEY_FILE")]
+    key_file: Option<PathBuf>,
+    /// The CA (PEM) that signs the clients' certificates.
+    #[arg(long, env = "CONCORD_TRUSTED_CA_FILE")]
+    trusted_ca_file: Option<PathBuf>,
+    /// Refuse clients without a certificate signed by --trusted-ca-file.
+    #[arg(long, env = "CONCORD_CLIENT_CERT_AUTH")]
+    client_cert_auth: bool,
     /// A TOML file with any of the settings above, keys named like the flags
     /// (`data-dir = "/var/lib/concord"`).
     #[arg(long, env = "CONCORD_CONFIG_FILE")]
@@ -110,6 +122,10 @@ struct FileSettings {
     quota_backend_bytes: Option<i64>,
     auto_compaction_retention: Option<u64>,
     log_level: Option<String>,
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    trusted_ca_file: Option<PathBuf>,
+    client_cert_auth: Option<bool>,
 }
 
 /// Settings after precedence is applied.
@@ -135,6 +151,32 @@ struct Settings {
     auto_compaction_retention: u64,
     log_level: String,
     peer_dial_map: std::collections::HashMap<String, String>,
+    /// Set when the client URL is `https`.
+    tls: Option<TlsFiles>,
+}
+
+/// Where the client TLS material is.
+#[derive(Debug)]
+struct TlsFiles {
+    cert: PathBuf,
+    key: PathBuf,
+    trusted_ca: Option<PathBuf>,
+    client_cert_auth: bool,
+}
+
+impl TlsFiles {
+    fn load(&self) -> Result<tokio_rustls::TlsAcceptor, String> {
+        let read = |path: &PathBuf, flag: &str| {
+            std::fs::read(path).map_err(|e| format!("cannot read {flag} {}: {e}", path.display()))
+        };
+        concord_etcd::ClientTls {
+            cert_pem: read(&self.cert, "--cert-file")?,
+            key_pem: read(&self.key, "--key-file")?,
+            client_ca_pem: self.trusted_ca.as_ref().map(|ca| read(ca, "--trusted-ca-file")).transpose()?,
+            client_cert_required: self.client_cert_auth,
+        }
+        .acceptor()
+    }
 }
 
 fn settings(args: ServeArgs) -> Result<Settings, String> {
@@ -148,7 +190,21 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
     };
     let client_url =
         args.listen_client_urls.or(file.listen_client_urls).unwrap_or_else(|| "http://127.0.0.1:2379".into());
-    let listen_client = parse_url(&client_url, "--listen-client-urls")?;
+    let (listen_client, client_https) = parse_client_url(&client_url)?;
+    let trusted_ca = args.trusted_ca_file.or(file.trusted_ca_file);
+    let client_cert_auth = args.client_cert_auth || file.client_cert_auth.unwrap_or(false);
+    if client_cert_auth && trusted_ca.is_none() {
+        return Err("--client-cert-auth needs --trusted-ca-file (the CA that signs the clients' certificates)".into());
+    }
+    let tls = match (client_https, args.cert_file.or(file.cert_file), args.key_file.or(file.key_file)) {
+        (false, _, _) => None,
+        (true, Some(cert), Some(key)) => Some(TlsFiles { cert, key, trusted_ca, client_cert_auth }),
+        (true, _, _) => {
+            return Err(format!(
+                "TLS key/cert (--cert-file, --key-file) must be provided for client url {client_url} with HTTPS scheme"
+            ));
+        }
+    };
     // Without an explicit advertise URL, the listen URL is advertised (with
     // the port actually bound, once known, if it was 0).
     let advertise = args.advertise_client_urls.or(file.advertise_client_urls).unwrap_or_default();
@@ -196,6 +252,7 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
         auto_compaction_retention: args.auto_compaction_retention.or(file.auto_compaction_retention).unwrap_or(100_000),
         log_level: args.log_level.or(file.log_level).unwrap_or_else(|| "info,openraft=warn".into()),
         peer_dial_map: parse_dial_map(args.peer_dial_map.as_deref().unwrap_or(""))?,
+        tls,
     })
 }
 
@@ -211,6 +268,14 @@ fn parse_dial_map(spec: &str) -> Result<std::collections::HashMap<String, String
         .collect()
 }
 
+/// The client URL: its address, and whether it is `https`.
+fn parse_client_url(url: &str) -> Result<(SocketAddr, bool), String> {
+    match url.strip_prefix("https://") {
+        Some(rest) => Ok((parse_url(&format!("http://{rest}"), "--listen-client-urls")?, true)),
+        None => Ok((parse_url(url, "--listen-client-urls")?, false)),
+    }
+}
+
 /// `http://host:port` (one URL) to a socket address.
 fn parse_url(url: &str, flag: &str) -> Result<SocketAddr, String> {
     if url.contains(',') {
@@ -218,7 +283,9 @@ fn parse_url(url: &str, flag: &str) -> Result<SocketAddr, String> {
     }
     let rest = match url.split_once("://") {
         Some(("http", rest)) => rest,
-        Some(("https", _)) => return Err(format!("{flag}: TLS (https) is not supported yet: {url}")),
+        Some(("https", _)) => {
+            return Err(format!("{flag}: TLS (https) is served on client URLs only, not here yet: {url}"));
+        }
         Some((scheme, _)) => return Err(format!("{flag}: unsupported scheme {scheme}: {url}")),
         None => url,
     };
@@ -229,6 +296,8 @@ fn parse_url(url: &str, flag: &str) -> Result<SocketAddr, String> {
 
 pub async fn run(args: ServeArgs) -> Result<(), String> {
     let settings = settings(args)?;
+    // Unreadable TLS files stop the server before it opens anything.
+    let tls_config = settings.tls.as_ref().map(TlsFiles::load).transpose()?;
     let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level)
         .map_err(|e| format!("--log-level {}: {e}", settings.log_level))?;
     use std::io::IsTerminal;
@@ -275,7 +344,8 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     config.listen_peer = Some(concord::PeerListen::Bound(std::sync::Arc::new(peer_socket)));
     let bound_client = client_listener.local_addr().map_err(|e| e.to_string())?;
     config.advertise_client_urls = if settings.advertise_client_urls.is_empty() {
-        vec![format!("http://{bound_client}")]
+        let scheme = if settings.tls.is_some() { "https" } else { "http" };
+        vec![format!("{scheme}://{bound_client}")]
     } else {
         settings.advertise_client_urls.clone()
     };
@@ -314,8 +384,9 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
 
     let addr = client_listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%addr, name = %settings.name, data_dir = %settings.data_dir.display(), "serving the etcd v3 API");
+    let scheme = if settings.tls.is_some() { "https" } else { "http" };
     let client_urls = if settings.advertise_client_urls.is_empty() {
-        vec![format!("http://{addr}")]
+        vec![format!("{scheme}://{addr}")]
     } else {
         settings.advertise_client_urls
     };
@@ -323,6 +394,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         max_request_bytes: settings.max_request_bytes,
         max_concurrent_streams: settings.max_concurrent_streams,
         urls: MemberUrls { client_urls, peer_urls: settings.advertise_peer_urls },
+        tls: tls_config,
     };
     let mut stop = stop_rx;
     let shutdown = async move {

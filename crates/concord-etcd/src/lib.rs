@@ -35,8 +35,10 @@ pub mod pb;
 pub mod recipes;
 pub mod server;
 pub mod status;
+pub mod tls;
 pub mod watch;
 
 pub use cluster::MemberUrls;
 pub use metrics::Metrics;
 pub use server::{ServerOptions, serve};
+pub use tls::ClientTls;

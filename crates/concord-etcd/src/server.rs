@@ -7,6 +7,7 @@ use std::time::Duration;
 use concord::Concord;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 
@@ -37,18 +38,36 @@ const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 /// "request is too large" error rather than a transport-level refusal.
 const DECODE_HEADROOM: usize = 2;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerOptions {
     /// Largest request accepted, in bytes (etcd's `--max-request-bytes`).
     pub max_request_bytes: usize,
     /// Most concurrent HTTP/2 streams per client connection.
     pub max_concurrent_streams: u32,
     pub urls: MemberUrls,
+    /// Serve over TLS (an `https` client URL) with this.
+    pub tls: Option<TlsAcceptor>,
+}
+
+impl std::fmt::Debug for ServerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerOptions")
+            .field("max_request_bytes", &self.max_request_bytes)
+            .field("max_concurrent_streams", &self.max_concurrent_streams)
+            .field("urls", &self.urls)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        ServerOptions { max_request_bytes: 1536 * 1024, max_concurrent_streams: 1024, urls: MemberUrls::default() }
+        ServerOptions {
+            max_request_bytes: 1536 * 1024,
+            max_concurrent_streams: 1024,
+            urls: MemberUrls::default(),
+            tls: None,
+        }
     }
 }
 
@@ -83,15 +102,23 @@ pub async fn serve(
         .merge(crate::gateway::routes(services(Routes::default()), max))
         .fallback(unimplemented);
     let routes = services(Routes::from(http));
-    let server = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .accept_http1(true)
         .max_concurrent_streams(options.max_concurrent_streams)
         .tcp_nodelay(true)
-        .add_routes(routes)
-        // Nagle off on every accepted connection (the builder's tcp_nodelay
-        // only applies to listeners tonic binds itself): small responses
-        // must not wait for delayed ACKs.
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), signal);
+        .add_routes(routes);
+    let server: std::pin::Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> =
+        match options.tls.clone() {
+            // Nagle off on every accepted connection (the builder's
+            // tcp_nodelay only applies to listeners tonic binds itself):
+            // small responses must not wait for delayed ACKs.
+            None => Box::pin(
+                router.serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), signal),
+            ),
+            Some(acceptor) => {
+                Box::pin(router.serve_with_incoming_shutdown(crate::tls::incoming(listener, acceptor), signal))
+            }
+        };
     let mut stopped = stopping;
     let grace_over = async move {
         let _ = stopped.wait_for(|s| *s).await;

@@ -1,0 +1,180 @@
+//! Client TLS as etcd serves it: an `https` client URL with `--cert-file`
+//! and `--key-file`; with `--trusted-ca-file` and `--client-cert-auth`, only
+//! clients with a certificate the CA signed get in. Checked with the real
+//! etcdctl and its `--cacert` / `--cert` / `--key`; certificates are made
+//! for the test (a CA, a server certificate for 127.0.0.1, a client one).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{free_port, run_bounded, stderr, stdout};
+use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+
+/// PEM files in `dir`: ca.pem, server.pem/server.key, client.pem/client.key,
+/// and other-ca.pem (a CA that signed nothing here).
+fn certificates(dir: &Path) {
+    let ca = |name: &str| {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        let cert = params.self_signed(&key).unwrap();
+        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+        (cert, key)
+    };
+    let (ca_cert, ca_key) = ca("ca");
+    ca("other-ca");
+    for (name, sans) in [("server", vec!["127.0.0.1".to_string(), "localhost".into()]), ("client", vec![])] {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(sans).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        let cert = params.signed_by(&key, &ca_cert, &ca_key).unwrap();
+        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+    }
+}
+
+struct TlsServer {
+    child: Child,
+    endpoint: String,
+    dir: PathBuf,
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl TlsServer {
+    fn start(dir: &Path, extra: &[String]) -> TlsServer {
+        let port = free_port();
+        let log = std::fs::File::create(dir.join("server.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_concord"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .arg(format!("--listen-client-urls=https://127.0.0.1:{port}"))
+            .arg("--listen-peer-urls=http://127.0.0.1:0")
+            .arg(format!("--cert-file={}", dir.join("server.pem").display()))
+            .arg(format!("--key-file={}", dir.join("server.key").display()))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        TlsServer { child, endpoint: format!("https://127.0.0.1:{port}"), dir: dir.to_path_buf() }
+    }
+
+    fn etcdctl(&self, tls: &[&str], args: &[&str]) -> std::process::Output {
+        let tls: Vec<String> = tls.iter().map(|a| a.replace("{dir}", &self.dir.display().to_string())).collect();
+        run_bounded(
+            Command::new(common::etcdctl_path())
+                .env("ETCDCTL_API", "3")
+                .arg(format!("--endpoints={}", self.endpoint))
+                .arg("--dial-timeout=2s")
+                .arg("--command-timeout=5s")
+                .args(&tls)
+                .args(args),
+        )
+    }
+
+    /// Waits until etcdctl with `tls` can write.
+    fn wait_ready(&mut self, tls: &[&str]) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self.etcdctl(tls, &["put", "ready", "yes"]).status.success() {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "concord serve exited ({status}): {}",
+                    std::fs::read_to_string(self.dir.join("server.log")).unwrap()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("no TLS answer: {}", std::fs::read_to_string(self.dir.join("server.log")).unwrap());
+    }
+}
+
+#[test]
+fn clients_reach_an_https_url_with_the_servers_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    let mut s = TlsServer::start(dir.path(), &[]);
+    let ca = ["--cacert={dir}/ca.pem"];
+    s.wait_ready(&ca);
+    let got = s.etcdctl(&ca, &["get", "ready", "--print-value-only"]);
+    assert_eq!(stdout(&got), "yes\n", "{}", stderr(&got));
+    // The member advertises its https URL.
+    let members = s.etcdctl(&ca, &["member", "list"]);
+    assert!(stdout(&members).contains(&s.endpoint), "{}", stdout(&members));
+    // HTTP/1.1 over TLS too, on the same port (health probes, the JSON gateway).
+    for http in ["--http1.1", "--http2"] {
+        let health = run_bounded(Command::new("curl").args([
+            "-sS",
+            http,
+            "--cacert",
+            dir.path().join("ca.pem").to_str().unwrap(),
+            &format!("{}/health", s.endpoint),
+        ]));
+        assert_eq!(stdout(&health).trim_end(), r#"{"health":"true"}"#, "{http}: {}", stderr(&health));
+    }
+    // A client that does not trust the server's CA is refused.
+    let untrusted = s.etcdctl(&["--cacert={dir}/other-ca.pem"], &["get", "ready"]);
+    assert!(!untrusted.status.success());
+    // Plain HTTP/2 to the TLS port gets nowhere.
+    let plain = run_bounded(
+        Command::new(common::etcdctl_path())
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", s.endpoint.replace("https://", "http://")))
+            .args(["--dial-timeout=2s", "--command-timeout=3s", "get", "ready"]),
+    );
+    assert!(!plain.status.success());
+}
+
+#[test]
+fn client_cert_auth_admits_only_clients_the_ca_signed() {
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    let ca_flag = format!("--trusted-ca-file={}", dir.path().join("ca.pem").display());
+    let mut s = TlsServer::start(dir.path(), &[ca_flag, "--client-cert-auth".into()]);
+    let with_cert = ["--cacert={dir}/ca.pem", "--cert={dir}/client.pem", "--key={dir}/client.key"];
+    s.wait_ready(&with_cert);
+    let got = s.etcdctl(&with_cert, &["get", "ready", "--print-value-only"]);
+    assert_eq!(stdout(&got), "yes\n", "{}", stderr(&got));
+    let without = s.etcdctl(&["--cacert={dir}/ca.pem"], &["get", "ready"]);
+    assert!(!without.status.success(), "a client without a certificate got in");
+}
+
+#[test]
+fn an_https_url_without_a_certificate_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_bounded(Command::new(env!("CARGO_BIN_EXE_concord")).args([
+        "serve",
+        "--data-dir",
+        dir.path().join("data").to_str().unwrap(),
+        "--listen-client-urls=https://127.0.0.1:0",
+    ]));
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(
+            "TLS key/cert (--cert-file, --key-file) must be provided for client url https://127.0.0.1:0 with HTTPS scheme"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dir.path().join("data").exists(), "a refused start wrote a data directory");
+    let out = run_bounded(Command::new(env!("CARGO_BIN_EXE_concord")).args([
+        "serve",
+        "--data-dir",
+        dir.path().join("data").to_str().unwrap(),
+        "--client-cert-auth",
+    ]));
+    assert!(!out.status.success() && stderr(&out).contains("--client-cert-auth needs --trusted-ca-file"));
+}
