@@ -11,13 +11,13 @@ use concord_etcd::pb::etcdserverpb::cluster_client::ClusterClient;
 use concord_etcd::pb::etcdserverpb::kv_client::KvClient;
 use concord_etcd::pb::etcdserverpb::lease_client::LeaseClient;
 use concord_etcd::pb::etcdserverpb::watch_client::WatchClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::output::Printer;
 
 #[derive(Args, Debug, Clone)]
 pub struct Connection {
-    /// Endpoint to talk to (host:port or http://host:port); the first of a
+    /// Endpoint to talk to (host:port, http://host:port or https://host:port); the first of a
     /// comma-separated list that answers is used.
     #[arg(long, global = true, env = "CONCORD_ENDPOINTS", default_value = "127.0.0.1:2379")]
     endpoints: String,
@@ -27,6 +27,51 @@ pub struct Connection {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// Verify the server's TLS certificate with this CA (PEM) instead of the
+    /// system's; given (or with an `https://` endpoint), the connection is TLS.
+    #[arg(long, global = true, env = "CONCORD_CACERT")]
+    cacert: Option<std::path::PathBuf>,
+    /// This client's certificate (PEM), for servers with --client-cert-auth.
+    #[arg(long = "cert", id = "tls_cert", global = true, env = "CONCORD_CERT", requires = "tls_key")]
+    cert: Option<std::path::PathBuf>,
+    /// The key of --cert (PEM).
+    #[arg(long = "key", id = "tls_key", global = true, env = "CONCORD_KEY", requires = "tls_cert")]
+    key: Option<std::path::PathBuf>,
+}
+
+impl Connection {
+    /// Whether to speak TLS to an endpoint written as `endpoint`.
+    fn tls_for(&self, endpoint: &str) -> bool {
+        endpoint.starts_with("https://") || self.cacert.is_some() || self.cert.is_some()
+    }
+
+    /// The endpoint to dial for `endpoint` (`host:port`, `http://…` or
+    /// `https://…`), with TLS set up when it is asked for.
+    fn endpoint(&self, endpoint: &str) -> Result<Endpoint, String> {
+        let tls = self.tls_for(endpoint);
+        let url = match endpoint.split_once("://") {
+            Some((_, rest)) if tls => format!("https://{rest}"),
+            Some(_) => endpoint.to_string(),
+            None if tls => format!("https://{endpoint}"),
+            None => format!("http://{endpoint}"),
+        };
+        let ep = Endpoint::from_shared(url).map_err(|e| format!("bad endpoint {endpoint}: {e}"))?;
+        if !tls {
+            return Ok(ep);
+        }
+        let read = |path: &std::path::Path, flag: &str| {
+            std::fs::read(path).map_err(|e| format!("cannot read {flag} {}: {e}", path.display()))
+        };
+        let mut config = ClientTlsConfig::new();
+        config = match &self.cacert {
+            Some(ca) => config.ca_certificate(Certificate::from_pem(read(ca, "--cacert")?)),
+            None => config.with_native_roots(),
+        };
+        if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
+            config = config.identity(Identity::from_pem(read(cert, "--cert")?, read(key, "--key")?));
+        }
+        ep.tls_config(config).map_err(|e| format!("TLS for {endpoint}: {e}"))
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -60,11 +105,7 @@ async fn connect(conn: &Connection) -> Result<Clients, String> {
     let timeout = Duration::from_secs(conn.command_timeout.max(1));
     let mut last_error = String::from("no endpoint given");
     for endpoint in conn.endpoints.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let url = if endpoint.contains("://") { endpoint.to_string() } else { format!("http://{endpoint}") };
-        let ep = Endpoint::from_shared(url.clone())
-            .map_err(|e| format!("bad endpoint {endpoint}: {e}"))?
-            .connect_timeout(timeout)
-            .timeout(timeout);
+        let ep = conn.endpoint(endpoint)?.connect_timeout(timeout).timeout(timeout);
         match ep.connect().await {
             Ok(channel) => {
                 return Ok(Clients {
@@ -87,9 +128,7 @@ pub async fn long_lived_channel(conn: &Connection) -> Result<Channel, String> {
     let timeout = Duration::from_secs(conn.command_timeout.max(1));
     let mut last_error = String::from("no endpoint given");
     for endpoint in conn.endpoints.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let url = if endpoint.contains("://") { endpoint.to_string() } else { format!("http://{endpoint}") };
-        let ep = Endpoint::from_shared(url).map_err(|e| format!("bad endpoint {endpoint}: {e}"))?;
-        match ep.connect_timeout(timeout).connect().await {
+        match conn.endpoint(endpoint)?.connect_timeout(timeout).connect().await {
             Ok(channel) => return Ok(channel),
             Err(e) => last_error = format!("cannot connect to {endpoint}: {e}"),
         }

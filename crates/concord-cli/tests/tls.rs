@@ -70,6 +70,17 @@ impl TlsServer {
         TlsServer { child, endpoint: format!("https://127.0.0.1:{port}"), dir: dir.to_path_buf() }
     }
 
+    /// Concord's own client subcommands, with `tls` flags.
+    fn concord(&self, tls: &[&str], args: &[&str]) -> std::process::Output {
+        let tls: Vec<String> = tls.iter().map(|a| a.replace("{dir}", &self.dir.display().to_string())).collect();
+        run_bounded(
+            Command::new(env!("CARGO_BIN_EXE_concord"))
+                .args(args)
+                .arg(format!("--endpoints={}", self.endpoint))
+                .args(&tls),
+        )
+    }
+
     fn etcdctl(&self, tls: &[&str], args: &[&str]) -> std::process::Output {
         let tls: Vec<String> = tls.iter().map(|a| a.replace("{dir}", &self.dir.display().to_string())).collect();
         run_bounded(
@@ -125,6 +136,13 @@ fn clients_reach_an_https_url_with_the_servers_ca() {
         ]));
         assert_eq!(stdout(&health).trim_end(), r#"{"health":"true"}"#, "{http}: {}", stderr(&health));
     }
+    // Concord's own client, and a backup over TLS.
+    let put = s.concord(&ca, &["put", "by-concord", "v"]);
+    assert!(put.status.success(), "{}", stderr(&put));
+    assert_eq!(stdout(&s.concord(&ca, &["get", "by-concord"])).trim_end(), "by-concord\nv");
+    let backup = dir.path().join("backup.db");
+    let saved = s.concord(&ca, &["snapshot", "save", backup.to_str().unwrap()]);
+    assert!(saved.status.success(), "{}", stderr(&saved));
     // A client that does not trust the server's CA is refused.
     let untrusted = s.etcdctl(&["--cacert={dir}/other-ca.pem"], &["get", "ready"]);
     assert!(!untrusted.status.success());
@@ -150,6 +168,9 @@ fn client_cert_auth_admits_only_clients_the_ca_signed() {
     assert_eq!(stdout(&got), "yes\n", "{}", stderr(&got));
     let without = s.etcdctl(&["--cacert={dir}/ca.pem"], &["get", "ready"]);
     assert!(!without.status.success(), "a client without a certificate got in");
+    let by_concord = s.concord(&with_cert, &["get", "ready"]);
+    assert_eq!(stdout(&by_concord).trim_end(), "ready\nyes", "{}", stderr(&by_concord));
+    assert!(!s.concord(&["--cacert={dir}/ca.pem"], &["get", "ready"]).status.success());
 }
 
 #[test]
