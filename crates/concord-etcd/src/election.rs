@@ -94,33 +94,17 @@ impl Election for ElectionService {
                 let prefix = recipes::prefix(&req.name);
                 let lease = recipes::session_lease(&self.db, req.lease).await?;
                 let key = recipes::session_key(&prefix, lease);
-                let joined = recipes::txn(
-                    &self.db,
-                    pb::TxnRequest {
-                        compare: vec![recipes::created_at(&key, 0)],
-                        success: vec![recipes::put_op(&key, req.value.clone(), lease, false)],
-                        failure: vec![recipes::get_op(&key)],
-                    },
-                )
-                .await?;
-                let joined_header = joined.header.unwrap_or_default();
-                let mut rev = joined_header.revision;
-                let withdraw = if joined.succeeded {
-                    Withdraw::new(&self.db, key.clone(), rev)
-                } else {
-                    // This session already campaigns: keep its place, take the new value.
-                    let existing = recipes::first_kv(&joined, 0).cloned().unwrap_or_default();
-                    rev = existing.create_revision;
-                    let withdraw = Withdraw::new(&self.db, key.clone(), rev);
-                    if existing.value != req.value {
-                        self.proclaim_value(&key, rev, req.value.clone()).await?;
-                    }
-                    withdraw
-                };
+                let joined = recipes::join(&self.db, &key, req.value.clone(), lease).await?;
+                let rev = joined.revision;
+                let withdraw = Withdraw::new(&self.db, key.clone(), rev);
+                // A session already campaigning keeps its place and takes the new value.
+                if joined.existing.is_some_and(|kv| kv.value != req.value) {
+                    self.proclaim_value(&key, rev, req.value.clone()).await?;
+                }
                 recipes::wait_deletes(&self.db, &prefix, rev - 1, &self.stopping).await?;
                 withdraw.disarm();
                 let leader = LeaderKey { name: req.name, key, rev, lease };
-                Ok(Response::new(CampaignResponse { header: Some(joined_header), leader: Some(leader) }))
+                Ok(Response::new(CampaignResponse { header: Some(joined.header), leader: Some(leader) }))
             })
             .await
     }

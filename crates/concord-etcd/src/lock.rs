@@ -15,7 +15,6 @@ use tonic::{Request, Response, Status};
 use crate::authz;
 use crate::header::header;
 use crate::metrics::Metrics;
-use crate::pb::etcdserverpb as pb;
 use crate::pb::v3lockpb::{LockRequest, LockResponse, UnlockRequest, UnlockResponse, lock_server::Lock};
 use crate::recipes::{self, Withdraw};
 use crate::status::to_status;
@@ -46,20 +45,7 @@ impl Lock for LockService {
                 let lease = recipes::session_lease(&self.db, req.lease).await?;
                 let key = recipes::session_key(&prefix, lease);
                 // Join the queue (or find this session already in it).
-                let joined = recipes::txn(
-                    &self.db,
-                    pb::TxnRequest {
-                        compare: vec![recipes::created_at(&key, 0)],
-                        success: vec![recipes::put_op(&key, Default::default(), lease, false)],
-                        failure: vec![recipes::get_op(&key)],
-                    },
-                )
-                .await?;
-                let joined_header = joined.header.unwrap_or_default();
-                let my_revision = match joined.succeeded {
-                    true => joined_header.revision,
-                    false => recipes::first_kv(&joined, 0).map_or(joined_header.revision, |kv| kv.create_revision),
-                };
+                let my_revision = recipes::join(&self.db, &key, Default::default(), lease).await?.revision;
                 let withdraw = Withdraw::new(&self.db, key.clone(), my_revision);
                 let header = recipes::wait_deletes(&self.db, &prefix, my_revision - 1, &self.stopping).await?;
                 withdraw.disarm();

@@ -92,6 +92,33 @@ pub fn first_kv(resp: &pb::TxnResponse, index: usize) -> Option<&crate::pb::mvcc
     }
 }
 
+/// A session's place in the queue under a name: its key, put with `value`
+/// and `lease` unless the session is already there.
+pub struct Joined {
+    /// The header of the transaction that joined (or found the key).
+    pub header: pb::ResponseHeader,
+    /// The key's create revision: its place in the queue.
+    pub revision: i64,
+    /// The key as it was when the session was already there.
+    pub existing: Option<crate::pb::mvccpb::KeyValue>,
+}
+
+pub async fn join(db: &Concord, key: &Bytes, value: Bytes, lease: i64) -> Result<Joined, Status> {
+    let resp = txn(
+        db,
+        pb::TxnRequest {
+            compare: vec![created_at(key, 0)],
+            success: vec![put_op(key, value, lease, false)],
+            failure: vec![get_op(key)],
+        },
+    )
+    .await?;
+    let header = resp.header.unwrap_or_default();
+    let existing = if resp.succeeded { None } else { first_kv(&resp, 0).cloned() };
+    let revision = existing.as_ref().map_or(header.revision, |kv| kv.create_revision);
+    Ok(Joined { header, revision, existing })
+}
+
 /// Every key under `prefix` (linearizable), with the revision read at.
 pub async fn keys_under(db: &Concord, prefix: &Bytes) -> Result<(Vec<KeyValue>, i64), Status> {
     let resp = db
