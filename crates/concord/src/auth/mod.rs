@@ -329,7 +329,7 @@ fn covers(granted: &[(Bytes, Option<Bytes>)], wanted: &(Bytes, Option<Bytes>)) -
 }
 
 /// Permissions are kept sorted by range (start, then end).
-fn range_order(a: &KeyRange, b: &KeyRange) -> std::cmp::Ordering {
+pub(crate) fn range_order(a: &KeyRange, b: &KeyRange) -> std::cmp::Ordering {
     interval(a).cmp(&interval(b))
 }
 

@@ -277,6 +277,14 @@ struct PageNode {
 }
 
 impl PageNode {
+    /// An inline bucket's page, as its parent's value holds it.
+    fn inline(page: &[u8]) -> Result<PageNode, String> {
+        let header = page.get(..PAGE_HEADER).ok_or("an inline bolt bucket is short")?;
+        let flags = u16::from_le_bytes([header[8], header[9]]);
+        let count = u16::from_le_bytes([header[10], header[11]]) as usize;
+        Ok(PageNode { flags, count, bytes: page.to_vec() })
+    }
+
     /// Element `i`'s key and (for a leaf) flags and value, or (for a
     /// branch) the child's page id in the value's place.
     fn element(&self, i: usize) -> Result<(u32, &[u8], &[u8]), String> {
@@ -338,17 +346,18 @@ impl BoltFile {
         Ok(PageNode { flags, count, bytes })
     }
 
-    /// The root page of the top-level bucket `name`, if there is one.
-    pub fn bucket(&self, name: &[u8]) -> Result<Option<u64>, String> {
-        Ok(self.buckets()?.into_iter().find(|(n, _)| n == name).map(|(_, root)| root))
+    /// The top-level bucket `name`, if there is one.
+    pub fn bucket(&self, name: &[u8]) -> Result<Option<Bucket>, String> {
+        Ok(self.buckets()?.into_iter().find(|(n, _)| n == name).map(|(_, bucket)| bucket))
     }
 
-    /// The top-level buckets: each name and root page, in name order.
-    pub fn buckets(&self) -> Result<Vec<(Vec<u8>, u64)>, String> {
+    /// The top-level buckets, in name order.
+    pub fn buckets(&self) -> Result<Vec<(Vec<u8>, Bucket)>, String> {
         let mut buckets = Vec::new();
-        self.for_each_leaf(self.root, &mut |flags, key, value| {
-            if flags & BUCKET_ELEMENT != 0 && value.len() >= 8 {
-                buckets.push((key.to_vec(), u64::from_le_bytes(value[..8].try_into().expect("8 bytes"))));
+        self.for_each_leaf(&Bucket::Pages(self.root), &mut |flags, key, value| {
+            if flags & BUCKET_ELEMENT != 0 {
+                let bucket = Bucket::from_value(value).ok_or("a bolt bucket header is short")?;
+                buckets.push((key.to_vec(), bucket));
             }
             Ok(())
         })?;
@@ -360,14 +369,18 @@ impl BoltFile {
         self.pages * PAGE_SIZE
     }
 
-    /// The leaf pages under `root`, in key order.
-    pub fn leaves(&self, root: u64) -> Result<Vec<u64>, String> {
+    /// The leaves of `bucket`, in key order.
+    pub fn leaves(&self, bucket: &Bucket) -> Result<Vec<Leaf>, String> {
+        let root = match bucket {
+            Bucket::Inline(page) => return Ok(vec![Leaf::Inline(page.clone())]),
+            Bucket::Pages(root) => *root,
+        };
         let mut leaves = Vec::new();
         let mut stack = vec![root];
         while let Some(id) = stack.pop() {
             let node = self.node(id)?;
             if node.flags & LEAF_PAGE != 0 {
-                leaves.push(id);
+                leaves.push(Leaf::Page(id));
                 continue;
             }
             for i in (0..node.count).rev() {
@@ -378,11 +391,14 @@ impl BoltFile {
         Ok(leaves)
     }
 
-    /// Calls `f` with each entry of the leaf page `id`: flags, key, value.
-    pub fn for_each_in_leaf(&self, id: u64, f: &mut EntryVisitor<'_>) -> Result<(), String> {
-        let node = self.node(id)?;
+    /// Calls `f` with each entry of `leaf`: flags, key, value.
+    pub fn for_each_in_leaf(&self, leaf: &Leaf, f: &mut EntryVisitor<'_>) -> Result<(), String> {
+        let node = match leaf {
+            Leaf::Page(id) => self.node(*id)?,
+            Leaf::Inline(page) => PageNode::inline(page)?,
+        };
         if node.flags & LEAF_PAGE == 0 {
-            return Err(format!("bolt page {id} is not a leaf"));
+            return Err("a bolt leaf is not a leaf page".into());
         }
         for i in 0..node.count {
             let (flags, key, value) = node.element(i)?;
@@ -391,13 +407,40 @@ impl BoltFile {
         Ok(())
     }
 
-    /// Calls `f` with each entry under `root`, in key order.
-    pub fn for_each_leaf(&self, root: u64, f: &mut EntryVisitor<'_>) -> Result<(), String> {
-        for leaf in self.leaves(root)? {
-            self.for_each_in_leaf(leaf, f)?;
+    /// Calls `f` with each entry of `bucket`, in key order.
+    pub fn for_each_leaf(&self, bucket: &Bucket, f: &mut EntryVisitor<'_>) -> Result<(), String> {
+        for leaf in self.leaves(bucket)? {
+            self.for_each_in_leaf(&leaf, f)?;
         }
         Ok(())
     }
+}
+
+/// Where a bucket's entries are: its own pages, or — a small bucket, as
+/// bbolt keeps them — one page stored inline in its parent's value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bucket {
+    Pages(u64),
+    Inline(Vec<u8>),
+}
+
+impl Bucket {
+    /// A bucket header (root page, sequence) and, for root page 0, the
+    /// inline page after it.
+    fn from_value(value: &[u8]) -> Option<Bucket> {
+        let root = u64::from_le_bytes(value.get(..8)?.try_into().ok()?);
+        match root {
+            0 => Some(Bucket::Inline(value.get(16..)?.to_vec())),
+            root => Some(Bucket::Pages(root)),
+        }
+    }
+}
+
+/// One leaf of a bucket: a page of the file, or an inline bucket's page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Leaf {
+    Page(u64),
+    Inline(Vec<u8>),
 }
 
 fn read_at(file: &std::fs::File, offset: u64, buf: &mut [u8]) -> Result<(), String> {
@@ -435,8 +478,8 @@ mod tests {
         let file = BoltFile::open(std::fs::File::open(path.path()).unwrap()).unwrap().unwrap();
         let root = file.bucket(name).unwrap()?;
         let mut entries = Vec::new();
-        for leaf in file.leaves(root).unwrap() {
-            file.for_each_in_leaf(leaf, &mut |_, k, v| {
+        for leaf in file.leaves(&root).unwrap() {
+            file.for_each_in_leaf(&leaf, &mut |_, k, v| {
                 entries.push((k.to_vec(), v.to_vec()));
                 Ok(())
             })

@@ -186,7 +186,7 @@ pub(super) fn status(db: &BoltFile) -> Result<EtcdStatus, String> {
     for (name, root) in db.buckets()? {
         hash = crc32c::crc32c_append(hash, &name);
         let is_key = name == b"key";
-        db.for_each_leaf(root, &mut |_, key, value| {
+        db.for_each_leaf(&root, &mut |_, key, value| {
             hash = crc32c::crc32c_append(hash, key);
             hash = crc32c::crc32c_append(hash, value);
             if is_key && key.len() >= 8 {

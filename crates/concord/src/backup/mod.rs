@@ -31,6 +31,7 @@
 
 pub mod bolt;
 mod etcd;
+mod etcd_import;
 
 pub use etcd::EtcdStatus;
 
@@ -210,7 +211,10 @@ pub struct BackupStatus {
 pub fn status(path: &Path) -> Result<BackupStatus> {
     let size = std::fs::metadata(path).map_err(|e| cannot_read(path, e))?.len();
     let digest = verify(path, size)?;
-    let (header, _) = read_header(path)?;
+    let header = match etcd_snapshot(path)? {
+        Some(db) => etcd_import::read(&db).map_err(|e| not_readable(path, e))?.0,
+        None => read_header(path)?.0,
+    };
     let etcd = match BoltFile::open(open(path)?).map_err(|e| cannot_read(path, e))? {
         Some(db) => Some(etcd::status(&db).map_err(|e| cannot_read(path, e))?),
         None => None,
@@ -218,13 +222,30 @@ pub fn status(path: &Path) -> Result<BackupStatus> {
     Ok(BackupStatus { header, size, sha256: digest, etcd })
 }
 
-/// The header and the state a backup holds (checksum checked first).
+/// The header and the state a backup holds (checksum checked first); an
+/// etcd snapshot is read from etcd's buckets (`etcd_import`).
 pub fn read(path: &Path) -> Result<(BackupHeader, State)> {
     status(path)?;
+    if let Some(db) = etcd_snapshot(path)? {
+        return etcd_import::read(&db).map_err(|e| not_readable(path, e));
+    }
     let (header, _) = read_header(path)?;
     let state = State::decode_snapshot_from(|| read_header(path).map(|(_, state)| state).map_err(|e| e.to_string()))
         .map_err(|e| Error::InvalidRequest(format!("{}: {e}", path.display())))?;
     Ok((header, state))
+}
+
+/// The file's bolt database if it is an etcd snapshot (no `concord` bucket).
+fn etcd_snapshot(path: &Path) -> Result<Option<BoltFile>> {
+    let Some(db) = BoltFile::open(open(path)?).map_err(|e| cannot_read(path, e))? else { return Ok(None) };
+    match db.bucket(CONCORD_BUCKET).map_err(|e| cannot_read(path, e))? {
+        Some(_) => Ok(None),
+        None => Ok(Some(db)),
+    }
+}
+
+fn not_readable(path: &Path, e: String) -> Error {
+    Error::InvalidRequest(format!("{}: an etcd snapshot Concord cannot take: {e}", path.display()))
 }
 
 fn open(path: &Path) -> Result<std::fs::File> {
@@ -270,21 +291,21 @@ impl Write for HashSink<'_> {
 /// Concord's encoding in a backup, from its start: the `concord` bucket's
 /// entries in order, or (a file from before the bolt container) the file.
 fn payload(path: &Path) -> Result<Box<dyn Read>> {
-    let not_backup = |why: &str| Error::InvalidRequest(format!("{} is not a Concord backup{why}", path.display()));
     let Some(db) = BoltFile::open(open(path)?).map_err(|e| cannot_read(path, e))? else {
         return Ok(Box::new(std::io::BufReader::new(open(path)?)));
     };
-    let root = db.bucket(CONCORD_BUCKET).map_err(|e| cannot_read(path, e))?.ok_or_else(|| {
-        not_backup(": an etcd snapshot (Concord restores the backups Concord writes; it has no `concord` bucket)")
-    })?;
-    let leaves = db.leaves(root).map_err(|e| cannot_read(path, e))?;
+    let root = db
+        .bucket(CONCORD_BUCKET)
+        .map_err(|e| cannot_read(path, e))?
+        .ok_or_else(|| Error::InvalidRequest(format!("{} is not a Concord backup", path.display())))?;
+    let leaves = db.leaves(&root).map_err(|e| cannot_read(path, e))?;
     Ok(Box::new(ChunkReader { db, leaves: leaves.into_iter(), chunk: Vec::new(), at: 0 }))
 }
 
 /// Reads the values of a bucket's leaves one after the other.
 struct ChunkReader {
     db: BoltFile,
-    leaves: std::vec::IntoIter<u64>,
+    leaves: std::vec::IntoIter<bolt::Leaf>,
     chunk: Vec<u8>,
     at: usize,
 }
@@ -297,7 +318,7 @@ impl Read for ChunkReader {
             self.at = 0;
             let chunk = &mut self.chunk;
             self.db
-                .for_each_in_leaf(leaf, &mut |_, _, value| {
+                .for_each_in_leaf(&leaf, &mut |_, _, value| {
                     chunk.extend_from_slice(value);
                     Ok(())
                 })
@@ -459,6 +480,56 @@ mod tests {
 
     fn status_err(path: &Path) -> String {
         status(path).unwrap_err().to_string()
+    }
+
+    /// etcd's buckets alone for `state`, and their checksum: what an etcd
+    /// snapshot holds.
+    fn write_etcd_snapshot(path: &Path, state: &State) {
+        let write = |plan: BoltSummary, out: &mut dyn Write| {
+            let mut db = BoltWriter::new(out, plan).unwrap();
+            etcd::write_buckets(&mut db, state, 7).unwrap();
+            db.finish().unwrap()
+        };
+        let plan = write(BoltSummary::default(), &mut std::io::sink());
+        let mut bytes = Vec::new();
+        write(plan, &mut bytes);
+        let digest = Sha256::digest(&bytes);
+        bytes.extend_from_slice(&digest);
+        std::fs::write(path, &bytes).unwrap();
+    }
+
+    /// An etcd snapshot (etcd's buckets only, as etcd writes them) reads
+    /// as the state they were written from.
+    #[test]
+    fn an_etcd_snapshot_reads_as_the_state_it_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("etcd.db");
+        let mut state = state();
+        let lease = state.leases.grant(Some(0x5eed), 60, 104, false).unwrap().generation;
+        state.leases.checkpoint(0x5eed, lease, 42_000);
+        state.kv.put(105, &Bytes::from_static(b"leased"), Some(Bytes::from_static(b"x")), 0x5eed);
+        state.kv.commit_revision(105);
+        state.leases.attach(0x5eed, &Bytes::from_static(b"leased"));
+        state
+            .auth
+            .users
+            .insert("ann".into(), crate::auth::User { password_hash: Some("$2b$10$x".into()), ..Default::default() });
+        write_etcd_snapshot(&path, &state);
+
+        let (header, read_state) = read(&path).unwrap();
+        assert_eq!(read_state.kv, state.kv);
+        assert_eq!((header.revision, header.compact_revision, header.raft_index), (105, 50, 7));
+        let lease = read_state.leases.get(0x5eed).unwrap();
+        assert_eq!((lease.ttl_secs, lease.remaining_ms), (60, 42_000));
+        assert_eq!(lease.keys.iter().collect::<Vec<_>>(), [&Bytes::from_static(b"leased")]);
+        assert_eq!(read_state.auth.users["ann"].password_hash.as_deref(), Some("$2b$10$x"));
+        assert_eq!(status(&path).unwrap().header, header);
+
+        // A key attached to a lease the snapshot lacks is refused, not half taken.
+        state.leases.remove(0x5eed);
+        write_etcd_snapshot(&path, &state);
+        let refused = read(&path).unwrap_err().to_string();
+        assert!(refused.contains("which the snapshot does not have"), "{refused}");
     }
 
     /// Files written before backups were bolt files: the bare stream padded

@@ -24,7 +24,7 @@ use std::ops::Bound;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-pub(crate) use key_history::{KEY_OVERHEAD, KeyHistory, VERSION_OVERHEAD, to_kv};
+pub(crate) use key_history::{KEY_OVERHEAD, KeyHistory, LiveVersion, VERSION_OVERHEAD, to_kv};
 
 use crate::command::{ApplyError, RangeRequest, RangeResponse};
 use crate::types::{Event, EventKind, KeyRange, KeyValue, LeaseId, RangeEnd, Revision, WatchEvent};
@@ -389,6 +389,47 @@ impl KvStore {
             }
         }
         Ok((hasher.finalize(), self.compact_revision))
+    }
+
+    /// A store rebuilt from its stored versions — an etcd snapshot's `key`
+    /// bucket, in revision order — with history from `compact_revision` on.
+    /// Refuses versions that break the store's invariants (out of order, a
+    /// history that starts with or repeats a deletion) instead of storing them.
+    pub(crate) fn from_versions(
+        versions: impl IntoIterator<Item = (Revision, Bytes, Option<key_history::LiveVersion>)>,
+        compact_revision: Revision,
+    ) -> Result<KvStore, String> {
+        let mut store = KvStore { compact_revision, ..KvStore::default() };
+        let mut last = 0;
+        for (revision, key, live) in versions {
+            if revision <= 0 || revision < last {
+                return Err(format!("revision {revision} is out of order (after {last})"));
+            }
+            last = revision;
+            let history = store.keys.entry(key.clone()).or_default();
+            match (history.versions.last(), &live) {
+                (Some(prev), _) if prev.mod_revision >= revision => {
+                    return Err(format!("key {key:?} has two versions at revision {revision}"));
+                }
+                (Some(prev), None) if prev.live.is_none() => {
+                    return Err(format!("key {key:?} is deleted twice in a row (revision {revision})"));
+                }
+                (None, None) => return Err(format!("the history of key {key:?} starts with a deletion")),
+                _ => {}
+            }
+            match (history.latest().is_some(), live.is_some()) {
+                (false, true) => store.live_keys += 1,
+                (true, false) => store.live_keys -= 1,
+                _ => {}
+            }
+            history.versions.push(key_history::Version { mod_revision: revision, live });
+            if revision >= compact_revision {
+                store.changes.push_back((revision, key));
+            }
+        }
+        store.revision = last.max(compact_revision).max(1);
+        store.recount_bytes();
+        Ok(store)
     }
 
     /// Every stored version (since the compaction) as `(mod_revision, key,
