@@ -330,7 +330,9 @@ impl BoltFile {
     }
 
     fn node(&self, id: u64) -> Result<PageNode, String> {
-        if id < FIRST_DATA_PAGE || id >= self.pages {
+        // Pages 0 and 1 are the meta pages; any other may hold a node (in a
+        // file bbolt wrote, the freelist moves and page 2 is reused).
+        if id < 2 || id >= self.pages {
             return Err(format!("bolt page {id} is out of bounds"));
         }
         let mut header = [0u8; PAGE_HEADER];

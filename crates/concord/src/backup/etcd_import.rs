@@ -111,18 +111,14 @@ fn main_revision(bytes: &[u8]) -> Result<Revision, String> {
     Ok(i64::from_be_bytes(main.try_into().expect("8 bytes")))
 }
 
-/// The state an etcd snapshot holds, and a header describing it.
-pub(super) fn read(db: &BoltFile) -> Result<(BackupHeader, State), String> {
+/// The keys of a bolt file's `key` bucket, with the compaction point from
+/// `meta`: the store they make.
+pub(super) fn read_kv(db: &BoltFile) -> Result<KvStore, String> {
     let meta: BTreeMap<Vec<u8>, Vec<u8>> = entries(db, b"meta")?.into_iter().collect();
     let compact_revision = match meta.get(b"finishedCompactRev".as_slice()) {
         Some(bytes) => main_revision(bytes)?,
         None => 0,
     };
-    let raft_index = match meta.get(b"consistent_index".as_slice()) {
-        Some(bytes) if bytes.len() == 8 => u64::from_be_bytes(bytes.as_slice().try_into().expect("8 bytes")),
-        _ => 0,
-    };
-
     let mut versions = Vec::new();
     for (key, value) in entries(db, b"key")? {
         let revision = main_revision(&key)?;
@@ -136,7 +132,17 @@ pub(super) fn read(db: &BoltFile) -> Result<(BackupHeader, State), String> {
         });
         versions.push((revision, kv.key, live));
     }
-    let kv = KvStore::from_versions(versions, compact_revision)?;
+    KvStore::from_versions(versions, compact_revision)
+}
+
+/// The state an etcd snapshot holds, and a header describing it.
+pub(super) fn read(db: &BoltFile) -> Result<(BackupHeader, State), String> {
+    let meta: BTreeMap<Vec<u8>, Vec<u8>> = entries(db, b"meta")?.into_iter().collect();
+    let raft_index = match meta.get(b"consistent_index".as_slice()) {
+        Some(bytes) if bytes.len() == 8 => u64::from_be_bytes(bytes.as_slice().try_into().expect("8 bytes")),
+        _ => 0,
+    };
+    let kv = read_kv(db)?;
 
     let mut leases = Lessor::default();
     for (_, value) in entries(db, b"lease")? {

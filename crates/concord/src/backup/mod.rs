@@ -7,15 +7,19 @@
 //! so etcd's tools read it — `etcdctl snapshot status` reports its revision
 //! and keys, `etcdctl snapshot restore` makes an etcd member of it. The
 //! database holds etcd's buckets filled from Concord's state ([`etcd`]) and
-//! one more, `concord`, holding Concord's own encoding of the state in
-//! chunks: [`MAGIC`], a length-prefixed [`BackupHeader`] (postcard), the
-//! state as snapshots encode it. Concord restores from that bucket alone,
-//! so nothing Concord-only (anonymous leases, lease generations, limits)
-//! has to fit etcd's buckets. It is written and read as a stream, never
-//! whole in memory: a first pass lays the pages out (the meta pages at the
-//! front name the last one), a second writes them. Files written before
-//! the bolt container (the bare `concord-backup/1` stream, padded, with the
-//! same checksum) still read and restore.
+//! one more, `concord`, holding Concord's own encoding of the rest of the
+//! state in chunks: [`MAGIC_KEYS_APART`], a length-prefixed
+//! [`BackupHeader`] (postcard), the state as snapshots encode it without
+//! its keys. The keys are read back from etcd's `key` bucket (written in the
+//! order they were written, so the store comes back exactly), so nothing
+//! Concord-only (anonymous leases, lease generations, limits) has to fit
+//! etcd's buckets and nothing is stored twice. It is written and read as a
+//! stream, never whole in memory: a first pass lays the pages out (the meta
+//! pages at the front name the last one), a second writes them. Files
+//! written before (the bare `concord-backup/1` stream, padded, with the
+//! same checksum; or a bolt file whose `concord` bucket holds [`MAGIC`] and
+//! the whole state) still read and restore. An etcd snapshot (no `concord`
+//! bucket) restores as the state its buckets hold (`etcd_import`).
 //!
 //! What a backup holds: every key with its history since the last
 //! compaction, the revision counters, leases with their remaining time as
@@ -54,6 +58,11 @@ use bolt::{BoltFile, BoltSummary, BoltWriter};
 
 /// The first bytes of a backup file.
 pub const MAGIC: &[u8; 16] = b"concord-backup/1";
+
+/// The first bytes of Concord's encoding in the `concord` bucket when the
+/// keys are not in it: the store is read from etcd's `key` bucket of the
+/// same file (the encoding holds the rest of the state).
+pub const MAGIC_KEYS_APART: &[u8; 16] = b"concord-backup/2";
 
 /// Bytes of Concord's encoding per entry of the `concord` bucket: one entry
 /// with its page header, element and 8-byte key fills 256 pages exactly.
@@ -140,10 +149,20 @@ fn write_database(
     db.begin_bucket();
     let mut chunks = ChunkWriter { db: &mut db, chunk: Vec::with_capacity(CHUNK), next: 0 };
     let encoded = postcard::to_stdvec(header).map_err(std::io::Error::other)?;
-    chunks.write_all(MAGIC)?;
+    chunks.write_all(MAGIC_KEYS_APART)?;
     chunks.write_all(&(encoded.len() as u32).to_be_bytes())?;
     chunks.write_all(&encoded)?;
-    state.encode_snapshot_to(&mut chunks).map_err(std::io::Error::other)?;
+    // The keys are in etcd's `key` bucket already: not a second time here.
+    let rest = State {
+        kv: crate::mvcc::KvStore::default(),
+        leases: state.leases.clone(),
+        lease_limits: state.lease_limits,
+        member_attributes: state.member_attributes.clone(),
+        pending_voters: state.pending_voters.clone(),
+        alarms: state.alarms.clone(),
+        auth: state.auth.clone(),
+    };
+    rest.encode_snapshot_to(&mut chunks).map_err(std::io::Error::other)?;
     chunks.flush()?;
     db.end_bucket(CONCORD_BUCKET)?;
     db.finish()
@@ -229,9 +248,18 @@ pub fn read(path: &Path) -> Result<(BackupHeader, State)> {
     if let Some(db) = etcd_snapshot(path)? {
         return etcd_import::read(&db).map_err(|e| not_readable(path, e));
     }
-    let (header, _) = read_header(path)?;
-    let state = State::decode_snapshot_from(|| read_header(path).map(|(_, state)| state).map_err(|e| e.to_string()))
-        .map_err(|e| Error::InvalidRequest(format!("{}: {e}", path.display())))?;
+    let (header, _, keys_apart) = read_header(path)?;
+    let mut state =
+        State::decode_snapshot_from(|| read_header(path).map(|(_, state, _)| state).map_err(|e| e.to_string()))
+            .map_err(|e| Error::InvalidRequest(format!("{}: {e}", path.display())))?;
+    if keys_apart {
+        let db = BoltFile::open(open(path)?).map_err(|e| cannot_read(path, e))?;
+        let db = db.ok_or_else(|| cannot_read(path, "the keys are in a bolt database it does not hold"))?;
+        state.kv = etcd_import::read_kv(&db).map_err(|e| cannot_read(path, e))?;
+        if (state.kv.revision(), state.kv.compact_revision()) != (header.revision, header.compact_revision) {
+            return Err(cannot_read(path, "its keys do not end at the revision its header names"));
+        }
+    }
     Ok((header, state))
 }
 
@@ -331,22 +359,25 @@ impl Read for ChunkReader {
     }
 }
 
-/// The header, and the reader positioned where the state starts.
-fn read_header(path: &Path) -> Result<(BackupHeader, Box<dyn Read>)> {
+/// The header, the reader positioned where the state starts, and whether
+/// the keys are apart from it (in the `key` bucket).
+fn read_header(path: &Path) -> Result<(BackupHeader, Box<dyn Read>, bool)> {
     let not_backup = || Error::InvalidRequest(format!("{} is not a Concord backup", path.display()));
     let mut payload = payload(path)?;
     let mut magic = [0u8; 16];
     payload.read_exact(&mut magic).map_err(|_| not_backup())?;
-    if &magic != MAGIC {
-        return Err(not_backup());
-    }
+    let keys_apart = match &magic {
+        m if m == MAGIC => false,
+        m if m == MAGIC_KEYS_APART => true,
+        _ => return Err(not_backup()),
+    };
     let mut len = [0u8; 4];
     payload.read_exact(&mut len).map_err(|_| not_backup())?;
     let len = u32::from_be_bytes(len).min(1 << 20);
     let mut header = vec![0u8; len as usize];
     payload.read_exact(&mut header).map_err(|_| not_backup())?;
     let header = postcard::from_bytes(&header).map_err(|_| not_backup())?;
-    Ok((header, payload))
+    Ok((header, payload, keys_apart))
 }
 
 /// What [`restore`] made.
@@ -443,8 +474,12 @@ mod tests {
         }
         put(&mut state, "k/000", b"again".to_vec());
         put(&mut state, "large", vec![7u8; CHUNK + 10]);
-        state.kv.delete_key(104, &Bytes::from_static(b"k/001"));
+        // One transaction writing keys out of key order (revision 104).
+        state.kv.put(104, &Bytes::from_static(b"txn/z"), Some(Bytes::from_static(b"1")), 0);
+        state.kv.put(104, &Bytes::from_static(b"txn/a"), Some(Bytes::from_static(b"2")), 0);
         state.kv.commit_revision(104);
+        state.kv.delete_key(105, &Bytes::from_static(b"k/001"));
+        state.kv.commit_revision(105);
         state.kv.compact(50).unwrap();
         state
     }
@@ -469,7 +504,7 @@ mod tests {
         assert_eq!(read_state.kv, state.kv);
         let status = status(&path).unwrap();
         let etcd = status.etcd.expect("a bolt file");
-        assert_eq!(etcd.revision, 104);
+        assert_eq!(etcd.revision, 105);
         assert_eq!(etcd.total_size + 32, status.size);
         // A damaged byte anywhere fails the checksum.
         let mut bytes = std::fs::read(&path).unwrap();
@@ -505,10 +540,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("etcd.db");
         let mut state = state();
-        let lease = state.leases.grant(Some(0x5eed), 60, 104, false).unwrap().generation;
+        let lease = state.leases.grant(Some(0x5eed), 60, 105, false).unwrap().generation;
         state.leases.checkpoint(0x5eed, lease, 42_000);
-        state.kv.put(105, &Bytes::from_static(b"leased"), Some(Bytes::from_static(b"x")), 0x5eed);
-        state.kv.commit_revision(105);
+        state.kv.put(106, &Bytes::from_static(b"leased"), Some(Bytes::from_static(b"x")), 0x5eed);
+        state.kv.commit_revision(106);
         state.leases.attach(0x5eed, &Bytes::from_static(b"leased"));
         state
             .auth
@@ -518,7 +553,7 @@ mod tests {
 
         let (header, read_state) = read(&path).unwrap();
         assert_eq!(read_state.kv, state.kv);
-        assert_eq!((header.revision, header.compact_revision, header.raft_index), (105, 50, 7));
+        assert_eq!((header.revision, header.compact_revision, header.raft_index), (106, 50, 7));
         let lease = read_state.leases.get(0x5eed).unwrap();
         assert_eq!((lease.ttl_secs, lease.remaining_ms), (60, 42_000));
         assert_eq!(lease.keys.iter().collect::<Vec<_>>(), [&Bytes::from_static(b"leased")]);

@@ -433,15 +433,37 @@ impl KvStore {
     }
 
     /// Every stored version (since the compaction) as `(mod_revision, key,
-    /// the put or None for a deletion)`, by revision and then key: the order
-    /// of etcd's `key` bucket (`crate::backup`).
+    /// the put or None for a deletion)`, in the order they were written:
+    /// the versions kept from before the compaction point by revision and
+    /// key, then `changes` — a transaction's writes in its own order. This
+    /// is the order of etcd's `key` bucket (sub-revisions), and
+    /// [`Self::from_versions`] of it gives this store back exactly.
     pub(crate) fn versions_by_revision(&self) -> Vec<(Revision, &Bytes, Option<&key_history::LiveVersion>)> {
         let mut versions: Vec<_> = self
             .keys
             .iter()
-            .flat_map(|(key, history)| history.versions.iter().map(move |v| (v.mod_revision, key, v.live.as_ref())))
+            .flat_map(|(key, history)| {
+                history
+                    .versions
+                    .iter()
+                    .filter(|v| v.mod_revision < self.compact_revision)
+                    .map(move |v| (v.mod_revision, key, v.live.as_ref()))
+            })
             .collect();
         versions.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        let mut listed: Option<(Revision, &Bytes)> = None;
+        for (revision, key) in &self.changes {
+            // A version rewritten within its own revision is listed again.
+            if listed == Some((*revision, key)) {
+                continue;
+            }
+            listed = Some((*revision, key));
+            let Some(history) = self.keys.get(key) else { continue };
+            let at = history.versions.partition_point(|v| v.mod_revision < *revision);
+            if let Some(version) = history.versions.get(at).filter(|v| v.mod_revision == *revision) {
+                versions.push((*revision, key, version.live.as_ref()));
+            }
+        }
         versions
     }
 
