@@ -6,7 +6,7 @@
 //! SHA-256 of it at the end (etcdctl checks that shape and the checksum),
 //! so etcd's tools read it — `etcdctl snapshot status` reports its revision
 //! and keys, `etcdctl snapshot restore` makes an etcd member of it. The
-//! database holds etcd's buckets filled from Concord's state ([`etcd`]) and
+//! database holds etcd's buckets filled from Concord's state (`etcd`) and
 //! one more, `concord`, holding Concord's own encoding of the rest of the
 //! state in chunks: [`MAGIC_KEYS_APART`], a length-prefixed
 //! [`BackupHeader`] (postcard), the state as snapshots encode it without
