@@ -379,7 +379,12 @@ impl BoltFile {
         };
         let mut leaves = Vec::new();
         let mut stack = vec![root];
+        // A damaged or crafted file could point back up the tree.
+        let mut seen = std::collections::HashSet::new();
         while let Some(id) = stack.pop() {
+            if !seen.insert(id) {
+                return Err(format!("bolt page {id} is reached twice"));
+            }
             let node = self.node(id)?;
             if node.flags & LEAF_PAGE != 0 {
                 leaves.push(Leaf::Page(id));
@@ -542,6 +547,23 @@ mod tests {
         w.put(b"b", b"").unwrap();
         assert!(w.put(b"a", b"").is_err());
         assert!(w.put(b"b", b"").is_err());
+    }
+
+    #[test]
+    fn a_branch_that_points_back_up_is_refused() {
+        let many: Vec<_> = (0u32..2_000).map(|i| (i.to_be_bytes().to_vec(), vec![0u8; 100])).collect();
+        let mut bytes = write(&[(b"k", many)]);
+        let path = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(path.path(), &bytes).unwrap();
+        let file = BoltFile::open(std::fs::File::open(path.path()).unwrap()).unwrap().unwrap();
+        let Some(Bucket::Pages(root)) = file.bucket(b"k").unwrap() else { panic!("a paged bucket") };
+        // Point the root branch's first child at the root itself.
+        let at = (root * PAGE_SIZE) as usize + PAGE_HEADER + 8;
+        bytes[at..at + 8].copy_from_slice(&root.to_le_bytes());
+        std::fs::write(path.path(), &bytes).unwrap();
+        let file = BoltFile::open(std::fs::File::open(path.path()).unwrap()).unwrap().unwrap();
+        let refused = file.leaves(&Bucket::Pages(root)).unwrap_err();
+        assert!(refused.contains("reached twice"), "{refused}");
     }
 
     #[test]
