@@ -43,6 +43,10 @@ pub enum SnapshotCommand {
         /// The new cluster's token (member ids derive from it).
         #[arg(long, default_value = "etcd-cluster")]
         initial_cluster_token: String,
+        /// Restore without checking the SHA-256 at the file's end (a
+        /// database file copied from an etcd member has none).
+        #[arg(long)]
+        skip_hash_check: bool,
     },
 }
 
@@ -57,13 +61,18 @@ pub async fn run(conn: Connection, command: SnapshotCommand) -> Result<(), Strin
             initial_cluster,
             initial_advertise_peer_urls,
             initial_cluster_token,
+            skip_hash_check,
         } => {
             let mut config = Config::new(&data_dir).name(name).cluster_token(initial_cluster_token);
             config.advertise_peer_urls = initial_advertise_peer_urls.split(',').map(|u| u.trim().to_string()).collect();
             if let Some(spec) = initial_cluster {
                 config.initial_cluster = concord::cluster::parse_initial_cluster(&spec)?;
             }
-            let restored = concord::backup::restore(&file, &config).await.map_err(|e| e.to_string())?;
+            let restored = match skip_hash_check {
+                false => concord::backup::restore(&file, &config).await,
+                true => concord::backup::restore_unchecked(&file, &config).await,
+            }
+            .map_err(|e| e.to_string())?;
             println!(
                 "restored {} keys and {} leases at revision {} into {} (member {:x} of cluster {:x})",
                 restored.header.keys,

@@ -407,6 +407,21 @@ fn an_etcd_snapshot_restores_into_concord() {
     };
     let expected: Vec<_> = [0, 20, 25].iter().map(|&rev| keys_at(&client, rev)).collect();
 
+    // A database file without the snapshot's SHA-256 (as copied from a
+    // member's data directory) restores only with --skip-hash-check.
+    let bytes = std::fs::read(&snapshot).unwrap();
+    let raw = dir.path().join("etcd.db");
+    std::fs::write(&raw, &bytes[..bytes.len() - 32]).unwrap();
+    let restore_raw = |extra: &[&str]| {
+        let data = dir.path().join(format!("from-raw{}", extra.len()));
+        concord(
+            &[&["snapshot", "restore", raw.to_str().unwrap(), "--data-dir", data.to_str().unwrap()], extra].concat(),
+        )
+    };
+    let refused = restore_raw(&[]);
+    assert!(!refused.status.success() && stderr(&refused).contains("--skip-hash-check"), "{}", stderr(&refused));
+    assert!(ok(restore_raw(&["--skip-hash-check"])).contains(&format!("at revision {revision}")));
+
     let status = json(&ok(concord(&["snapshot", "status", snapshot.to_str().unwrap(), "-w", "json"])));
     let by_etcdctl = json(&ok(etcdctl(&["snapshot", "status", snapshot.to_str().unwrap(), "-w", "json"])));
     assert_eq!(

@@ -244,7 +244,16 @@ pub fn status(path: &Path) -> Result<BackupStatus> {
 /// The header and the state a backup holds (checksum checked first); an
 /// etcd snapshot is read from etcd's buckets (`etcd_import`).
 pub fn read(path: &Path) -> Result<(BackupHeader, State)> {
-    status(path)?;
+    read_checked(path, true)
+}
+
+/// [`read`], or without the checksum check (a bolt database file that
+/// `etcdctl snapshot save` did not write, so nothing ends it: etcdutl's
+/// `--skip-hash-check`).
+fn read_checked(path: &Path, check_hash: bool) -> Result<(BackupHeader, State)> {
+    if check_hash {
+        status(path)?;
+    }
     if let Some(db) = etcd_snapshot(path)? {
         return etcd_import::read(&db).map_err(|e| not_readable(path, e));
     }
@@ -288,6 +297,13 @@ fn cannot_read(path: &Path, e: impl std::fmt::Display) -> Error {
 fn verify(path: &Path, size: u64) -> Result<[u8; 32]> {
     if size < MAGIC.len() as u64 + 4 + 32 {
         return Err(Error::InvalidRequest(format!("{} is not a Concord backup (too short)", path.display())));
+    }
+    if size % 512 != 32 {
+        return Err(Error::InvalidRequest(format!(
+            "{} has no SHA-256 at its end (a database file rather than a snapshot?); \
+             --skip-hash-check restores it without that check",
+            path.display()
+        )));
     }
     let mut file = std::io::BufReader::new(open(path)?);
     let mut hasher = Sha256::new();
@@ -394,6 +410,16 @@ pub struct Restored {
 /// not exist yet (or be empty). Every member of the new cluster restores the
 /// same backup with its own settings, as with `etcdutl snapshot restore`.
 pub async fn restore(backup: &Path, config: &Config) -> Result<Restored> {
+    restore_checked(backup, config, true).await
+}
+
+/// [`restore`] of a file whose checksum is not checked (or that has none):
+/// etcdutl's `--skip-hash-check`.
+pub async fn restore_unchecked(backup: &Path, config: &Config) -> Result<Restored> {
+    restore_checked(backup, config, false).await
+}
+
+async fn restore_checked(backup: &Path, config: &Config, check_hash: bool) -> Result<Restored> {
     let dir = &config.data_dir;
     if dir.exists() && std::fs::read_dir(dir).map_err(|e| cannot_read(dir, e))?.next().is_some() {
         return Err(Error::InvalidRequest(format!(
@@ -401,7 +427,7 @@ pub async fn restore(backup: &Path, config: &Config) -> Result<Restored> {
             dir.display()
         )));
     }
-    let (header, mut state) = read(backup)?;
+    let (header, mut state) = read_checked(backup, check_hash)?;
     // Members, alarms and promotions belong to the old cluster.
     state.member_attributes.clear();
     state.pending_voters.clear();
