@@ -187,6 +187,20 @@ impl Concord {
         // Remembered before the change: a removed member is no longer listed.
         let before = self.members().into_iter().find(|m| m.id == id);
         self.inner.raft.change_membership(changes, false).await.map_err(membership_error)?;
+        // Answered once the change is applied here too, as etcd answers a
+        // member change: the next change must not find this one in progress.
+        let applied = self
+            .inner
+            .raft
+            .wait(Some(timeout))
+            .metrics(
+                |m| m.last_applied.map(|id| id.index) >= m.membership_config.log_id().as_ref().map(|id| id.index),
+                "the membership change applied",
+            )
+            .await;
+        if let Err(e) = applied {
+            tracing::warn!(error = %e, "a membership change committed but is not applied yet");
+        }
         let members = self.members();
         let member = members.iter().find(|m| m.id == id).cloned().or(before).ok_or(Error::MemberNotFound(id))?;
         Ok(MembershipChanged { member, members })
