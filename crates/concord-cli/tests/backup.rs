@@ -221,6 +221,28 @@ impl Drop for Killed {
     }
 }
 
+/// A one-member etcd named `e0` on `data`, its log in `log`; killed when dropped.
+fn start_etcd(
+    etcd: &std::path::Path,
+    data: &std::path::Path,
+    client: &str,
+    peer: &str,
+    log: &std::path::Path,
+) -> Killed {
+    let log = std::fs::File::create(log).unwrap();
+    Killed(
+        Command::new(etcd)
+            .args(["--name", "e0", "--data-dir", data.to_str().unwrap()])
+            .args(["--listen-client-urls", client, "--advertise-client-urls", client])
+            .args(["--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer])
+            .args(["--initial-cluster", &format!("e0={peer}")])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
+}
+
 /// A Concord backup is an etcd snapshot to etcd's own tools:
 /// `etcdctl snapshot status` reads it (and says what `concord snapshot
 /// status` says), `etcdctl snapshot restore` makes an etcd data directory
@@ -286,18 +308,7 @@ fn etcd_tools_read_and_restore_a_concord_backup() {
         eprintln!("no etcd server binary: the restored etcd member is not started");
         return;
     };
-    let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
-    let _etcd = Killed(
-        Command::new(etcd)
-            .args(["--name", "e0", "--data-dir", data.to_str().unwrap()])
-            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &cluster])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+    let _etcd = start_etcd(&etcd, &data, &client, &peer, &dir.path().join("etcd.log"));
     let get = |rev: i64| {
         let mut last = None;
         for _ in 0..100 {
@@ -337,18 +348,7 @@ fn an_etcd_snapshot_restores_into_concord() {
     };
     let dir = tempfile::tempdir().unwrap();
     let (client, peer) = (format!("http://127.0.0.1:{}", free_port()), format!("http://127.0.0.1:{}", free_port()));
-    let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
-    let _etcd = Killed(
-        Command::new(etcd)
-            .args(["--name", "e0", "--data-dir", dir.path().join("etcd").to_str().unwrap()])
-            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &format!("e0={peer}")])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+    let _etcd = start_etcd(&etcd, &dir.path().join("etcd"), &client, &peer, &dir.path().join("etcd.log"));
     let etcdctl = |args: &[&str]| {
         run_bounded(
             Command::new(common::etcdctl_path()).args(["--endpoints", &client, "--command-timeout=5s"]).args(args),
