@@ -96,3 +96,19 @@ async fn a_failed_fsync_poisons_the_member() {
     assert!(db.kv().get("later").await.unwrap().is_none());
     db.shutdown().await.unwrap();
 }
+
+/// A failed write outside the log (here: the snapshot a defragmentation
+/// takes, after the power is cut while nothing else writes) stops Raft, and
+/// `shutdown()` says so rather than report a clean stop.
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_reports_a_failed_snapshot_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = Disk::new();
+    let db = config(dir.path(), &disk).open().await.unwrap();
+    for i in 0..10 {
+        db.kv().put(format!("k{i}"), "v").await.unwrap();
+    }
+    let _after = disk.power_loss();
+    assert!(db.defragment().await.is_err(), "a defragmentation on a dead disk succeeded");
+    assert!(db.shutdown().await.is_err(), "shutdown must report the failed disk");
+}

@@ -206,6 +206,13 @@ impl Concord {
             let _ = stop.send(());
         }
         self.inner.raft.shutdown().await.map_err(|e| Error::Storage(format!("raft did not stop cleanly: {e}")))?;
+        // openraft's shutdown answers Ok even when its core had already
+        // stopped on an error (a failed snapshot or vote write, say); the
+        // metrics keep why it stopped.
+        let core_failed = match &self.inner.raft.metrics().borrow().running_state {
+            Ok(()) | Err(openraft::error::Fatal::Stopped) => None,
+            Err(e) => Some(e.to_string()),
+        };
         let writer = self.inner.writer.lock().take();
         if let Some(writer) = writer {
             let poisoned = writer.is_poisoned();
@@ -214,7 +221,10 @@ impl Concord {
                 return Err(Error::Storage("a write to the data file failed; see the log".into()));
             }
         }
-        Ok(())
+        match core_failed {
+            Some(e) => Err(Error::Storage(format!("Raft stopped on an error: {e}"))),
+            None => Ok(()),
+        }
     }
 
     fn is_leader(&self) -> bool {
