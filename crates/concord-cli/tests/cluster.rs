@@ -264,3 +264,49 @@ fn a_paused_leader_steps_down_and_never_serves_stale_reads() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `etcdctl move-leader` as against etcd: it needs the leader among its
+/// endpoints ("no leader endpoint given"), names an unknown member "bad
+/// leader transferee", and prints "Leadership transferred from X to Y"
+/// once the target leads. A leader stopped with SIGTERM hands leadership
+/// to a follower before it exits, as etcd does.
+#[test]
+fn etcdctl_move_leader_and_a_stopping_leader_hand_leadership_over() {
+    let (mut servers, _args) = start_cluster(3);
+    let refs: Vec<&Server> = servers.iter().collect();
+    let leader = leader_of(&refs);
+    let ids: Vec<u64> = servers.iter().map(member_id_of).collect();
+    let old = ids.iter().position(|id| *id == leader).unwrap();
+    let target = (old + 1) % 3;
+
+    let out = servers[target].etcdctl(&["move-leader", &format!("{:x}", ids[old])]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no leader endpoint given at"), "{}", stderr(&out));
+    let out = etcdctl_all(&refs, &["move-leader", "99"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("etcdserver: bad leader transferee"), "{}", stderr(&out));
+
+    let moved = ok(etcdctl_all(&refs, &["move-leader", &format!("{:x}", ids[target])]));
+    assert_eq!(moved, format!("Leadership transferred from {:x} to {:x}\n", ids[old], ids[target]));
+    let agreed = Instant::now();
+    while servers.iter().any(|s| {
+        let json: serde_json::Value =
+            serde_json::from_str(&ok(s.etcdctl(&["endpoint", "status", "-w", "json"]))).unwrap();
+        json[0]["Status"]["leader"].as_u64() != Some(ids[target])
+    }) {
+        assert!(agreed.elapsed() < Duration::from_secs(10), "the members never agreed on the new leader");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(ok(etcdctl_all(&refs, &["put", "after-move", "v"])), "OK\n");
+
+    // SIGTERM the new leader: it hands leadership over, then exits cleanly.
+    drop(refs);
+    let (status, dir) = servers.remove(target).stop();
+    assert!(status.success(), "{status:?}");
+    let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap();
+    assert!(log.contains("leadership transfer finished"), "the stopping leader did not hand over:\n{log}");
+    let survivors: Vec<&Server> = servers.iter().collect();
+    write_until_ok(&survivors, "after-stop", "v", "no write after the leader stopped");
+    let new = leader_of(&survivors);
+    assert!(ids.contains(&new) && new != ids[target], "a survivor leads");
+}

@@ -1,5 +1,5 @@
-//! etcd's Maintenance service (Status, Alarm, Hash, HashKV, Snapshot, Defragment). Other
-//! methods (MoveLeader, Downgrade) answer UNIMPLEMENTED.
+//! etcd's Maintenance service (Status, Alarm, Hash, HashKV, Snapshot, Defragment,
+//! MoveLeader). Downgrade (etcd 3.5's) answers UNIMPLEMENTED.
 
 use concord::{Alarm, AlarmKind, Concord};
 use tokio_stream::StreamExt;
@@ -129,6 +129,25 @@ impl Maintenance for MaintenanceService {
                     self.db.hash_kv(request.into_inner().revision).map_err(crate::status::to_status)?;
                 let header = Some(current(&self.db));
                 Ok(Response::new(pb::HashKvResponse { header, hash, compact_revision, hash_revision }))
+            })
+            .await
+    }
+
+    /// etcd's MoveLeader: served by the leader only ("not leader"
+    /// elsewhere, which etcdctl's `move-leader` relies on to find it); the
+    /// target must be a voter ("bad leader transferee"). Answers once the
+    /// target leads, without a header, as etcd 3.4 does.
+    async fn move_leader(
+        &self,
+        request: Request<pb::MoveLeaderRequest>,
+    ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
+        self.metrics
+            .track("MoveLeader", false, async {
+                crate::authz::check_maintenance_admin(&self.db, &request)?;
+                let target = request.into_inner().target_id;
+                let timeout = self.db.config().request_timeout;
+                self.db.move_leader(target, timeout).await.map_err(crate::status::to_status)?;
+                Ok(Response::new(pb::MoveLeaderResponse { header: None }))
             })
             .await
     }

@@ -33,6 +33,8 @@ pub const MEMBER_NOT_ENOUGH_STARTED: &str = "etcdserver: re-configuration failed
 pub const MEMBER_NOT_LEARNER: &str = "etcdserver: can only promote a learner member";
 pub const LEARNER_NOT_READY: &str = "etcdserver: can only promote a learner member which is in sync with leader";
 pub const TOO_MANY_LEARNERS: &str = "etcdserver: too many learner members in cluster";
+pub const BAD_LEADER_TRANSFEREE: &str = "etcdserver: bad leader transferee";
+pub const LEADER_TRANSFER_TIMEOUT: &str = "etcdserver: request timed out, leader transfer took too long";
 /// etcd has no error for this (its raft drops a second change silently and
 /// the request times out); ours is retryable, as "no leader" is.
 pub const MEMBERSHIP_CHANGE_IN_PROGRESS: &str = "etcdserver: another membership change is in progress; retry shortly";
@@ -78,6 +80,8 @@ pub fn to_status(error: Error) -> Status {
         Error::LearnerNotReady { .. } => (Code::FailedPrecondition, LEARNER_NOT_READY.into()),
         Error::TooManyLearners => (Code::FailedPrecondition, TOO_MANY_LEARNERS.into()),
         Error::MembershipChangeInProgress => (Code::Unavailable, MEMBERSHIP_CHANGE_IN_PROGRESS.into()),
+        Error::BadLeaderTransferee(_) => (Code::FailedPrecondition, BAD_LEADER_TRANSFEREE.into()),
+        Error::LeaderTransferTimeout(_) => (Code::Unavailable, LEADER_TRANSFER_TIMEOUT.into()),
         Error::Removed => (Code::Unavailable, REMOVED.into()),
         Error::NoSpace => (Code::ResourceExhausted, NO_SPACE.into()),
         Error::Auth(e) => {
@@ -218,6 +222,12 @@ mod tests {
                 "etcdserver: can only promote a learner member which is in sync with leader",
             ),
             (Error::TooManyLearners, Code::FailedPrecondition, "etcdserver: too many learner members in cluster"),
+            (Error::BadLeaderTransferee(9), Code::FailedPrecondition, "etcdserver: bad leader transferee"),
+            (
+                Error::LeaderTransferTimeout(9),
+                Code::Unavailable,
+                "etcdserver: request timed out, leader transfer took too long",
+            ),
         ];
         for (error, code, text) in etcd {
             let status = to_status(error.clone());

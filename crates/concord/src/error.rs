@@ -80,6 +80,13 @@ pub enum Error {
     /// committed.
     #[error("another membership change is in progress; retry shortly")]
     MembershipChangeInProgress,
+    /// A leader transfer's target is not a voting member of the cluster.
+    #[error("member {0:x} cannot take leadership: it is not a voting member")]
+    BadLeaderTransferee(u64),
+    /// The target of a leader transfer did not take leadership in time;
+    /// the old leader may still lead, or another member may.
+    #[error("leadership did not move to member {0:x} in time")]
+    LeaderTransferTimeout(u64),
     /// This member was removed from its cluster: it serves nothing more.
     #[error("this member has been removed from the cluster")]
     Removed,

@@ -450,3 +450,111 @@ async fn defragmenting_members_under_writes_keeps_them_agreeing() {
         }
     }
 }
+
+/// Leader transfer (etcd's MoveLeader): leadership moves to the chosen
+/// voter in a fraction of an election timeout while writers going through
+/// the old leader and through a follower see no error, and leases keep
+/// their remaining time; etcd's refusals. A leader that shuts down hands
+/// leadership over the same way instead of leaving an election timeout
+/// without one.
+#[tokio::test(flavor = "multi_thread")]
+async fn leadership_moves_on_request_and_when_the_leader_stops() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    // A long election timeout: a new leader well within it can only come
+    // from a hand-over.
+    let election = Duration::from_secs(3);
+    let mut members = start_with(configs_with(3, |c| c.election_timeout(election))).await;
+    // Every member knows the same leader (a first election may still settle).
+    let settling = Instant::now();
+    let old = loop {
+        let old = leader_index(&members).await;
+        let leader = db(&members[old]).member_id();
+        if members.iter().all(|m| db(m).status().leader == Some(leader)) {
+            break old;
+        }
+        assert!(settling.elapsed() < Duration::from_secs(20), "the members never agreed on a leader");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let (target, other) = ((old + 1) % 3, (old + 2) % 3);
+    let ids: Vec<u64> = members.iter().map(|m| db(m).member_id()).collect();
+    let timeout = Duration::from_secs(5);
+
+    // etcd's refusals; moving it to the leader itself is done at once.
+    let on_follower = db(&members[target]).move_leader(ids[target], timeout).await;
+    assert!(
+        matches!(on_follower, Err(concord::Error::NotLeader { leader: Some(l) }) if l == ids[old]),
+        "{on_follower:?}"
+    );
+    let unknown = db(&members[old]).move_leader(0xdead, timeout).await;
+    assert!(matches!(unknown, Err(concord::Error::BadLeaderTransferee(0xdead))), "{unknown:?}");
+    db(&members[old]).move_leader(ids[old], timeout).await.unwrap();
+    assert!(db(&members[old]).status().is_leader);
+
+    let lease = db(&members[old]).lease().grant(30).await.unwrap().id;
+    db(&members[old]).kv().put("leased", "v").lease(lease).await.unwrap();
+
+    // Writers through the old leader and through the other follower.
+    let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicU64::new(0));
+    let writers: Vec<_> = [old, other]
+        .into_iter()
+        .map(|i| {
+            let (db, stop, written) = (db(&members[i]).clone(), stop.clone(), written.clone());
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    if let Err(e) = db.kv().put(format!("w/{i}/{n}"), "x").await {
+                        return Err(format!("write {n} through member {i} failed: {e}"));
+                    }
+                    written.fetch_add(1, Ordering::Relaxed);
+                    n += 1;
+                }
+                Ok(n)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let started = Instant::now();
+    db(&members[old]).move_leader(ids[target], timeout).await.unwrap();
+    let took = started.elapsed();
+    assert!(took < election / 3, "the transfer took {took:?}");
+    assert!(db(&members[target]).status().is_leader, "the target leads");
+    // Every member learns of the new leader (at its first message).
+    for m in &members {
+        let learning = Instant::now();
+        while db(m).status().leader != Some(ids[target]) {
+            assert!(learning.elapsed() < timeout, "a member never learnt of the new leader");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let before = written.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        let n = w.await.unwrap().unwrap();
+        assert!(n > 0, "each writer wrote");
+    }
+    assert!(written.load(Ordering::Relaxed) > before, "writes went on after the transfer");
+    let remaining = db(&members[target]).lease().info(lease).await.unwrap().remaining;
+    let (low, high) = (Duration::from_secs(27), Duration::from_secs(30));
+    assert!(low <= remaining && remaining <= high, "the lease kept its time across the transfer: {remaining:?}");
+
+    // The new leader stops: it hands leadership to a survivor first.
+    let stopping = Instant::now();
+    members[target].db.take().unwrap().shutdown().await.unwrap();
+    let survivors: Vec<&Member> = members.iter().filter(|m| m.db.is_some()).collect();
+    let new = loop {
+        if let Some(m) = survivors.iter().find(|m| db(m).status().is_leader) {
+            break db(m).member_id();
+        }
+        assert!(stopping.elapsed() < election, "no survivor took over from the stopping leader in time");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let took = stopping.elapsed();
+    assert!(took < election / 3, "the hand-over on stop took {took:?}");
+    for m in &survivors {
+        assert_eq!(db(m).wait_for_leader(timeout).await.unwrap(), new);
+        assert_eq!(db(m).kv().get("leased").await.unwrap().unwrap().value, "v");
+    }
+}

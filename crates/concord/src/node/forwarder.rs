@@ -17,7 +17,8 @@
 //! batch would miss every other leader entry. A call to a leader that this
 //! member has seen replaced is abandoned at once (its writes answer "leader
 //! changed"), so a stalled old leader does not hold the slots that writes
-//! to the new one need.
+//! to the new one need — unless that leader said it hands leadership over
+//! on purpose (`transfer.rs`): then it is alive and its answer is awaited.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -117,13 +118,19 @@ async fn send(link: Link, mut batch: Vec<Waiting<Forward>>, slot: OwnedSemaphore
             replies.push(w.reply);
         }
         // Once this member knows another leader, the fate of the writes is
-        // unknown and their callers hear so at once.
+        // unknown and their callers hear so at once — unless that leader
+        // said it hands leadership over: it stays up and answers them
+        // (passing on what it held back to its successor, transfer.rs).
         let answers = match super::read_index::member_record(&link.raft, leader) {
             Some(member) => {
                 link.calls.fetch_add(1, Ordering::Relaxed);
+                let call = link.network.forward(leader, &member, &commands);
+                tokio::pin!(call);
                 tokio::select! {
-                    answers = link.network.forward(leader, &member, &commands) => answers,
-                    () = super::read_index::leader_changes_from(&link.raft, leader) => Err(Error::LeaderChanged),
+                    answers = &mut call => answers,
+                    () = super::read_index::leader_changes_from(&link.raft, leader) => {
+                        if link.network.handed_over(leader) { call.await } else { Err(Error::LeaderChanged) }
+                    }
                 }
             }
             None => Err(Error::LeaderChanged),

@@ -24,6 +24,7 @@ mod removal;
 mod route;
 mod status;
 mod tasks;
+mod transfer;
 mod txn;
 mod waiting;
 
@@ -98,6 +99,13 @@ struct Inner {
     /// Requests this member handed to the leader (writes, read indexes).
     forwarded_writes: std::sync::atomic::AtomicU64,
     forwarded_reads: std::sync::atomic::AtomicU64,
+    /// Set while this leader hands leadership over, and shortly after
+    /// (`transfer.rs`): writes taken meanwhile keep a copy, so that one
+    /// refused unproposed once leadership has moved goes on to the new
+    /// leader.
+    transferring: std::sync::atomic::AtomicBool,
+    /// Transfers this member started (so that a later one keeps the flag).
+    transfers: std::sync::atomic::AtomicU64,
     /// Times this member saw the leader change (counted by a task).
     leader_changes: Arc<std::sync::atomic::AtomicU64>,
     stop_tasks: watch::Sender<bool>,
@@ -190,11 +198,18 @@ impl Concord {
     }
 
     /// Stops the background tasks and Raft, then closes the data file once
-    /// every pending write is durable. Other handles fail with
+    /// every pending write is durable. A leader first records its leases'
+    /// remaining time and hands leadership to the voter with the most of
+    /// the log (`transfer.rs`), so the cluster does not wait an election
+    /// timeout for a new one. Other handles fail with
     /// [`Error::Shutdown`] afterwards.
     pub async fn shutdown(&self) -> Result<()> {
         if self.is_leader() {
             tasks::checkpoint_all_leases(&self.inner.raft, &self.inner.shared, self.default_timeout()).await;
+            // As etcd does on a graceful stop, within about what an election
+            // without it would cost (followers that are down or far behind
+            // make it give up, and the stop goes on).
+            self.hand_over_leadership((self.inner.config.election_timeout * 2).max(Duration::from_millis(500))).await;
         }
         let _ = self.inner.stop_tasks.send(true);
         let tasks: Vec<_> = self.inner.tasks.lock().drain(..).collect();

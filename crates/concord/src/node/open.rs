@@ -23,7 +23,7 @@ use crate::replication::log_store::LogStore;
 use crate::replication::log_writer::LogWriter;
 use crate::replication::network::PeerNetwork;
 use crate::replication::network::server::{
-    ClusterInfoHandler, ForwardHandler, Handlers, MembershipHandler, PeerService, ReadIndexHandler,
+    ClusterInfoHandler, ForwardHandler, Handlers, MembershipHandler, PeerService, ReadIndexHandler, TransferHandler,
 };
 use crate::replication::snapshot_store::SnapshotStore;
 use crate::replication::state_store::StateStore;
@@ -162,6 +162,8 @@ impl Concord {
                 stop_peer_server: Mutex::new(None),
                 forwarded_writes: Default::default(),
                 forwarded_reads: Default::default(),
+                transferring: Default::default(),
+                transfers: Default::default(),
                 leader_changes: Default::default(),
                 stop_tasks,
                 tasks: Mutex::new(Vec::new()),
@@ -235,6 +237,13 @@ impl Concord {
                 Box::pin(async move { upgrade(&weak)?.change_membership_as_leader(change, timeout).await })
             })
         };
+        let transfer_leader: TransferHandler = {
+            let weak = weak.clone();
+            Arc::new(move |from, to| {
+                let weak = weak.clone();
+                Box::pin(async move { upgrade(&weak)?.accept_leader_transfer(from, to).await })
+            })
+        };
         let cluster_info: ClusterInfoHandler = {
             let cluster_id = self.inner.cluster_id;
             Arc::new(move || match upgrade(&weak) {
@@ -247,7 +256,7 @@ impl Concord {
                 },
             })
         };
-        let handlers = Handlers { forward, read_index, change_membership, cluster_info };
+        let handlers = Handlers { forward, read_index, change_membership, transfer_leader, cluster_info };
         let service = PeerService::new(
             self.inner.raft.clone(),
             self.inner.snapshots.clone(),

@@ -77,6 +77,12 @@ impl Proposer {
         let (proposal, answer) = Waiting::new(command, timeout);
         self.queue.submit(proposal, answer).await
     }
+
+    /// Holds back every proposal until the returned permit is dropped (a
+    /// leader transfer, `transfer.rs`); waits for the one in flight first.
+    pub async fn pause(&self) -> tokio::sync::OwnedSemaphorePermit {
+        self.in_flight.clone().acquire_owned().await.expect("the in-flight slot is never closed")
+    }
 }
 
 async fn run(raft: ConcordRaft, mut batches: Batches<Command>, in_flight: Arc<Semaphore>) {

@@ -3,9 +3,12 @@
 //!
 //! - A write on the leader is proposed here (group commit). A write on a
 //!   follower is handed to the leader over the peer protocol, once: the
-//!   leader proposes it or refuses it, it never forwards it again. With no
-//!   leader known the write fails at once with `NotReady` (etcd's "no
-//!   leader", which clients retry).
+//!   leader proposes it or refuses it, it never forwards it again — save
+//!   while it hands leadership over on purpose (`transfer.rs`): a write it
+//!   held back and that was refused unproposed goes on to the new leader.
+//!   With no leader known the write fails at once with `NotReady` (etcd's
+//!   "no leader", which clients retry) — unless a leader just said it hands
+//!   leadership over: then it waits for the successor.
 //! - A linearizable read on the leader confirms leadership with a quorum
 //!   (`ensure_linearizable`). On a follower it asks the leader for its read
 //!   index (a fresh request each time) and waits until it has applied that
@@ -22,31 +25,75 @@ use crate::error::{Error, Result};
 
 impl Concord {
     pub(super) async fn route_write(&self, command: Command, timeout: Duration) -> Result<Applied> {
-        match self.leader() {
-            Some(leader) if leader == self.inner.member_id => self.write_as_leader(command, timeout).await,
-            Some(leader) => {
+        let leader = match self.leader() {
+            Some(leader) => leader,
+            None => self.leader_after_handover(timeout).await.ok_or_else(|| Error::NotReady("no leader".into()))?,
+        };
+        if leader == self.inner.member_id {
+            return self.write_as_leader(command, timeout).await;
+        }
+        self.inner.forwarded_writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Answers "leader changed" at once if this member learns of a new
+        // leader while the write is out (forwarder.rs).
+        self.inner.forwarder.forward(leader, command, timeout).await
+    }
+
+    /// With no leader known: if a leader said lately that it hands
+    /// leadership over (`transfer.rs`), its successor is a round trip away,
+    /// so this waits for it (two election timeouts at most, within
+    /// `timeout`) rather than answer "no leader" in between.
+    async fn leader_after_handover(&self, timeout: Duration) -> Option<u64> {
+        let election = self.inner.config.election_timeout * 2;
+        if !self.inner.network.handover_under_way(election) {
+            return None;
+        }
+        let mut metrics = self.inner.raft.server_metrics();
+        let known = tokio::time::timeout(timeout.min(election), async {
+            metrics.wait_for(|m| m.current_leader.is_some()).await.ok().and_then(|m| m.current_leader)
+        });
+        known.await.ok().flatten()
+    }
+
+    /// Proposes `command` on this member, which leads; a follower's
+    /// forwarded write lands here too. "leader changed" if it does not lead
+    /// any more — except when it hands leadership over (`transfer.rs`):
+    /// then a write refused unproposed because leadership moved goes on to
+    /// the new leader (one more hop, after a real change of leader, within
+    /// the same deadline). A copy is kept for that (cheap: keys and values
+    /// are shared buffers), since a write may already be waiting here when
+    /// the transfer starts.
+    pub(super) async fn write_as_leader(&self, command: Command, timeout: Duration) -> Result<Applied> {
+        let leader_changed = || Error::NotReady("leader changed".into());
+        let deadline = tokio::time::Instant::now() + timeout;
+        let copy = command.clone();
+        match self.propose_here(command, timeout).await {
+            Err(Error::NotLeader { .. }) if self.inner.transferring.load(std::sync::atomic::Ordering::Acquire) => {
+                let me = self.inner.member_id;
+                let mut metrics = self.inner.raft.server_metrics();
+                let moved = metrics.wait_for(|m| m.current_leader.is_some_and(|l| l != me));
+                let new = match tokio::time::timeout_at(deadline, moved).await {
+                    Ok(Ok(m)) => m.current_leader,
+                    _ => None,
+                };
+                let Some(new) = new else { return Err(leader_changed()) };
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
                 self.inner.forwarded_writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                // Answers "leader changed" at once if this member learns of
-                // a new leader while the write is out (forwarder.rs).
-                self.inner.forwarder.forward(leader, command, timeout).await
+                self.inner.forwarder.forward(new, copy, left).await
             }
-            None => Err(Error::NotReady("no leader".into())),
+            Err(Error::NotLeader { .. }) => Err(leader_changed()),
+            other => other,
         }
     }
 
-    /// Proposes `command` on this member, which must lead (a forwarded write
-    /// lands here and is never forwarded again).
-    pub(super) async fn write_as_leader(&self, command: Command, timeout: Duration) -> Result<Applied> {
+    /// Proposes `command` here. [`Error::NotLeader`] means it was refused
+    /// unproposed (openraft refuses a write on a member that does not lead
+    /// before appending it, and answers one whose entry it truncated —
+    /// never committed — the same way).
+    async fn propose_here(&self, command: Command, timeout: Duration) -> Result<Applied> {
         if let Command::LeaseKeepAlive { id, .. } = command {
-            match self.refuse_expired_renewal(id, timeout).await {
-                Err(Error::NotLeader { .. }) => return Err(Error::NotReady("leader changed".into())),
-                other => other?,
-            }
+            self.refuse_expired_renewal(id, timeout).await?;
         }
-        match self.inner.proposer.propose(command, timeout).await {
-            Err(Error::NotLeader { .. }) => Err(Error::NotReady("leader changed".into())),
-            other => other,
-        }
+        self.inner.proposer.propose(command, timeout).await
     }
 
     /// A lease past its deadline is expired even if its expiry is not

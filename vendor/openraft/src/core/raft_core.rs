@@ -488,6 +488,16 @@ where
     pub fn write_entry(&mut self, entry: C::Entry, resp_tx: Option<ResponderOf<C>>) -> bool {
         tracing::debug!(payload = display(&entry), "write_entry");
 
+        // CONCORD PATCH (see vendor/README.md): no new entries while this leader hands
+        // leadership over (etcd's raft drops proposals then): the target must hold the whole
+        // log to win its election.
+        if self.engine.leader_transfer_pending() {
+            if let Some(tx) = resp_tx {
+                tx.send(Err(ClientWriteError::ForwardToLeader(ForwardToLeader::empty())));
+            }
+            return false;
+        }
+
         let (mut lh, tx) = if let Some((lh, tx)) = self.engine.get_leader_handler_or_reject(resp_tx) {
             (lh, tx)
         } else {
@@ -1228,6 +1238,10 @@ where
                     }
                     ExternalCommand::PurgeLog { upto } => {
                         self.engine.trigger_purge_log(upto);
+                    }
+                    // CONCORD PATCH (see vendor/README.md): leader transfer.
+                    ExternalCommand::TransferLeader { from, to } => {
+                        self.engine.handle_transfer_leader(from, to);
                     }
                 }
             }

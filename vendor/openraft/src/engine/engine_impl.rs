@@ -90,6 +90,12 @@ where C: RaftTypeConfig
     /// without losing leadership status.
     pub(crate) candidate: CandidateState<C>,
 
+    /// CONCORD PATCH (see vendor/README.md): a leader transfer this node was told of: the
+    /// leader's vote, the member leadership moves to, and until when the transfer may bypass
+    /// the leader lease. Only honoured while this node's vote is still that vote.
+    pub(crate) leader_transfer:
+        Option<(Vote<C::NodeId>, C::NodeId, <C::AsyncRuntime as AsyncRuntime>::Instant)>,
+
     /// Output entry for the runtime.
     pub(crate) output: EngineOutput<C>,
 }
@@ -107,6 +113,7 @@ where C: RaftTypeConfig
             seen_greater_log: false,
             leader: None,
             candidate: None,
+            leader_transfer: None,
             output: EngineOutput::new(4096),
         }
     }
@@ -245,6 +252,39 @@ where C: RaftTypeConfig
         self.server_state_handler().update_server_state_if_changed();
     }
 
+    /// CONCORD PATCH (see vendor/README.md): the leader holding `from` moves leadership to
+    /// `to`. Remembered for one leader lease: `to`'s vote request is granted despite the
+    /// lease, and the leader itself appends nothing new meanwhile. If this node is `to`, a
+    /// voter, and not leading, it campaigns now.
+    pub(crate) fn handle_transfer_leader(&mut self, from: Vote<C::NodeId>, to: C::NodeId) {
+        if self.state.vote_ref() != &from {
+            tracing::info!(
+                from = display(&from),
+                my_vote = display(self.state.vote_ref()),
+                "ignore leader transfer: the vote changed"
+            );
+            return;
+        }
+        let until = C::now() + self.config.timer_config.leader_lease;
+        self.leader_transfer = Some((from, to.clone(), until));
+        if to == self.config.id
+            && self.leader.is_none()
+            && self.state.membership_state.effective().is_voter(&self.config.id)
+        {
+            tracing::info!("leader transfer to this node: campaign now");
+            self.elect();
+        }
+    }
+
+    /// CONCORD PATCH (see vendor/README.md): whether this leader is handing leadership to
+    /// another member (it then appends nothing new).
+    pub(crate) fn leader_transfer_pending(&self) -> bool {
+        self.leader.is_some()
+            && self.leader_transfer.as_ref().is_some_and(|(from, to, until)| {
+                from == self.state.vote_ref() && to != &self.config.id && C::now() <= *until
+            })
+    }
+
     pub(crate) fn candidate_ref(&self) -> Option<&Candidate<C, LeaderQuorumSet<C::NodeId>>> {
         self.candidate.as_ref()
     }
@@ -302,7 +342,13 @@ where C: RaftTypeConfig
             vote_utime + lease - now
         );
 
-        if vote.is_committed() {
+        // CONCORD PATCH (see vendor/README.md): the leader holding this node's vote hands
+        // leadership to the candidate: its lease does not stand in the way.
+        let transferring = self.leader_transfer.as_ref().is_some_and(|(from, to, until)| {
+            from == vote && req.vote.leader_id().voted_for().as_ref() == Some(to) && now <= *until
+        });
+
+        if vote.is_committed() && !transferring {
             // Current leader lease has not yet expired, reject voting request
             if now <= vote_utime + lease {
                 tracing::info!(

@@ -4,6 +4,7 @@ use crate::core::raft_msg::external_command::ExternalCommand;
 use crate::error::Fatal;
 use crate::raft::RaftInner;
 use crate::RaftTypeConfig;
+use crate::Vote;
 
 /// Trigger is an interface to trigger an action to RaftCore by external caller.
 ///
@@ -78,5 +79,21 @@ where C: RaftTypeConfig
     /// [`max_in_snapshot_log_to_keep`]: `crate::Config::max_in_snapshot_log_to_keep`
     pub async fn purge_log(&self, upto: u64) -> Result<(), Fatal<C::NodeId>> {
         self.raft_inner.send_external_command(ExternalCommand::PurgeLog { upto }, "purge_log").await
+    }
+
+    /// CONCORD PATCH (see vendor/README.md): leadership moves from the leader that holds
+    /// vote `from` to member `to`.
+    ///
+    /// The application tells the leader first: from then on, for one leader lease, it refuses
+    /// new entries (`ForwardToLeader` without a leader), so that `to` can catch up with a log
+    /// that no longer grows. Once `to` holds the whole log, the application tells every other
+    /// member, then `to`: each one grants `to` its vote for the next term even though `from`'s
+    /// leader lease has not expired (the lease would otherwise make it refuse an election while
+    /// a leader is alive), and `to` starts its election at once. Ignored by a member whose vote
+    /// is no longer `from`.
+    pub async fn transfer_leader(&self, from: Vote<C::NodeId>, to: C::NodeId) -> Result<(), Fatal<C::NodeId>> {
+        self.raft_inner
+            .send_external_command(ExternalCommand::TransferLeader { from, to }, "trigger_transfer_leader")
+            .await
     }
 }

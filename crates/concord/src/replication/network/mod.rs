@@ -88,14 +88,36 @@ struct PeerNetworkInner {
     channels: Mutex<HashMap<(MemberId, String), Channel>>,
     /// Advertised peer URL → URL dialled instead (`Config::peer_dial_map`).
     dial_map: HashMap<String, String>,
+    /// The last leader that said it hands leadership over, and when.
+    handover: Mutex<Option<(MemberId, std::time::Instant)>>,
 }
+
+/// How long a leader's word that it hands leadership over is believed.
+const HANDOVER_NOTICE: Duration = Duration::from_secs(10);
 
 impl PeerNetwork {
     pub(crate) fn new(me: MemberId, dial_map: HashMap<String, String>) -> Self {
         let cluster_id = std::sync::atomic::AtomicU64::new(0);
         let channels = Mutex::new(HashMap::new());
         let refused_at = tokio::sync::watch::Sender::new(0);
-        PeerNetwork { inner: Arc::new(PeerNetworkInner { cluster_id, me, refused_at, channels, dial_map }) }
+        let handover = Mutex::new(None);
+        PeerNetwork { inner: Arc::new(PeerNetworkInner { cluster_id, me, refused_at, channels, dial_map, handover }) }
+    }
+
+    /// Notes that `leader` said it hands leadership over: it stays up and
+    /// answers what it was given (`node/transfer.rs`).
+    pub(crate) fn note_handover(&self, leader: MemberId) {
+        *self.inner.handover.lock() = Some((leader, std::time::Instant::now()));
+    }
+
+    /// Whether a leader said within `within` that it hands leadership over.
+    pub(crate) fn handover_under_way(&self, within: Duration) -> bool {
+        self.inner.handover.lock().is_some_and(|(_, at)| at.elapsed() < within)
+    }
+
+    /// Whether `leader` said lately that it hands leadership over.
+    pub(crate) fn handed_over(&self, leader: MemberId) -> bool {
+        self.inner.handover.lock().is_some_and(|(l, at)| l == leader && at.elapsed() < HANDOVER_NOTICE)
     }
 
     /// Membership log indexes of peers that refused this member (see
@@ -214,6 +236,22 @@ impl PeerNetwork {
         let payload: Vec<(&Command, u64)> = commands.iter().map(|(c, t)| (c, t.as_millis() as u64)).collect();
         let reply = client.forward(self.request(leader, encode(&payload), timeout)).await.map_err(status_error)?;
         decode::<Vec<Result<Applied, Error>>>(&reply.into_inner().payload).map_err(Error::Storage)
+    }
+
+    /// Tells `target` that the leader holding `from` hands leadership to
+    /// `to` (`node/transfer.rs`).
+    pub(crate) async fn transfer_leader(
+        &self,
+        target: MemberId,
+        member: &Member,
+        from: Vote<MemberId>,
+        to: MemberId,
+        timeout: Duration,
+    ) -> Result<(), Error> {
+        let mut client = self.client(target, member).map_err(Error::NotReady)?;
+        let request = self.request(target, encode(&(from, to)), timeout);
+        let reply = client.transfer_leader(request).await.map_err(status_error)?;
+        decode::<Result<(), Error>>(&reply.into_inner().payload).map_err(Error::Storage)?
     }
 
     /// The leader's read index: a linearizable read on this member waits

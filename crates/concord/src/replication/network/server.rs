@@ -36,6 +36,11 @@ pub type MembershipHandler = Arc<
         + Send
         + Sync,
 >;
+/// What this member does when the leader says it hands leadership over
+/// (the leader's vote, the member leadership moves to).
+pub type TransferHandler = Arc<
+    dyn Fn(openraft::Vote<MemberId>, MemberId) -> Pin<Box<dyn Future<Output = Result<(), Error>> + Send>> + Send + Sync,
+>;
 /// What this member tells anyone about its cluster.
 pub type ClusterInfoHandler = Arc<dyn Fn() -> ClusterInfo + Send + Sync>;
 
@@ -44,6 +49,7 @@ pub(crate) struct Handlers {
     pub forward: ForwardHandler,
     pub read_index: ReadIndexHandler,
     pub change_membership: MembershipHandler,
+    pub transfer_leader: TransferHandler,
     pub cluster_info: ClusterInfoHandler,
 }
 
@@ -195,6 +201,11 @@ impl Peer for PeerService {
         let (change, request): (MembershipChange, _) = self.open(request)?;
         let timeout = Duration::from_millis(request.timeout_ms.clamp(1, 60_000));
         reply(&(self.handlers.change_membership)(change, timeout).await)
+    }
+
+    async fn transfer_leader(&self, request: Request<PeerRequest>) -> Result<Response<PeerReply>, Status> {
+        let ((from, to), _): ((openraft::Vote<MemberId>, MemberId), _) = self.open(request)?;
+        reply(&(self.handlers.transfer_leader)(from, to).await)
     }
 
     async fn cluster_info(&self, _request: Request<PeerRequest>) -> Result<Response<PeerReply>, Status> {

@@ -5,6 +5,7 @@ use std::fmt;
 use crate::core::raft_msg::ResultSender;
 use crate::RaftTypeConfig;
 use crate::Snapshot;
+use crate::Vote;
 
 /// Application-triggered Raft actions for testing and administration.
 ///
@@ -31,6 +32,11 @@ pub(crate) enum ExternalCommand<C: RaftTypeConfig> {
     ///
     /// [`max_in_snapshot_log_to_keep`]: `crate::Config::max_in_snapshot_log_to_keep`
     PurgeLog { upto: u64 },
+
+    /// CONCORD PATCH (see vendor/README.md): the leader that holds `from` hands
+    /// leadership to `to`. Every member told so grants `to` its vote for the next term
+    /// even while `from`'s leader lease has not expired; `to` itself campaigns at once.
+    TransferLeader { from: Vote<C::NodeId>, to: C::NodeId },
 }
 
 impl<C> fmt::Debug for ExternalCommand<C>
@@ -60,6 +66,9 @@ where C: RaftTypeConfig
             }
             ExternalCommand::PurgeLog { upto } => {
                 write!(f, "PurgeLog[..={}]", upto)
+            }
+            ExternalCommand::TransferLeader { from, to } => {
+                write!(f, "TransferLeader[from {} to {}]", from, to)
             }
         }
     }
