@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Failover time on a 3-member cluster on loopback: SIGKILL the leader, then
-time until a write through the surviving members succeeds. Repeats N times
-(restarting the killed member between rounds) and prints every time and the
-median, for Concord and (with --etcd) for etcd 3.4 with its default timings.
+"""Failover time on a 3-member cluster on loopback: SIGKILL the leader (or,
+with --signal TERM, stop it gracefully: both etcd and Concord then hand
+leadership to a follower first), then time until a write through the
+surviving members succeeds. Repeats N times (restarting the stopped member
+between rounds) and prints every time and the median, for Concord and (with
+--etcd) for etcd 3.4 with its default timings.
 
-    bench/failover.py [--rounds 10] [--etcd]
+    bench/failover.py [--rounds 10] [--etcd] [--signal KILL|TERM]
 
 Needs a release build of concord (`cargo build --release -p concord-cli`),
 etcdctl, and for --etcd Debian's etcd-server. Everything runs on 127.0.0.1
@@ -87,7 +89,7 @@ class Cluster:
                 p.wait()
 
 
-def measure(kind, rounds):
+def measure(kind, rounds, sig):
     work = tempfile.mkdtemp(prefix=f"failover-{kind}-")
     cluster = Cluster(kind, work)
     times = []
@@ -99,13 +101,13 @@ def measure(kind, rounds):
             time.sleep(1.0)
             leader = cluster.leader()
             others = [i for i in range(3) if i != leader]
-            cluster.procs[leader].send_signal(signal.SIGKILL)
+            cluster.procs[leader].send_signal(sig)
             killed = time.monotonic()
-            cluster.procs[leader].wait()
             while etcdctl(cluster.endpoints(others), "put", "failover", str(r)).returncode != 0:
                 if time.monotonic() - killed > 60:
                     raise RuntimeError("no write succeeded within 60 s")
             times.append(time.monotonic() - killed)
+            cluster.procs[leader].wait(timeout=60)
             print(f"{kind} round {r + 1}: {times[-1] * 1000:.0f} ms", flush=True)
             cluster.start(leader)
             cluster.wait_healthy()
@@ -119,13 +121,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--etcd", action="store_true", help="also measure etcd (Debian's etcd-server)")
+    parser.add_argument("--signal", choices=["KILL", "TERM"], default="KILL", help="how the leader is stopped")
     args = parser.parse_args()
     kinds = ["concord"] + (["etcd"] if args.etcd else [])
-    results = {kind: measure(kind, args.rounds) for kind in kinds}
+    sig = signal.SIGKILL if args.signal == "KILL" else signal.SIGTERM
+    results = {kind: measure(kind, args.rounds, sig) for kind in kinds}
     for kind, times in results.items():
         ms = sorted(t * 1000 for t in times)
         print(f"{kind}: median {statistics.median(ms):.0f} ms, min {ms[0]:.0f}, max {ms[-1]:.0f} "
-              f"over {len(ms)} leader kills")
+              f"over {len(ms)} leaders stopped with SIG{args.signal}")
 
 
 if __name__ == "__main__":
