@@ -109,6 +109,35 @@ async fn automatic_compaction_keeps_the_last_n_revisions() {
     assert_eq!(kv.history("k").await.unwrap().len(), 11);
 }
 
+/// etcd's periodic mode: history is kept for one period after it was
+/// superseded, never compacted earlier, and compacted within a tenth of a
+/// period (plus scheduling) after.
+#[tokio::test]
+async fn periodic_compaction_keeps_the_last_period_of_history() {
+    let period = Duration::from_millis(600);
+    let m = common::open_with(|c| c.auto_compaction_retention(None).auto_compaction_period(Some(period))).await;
+    let kv = m.db.kv();
+    // Taken before the write: no sample can show its revision earlier.
+    let written = Instant::now();
+    let first = kv.put("k", "0").await.unwrap().revision;
+    kv.put("k", "1").await.unwrap();
+    // Never before a period has passed (checked only while one has not).
+    while written.elapsed() < period / 2 {
+        let compacted = kv.compact_revision();
+        if written.elapsed() < period {
+            assert!(compacted < first, "compacted to {compacted} after {:?}", written.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Then the revision sampled a period ago is compacted.
+    while kv.compact_revision() < first {
+        assert!(written.elapsed() < period * 10, "periodic compaction did not run");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(written.elapsed() >= period, "compacted early: after {:?}", written.elapsed());
+    assert_eq!(kv.get("k").await.unwrap().unwrap().value, "1");
+}
+
 #[tokio::test]
 async fn transactions_compare_and_branch() {
     let m = common::open().await;

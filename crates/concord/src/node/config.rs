@@ -68,6 +68,10 @@ pub struct Config {
     /// Keep the last N revisions of history, compacting older ones
     /// automatically. `None` keeps everything until `compact` is called.
     pub auto_compaction_retention: Option<u64>,
+    /// Keep the history of the last period, compacting what is older
+    /// (etcd's `--auto-compaction-mode=periodic`; `node/retention.rs`).
+    /// `None` (the default) leaves it to `auto_compaction_retention`.
+    pub auto_compaction_period: Option<Duration>,
     /// Build a snapshot (and purge the log) after this many log entries...
     pub snapshot_after_entries: u64,
     /// ...or after this many bytes of log, whichever comes first (entries
@@ -123,6 +127,7 @@ impl std::fmt::Debug for Config {
             .field("lease_limits", &self.lease_limits)
             .field("lease_checkpoint_interval", &self.lease_checkpoint_interval)
             .field("auto_compaction_retention", &self.auto_compaction_retention)
+            .field("auto_compaction_period", &self.auto_compaction_period)
             .field("snapshot_after_entries", &self.snapshot_after_entries)
             .field("space_quota", &self.space_quota)
             .finish_non_exhaustive()
@@ -149,6 +154,7 @@ impl Config {
             lease_checkpoint_interval: Duration::from_secs(5),
             lease_expiry_batch: 1000,
             auto_compaction_retention: Some(100_000),
+            auto_compaction_period: None,
             snapshot_after_entries: 100_000,
             snapshot_after_bytes: 64 * 1024 * 1024,
             logs_kept_after_snapshot: 1000,
@@ -313,6 +319,13 @@ impl Config {
 
     pub fn auto_compaction_retention(mut self, revisions: Option<u64>) -> Self {
         self.auto_compaction_retention = revisions;
+        self
+    }
+
+    /// etcd's periodic auto-compaction: keep the history of the last
+    /// `period` (`None`: off). Usually with `auto_compaction_retention(None)`.
+    pub fn auto_compaction_period(mut self, period: Option<Duration>) -> Self {
+        self.auto_compaction_period = period;
         self
     }
 

@@ -21,6 +21,7 @@ mod open;
 mod proposer;
 mod read_index;
 mod removal;
+mod retention;
 mod route;
 mod status;
 mod tasks;

@@ -59,6 +59,9 @@ pub(super) fn spawn_all(node: &Concord, stop: watch::Receiver<bool>) -> Vec<Join
     tasks.push(tokio::spawn(super::removal::watch_for_removal(Arc::downgrade(&node.inner), stop.clone())));
     tasks.push(tokio::spawn(super::removal::promote_caught_up_voters(Arc::downgrade(&node.inner), stop.clone())));
     tasks.push(tokio::spawn(count_leader_changes(ctx.clone(), node.inner.leader_changes.clone(), stop.clone())));
+    if let Some(period) = ctx.config.auto_compaction_period {
+        tasks.push(tokio::spawn(compact_by_age(ctx.clone(), period, stop.clone())));
+    }
     if let Some(retention) = ctx.config.auto_compaction_retention {
         tasks.push(tokio::spawn(compact_history(ctx, retention, stop)));
     }
@@ -241,6 +244,33 @@ async fn compact_history(ctx: TaskContext, retention: u64, mut stop: watch::Rece
         last_seen = revision;
         if target > compacted && (target - compacted >= COMPACTION_MIN_STEP || idle) {
             ctx.propose(Command::Compact { revision: target }, "automatic compaction").await;
+        }
+    }
+}
+
+/// etcd's periodic auto-compaction: keeps the history of the last
+/// `period` (`retention.rs`), on the leader.
+async fn compact_by_age(ctx: TaskContext, period: Duration, mut stop: watch::Receiver<bool>) {
+    let mut window = super::retention::AgeWindow::new(period);
+    loop {
+        if !ctx.is_leader() {
+            window.reset();
+            if !ctx.until_leader(&mut stop).await {
+                return;
+            }
+        }
+        let (revision, compacted) = {
+            let applier = ctx.shared.applier.read();
+            (applier.machine.kv().revision(), applier.machine.kv().compact_revision())
+        };
+        if let Some(target) = window.observe(Instant::now(), revision) {
+            if target > compacted {
+                ctx.propose(Command::Compact { revision: target }, "periodic compaction").await;
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(window.interval()) => {}
+            _ = stop.changed() => return,
         }
     }
 }
