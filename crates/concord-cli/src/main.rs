@@ -25,6 +25,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a member: the embedded engine behind an etcd v3 gRPC server.
+    // A flag given twice takes its last value, as etcd's do.
+    #[command(args_override_self = true)]
     Serve(Box<serve::ServeArgs>),
     /// Lease operations against an endpoint.
     Lease {
@@ -102,7 +104,24 @@ enum Command {
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // etcd's flags and ETCD_* variables for `concord serve` (serve/etcd_flags.rs).
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mut etcd = serve::etcd_flags::EtcdSettings::default();
+    if args.get(1).and_then(|a| a.to_str()) == Some("serve") {
+        let env: Vec<(String, String)> =
+            std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect();
+        match serve::etcd_flags::extract(args.split_off(2), &env) {
+            Ok((rest, settings)) => {
+                args.extend(rest);
+                etcd = settings;
+            }
+            Err(message) => {
+                eprintln!("Error: {message}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let cli = Cli::parse_from(args);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -112,7 +131,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => serve::run(*args).await,
+            Command::Serve(args) => serve::run(*args, etcd).await,
             Command::Lease { conn, command } => client::lease(conn, command).await,
             Command::Member { conn, command } => client::member(conn, command).await,
             Command::Snapshot { conn, command } => snapshot::run(conn, command).await,

@@ -2,9 +2,13 @@
 //! endpoint for `/health` and Prometheus `/metrics`.
 //!
 //! Settings come from, in order of precedence: flags, `CONCORD_*`
-//! environment variables, the `--config-file` (TOML, keys named like the
-//! flags), then defaults. On SIGTERM or Ctrl-C the server stops accepting,
-//! finishes in-flight requests, and closes the data file cleanly.
+//! environment variables, etcd's `ETCD_*` variables, the `--config-file`
+//! (TOML, keys named like the flags), then defaults. etcd 3.4's own flags
+//! are taken too (`etcd_flags.rs`). On SIGTERM or Ctrl-C the server hands
+//! leadership over (if it leads), stops accepting, finishes in-flight
+//! requests, and closes the data file cleanly.
+
+pub mod etcd_flags;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,7 +29,8 @@ pub struct ServeArgs {
     /// Directory for the data file [default: ./concord.data].
     #[arg(long, env = "CONCORD_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// URL to listen on for client traffic [default: http://127.0.0.1:2379].
+    /// URLs to listen on for client traffic, comma-separated; `https` ones
+    /// need --cert-file and --key-file [default: http://127.0.0.1:2379].
     #[arg(long, env = "CONCORD_LISTEN_CLIENT_URLS")]
     listen_client_urls: Option<String>,
     /// Client URL to advertise to clients (MemberList) [default: the listen URL].
@@ -72,10 +77,12 @@ pub struct ServeArgs {
     /// is the default, negative disables it, as etcd's [default: 2147483648].
     #[arg(long, env = "CONCORD_QUOTA_BACKEND_BYTES", allow_negative_numbers = true)]
     quota_backend_bytes: Option<i64>,
-    /// Keep this many revisions of history, compacting older ones; 0 keeps
-    /// everything [default: 100000].
+    /// History to keep, as etcd reads it: with --auto-compaction-mode
+    /// periodic (etcd's default) hours (`1`) or a duration (`30m`), with
+    /// `revision` a number of revisions; 0 keeps everything [default, with
+    /// neither flag given: the last 100000 revisions].
     #[arg(long, env = "CONCORD_AUTO_COMPACTION_RETENTION")]
-    auto_compaction_retention: Option<u64>,
+    auto_compaction_retention: Option<String>,
     /// Log filter, e.g. `info` or `concord=debug` [default: info,openraft=warn].
     #[arg(long, env = "CONCORD_LOG_LEVEL")]
     log_level: Option<String>,
@@ -120,7 +127,9 @@ struct FileSettings {
     max_request_bytes: Option<usize>,
     max_concurrent_streams: Option<u32>,
     quota_backend_bytes: Option<i64>,
-    auto_compaction_retention: Option<u64>,
+    /// A number or a string (`"30m"`), as on the command line.
+    auto_compaction_retention: Option<toml::Value>,
+    auto_compaction_mode: Option<String>,
     log_level: Option<String>,
     cert_file: Option<PathBuf>,
     key_file: Option<PathBuf>,
@@ -133,8 +142,8 @@ struct FileSettings {
 struct Settings {
     name: String,
     data_dir: PathBuf,
-    listen_client: SocketAddr,
-    client_url: String,
+    /// Each client URL: its address, and whether it is `https`.
+    listen_client: Vec<(SocketAddr, bool)>,
     advertise_client_urls: Vec<String>,
     advertise_peer_urls: Vec<String>,
     listen_peer: SocketAddr,
@@ -148,11 +157,43 @@ struct Settings {
     max_concurrent_streams: u32,
     /// `None`: no quota.
     space_quota: Option<u64>,
-    auto_compaction_retention: u64,
+    compaction: Compaction,
     log_level: String,
     peer_dial_map: std::collections::HashMap<String, String>,
     /// Set when the client URL is `https`.
     tls: Option<TlsFiles>,
+}
+
+/// Automatic compaction, as the two etcd flags set it.
+#[derive(Debug, PartialEq)]
+enum Compaction {
+    Off,
+    KeepRevisions(u64),
+    KeepPeriod(Duration),
+}
+
+impl Compaction {
+    /// etcd's `--auto-compaction-mode` and `--auto-compaction-retention`
+    /// (periodic by default; 0 is off). Neither given: Concord's default,
+    /// the last 100000 revisions (history lives in memory here, so it is
+    /// bounded unless asked otherwise).
+    fn from_flags(mode: Option<&str>, retention: Option<&str>) -> Result<Compaction, String> {
+        let Some(retention) = retention else {
+            return Ok(if mode.is_some() { Compaction::Off } else { Compaction::KeepRevisions(100_000) });
+        };
+        match mode.unwrap_or("periodic") {
+            "revision" => match retention.parse::<u64>() {
+                Ok(0) => Ok(Compaction::Off),
+                Ok(revisions) => Ok(Compaction::KeepRevisions(revisions)),
+                Err(_) => Err(format!("--auto-compaction-retention: {retention:?} is not a number of revisions")),
+            },
+            "periodic" => match etcd_flags::retention_period(retention)? {
+                period if period.is_zero() => Ok(Compaction::Off),
+                period => Ok(Compaction::KeepPeriod(period)),
+            },
+            other => Err(format!("--auto-compaction-mode: {other:?} is neither periodic nor revision")),
+        }
+    }
 }
 
 /// Where the client TLS material is.
@@ -179,8 +220,15 @@ impl TlsFiles {
     }
 }
 
-fn settings(args: ServeArgs) -> Result<Settings, String> {
+fn settings(args: ServeArgs, etcd: &etcd_flags::EtcdSettings) -> Result<Settings, String> {
     let file = match &args.config_file {
+        Some(path) if path.extension().is_some_and(|e| e == "yml" || e == "yaml") => {
+            return Err(format!(
+                "config file {}: etcd's YAML config files are not read; give the settings as flags, \
+                 ETCD_* variables, or a TOML file with the same keys",
+                path.display()
+            ));
+        }
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
@@ -190,7 +238,16 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
     };
     let client_url =
         args.listen_client_urls.or(file.listen_client_urls).unwrap_or_else(|| "http://127.0.0.1:2379".into());
-    let (listen_client, client_https) = parse_client_url(&client_url)?;
+    let listen_client = client_url
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(parse_client_url)
+        .collect::<Result<Vec<_>, _>>()?;
+    if listen_client.is_empty() {
+        return Err("--listen-client-urls: no URL given".into());
+    }
+    let client_https = listen_client.iter().any(|(_, https)| *https);
     let trusted_ca = args.trusted_ca_file.or(file.trusted_ca_file);
     let client_cert_auth = args.client_cert_auth || file.client_cert_auth.unwrap_or(false);
     if client_cert_auth && trusted_ca.is_none() {
@@ -229,7 +286,6 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
         name: args.name.or(file.name).unwrap_or_else(|| "default".into()),
         data_dir: args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("concord.data")),
         listen_client,
-        client_url,
         advertise_client_urls: advertise.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
         advertise_peer_urls: peer.split(',').map(|s| s.trim().to_string()).collect(),
         listen_peer,
@@ -249,7 +305,15 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
             bytes if bytes < 0 => None,
             bytes => Some(bytes as u64),
         },
-        auto_compaction_retention: args.auto_compaction_retention.or(file.auto_compaction_retention).unwrap_or(100_000),
+        compaction: Compaction::from_flags(
+            etcd.auto_compaction_mode.as_deref().or(file.auto_compaction_mode.as_deref()),
+            args.auto_compaction_retention
+                .or(file.auto_compaction_retention.map(|v| match v {
+                    toml::Value::String(s) => s,
+                    other => other.to_string(),
+                }))
+                .as_deref(),
+        )?,
         log_level: args.log_level.or(file.log_level).unwrap_or_else(|| "info,openraft=warn".into()),
         peer_dial_map: parse_dial_map(args.peer_dial_map.as_deref().unwrap_or(""))?,
         tls,
@@ -276,7 +340,8 @@ fn parse_client_url(url: &str) -> Result<(SocketAddr, bool), String> {
     }
 }
 
-/// `http://host:port` (one URL) to a socket address.
+/// `http://host:port` (one URL) to a socket address. As etcd, a listen URL
+/// names an IP address (or localhost).
 fn parse_url(url: &str, flag: &str) -> Result<SocketAddr, String> {
     if url.contains(',') {
         return Err(format!("{flag}: only one URL is supported, got {url}"));
@@ -294,26 +359,48 @@ fn parse_url(url: &str, flag: &str) -> Result<SocketAddr, String> {
     hostport.parse().map_err(|_| format!("{flag}: {url} is not http://IP:PORT"))
 }
 
-pub async fn run(args: ServeArgs) -> Result<(), String> {
-    let settings = settings(args)?;
+pub async fn run(args: ServeArgs, etcd: etcd_flags::EtcdSettings) -> Result<(), String> {
+    let settings = settings(args, &etcd)?;
     // Unreadable TLS files stop the server before it opens anything.
     let tls_config = settings.tls.as_ref().map(TlsFiles::load).transpose()?;
-    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level)
+    let filter = tracing_subscriber::EnvFilter::try_new(etcd_log_level(&settings.log_level))
         .map_err(|e| format!("--log-level {}: {e}", settings.log_level))?;
     use std::io::IsTerminal;
-    let colors = std::io::stderr().is_terminal();
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colors).init();
+    if etcd.log_to_stdout {
+        let colors = std::io::stdout().is_terminal();
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout).with_ansi(colors).init();
+    } else {
+        let colors = std::io::stderr().is_terminal();
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colors).init();
+    }
+    for note in &etcd.notes {
+        tracing::info!("{note}");
+    }
 
     let metrics = Metrics::new();
-    let retention = (settings.auto_compaction_retention > 0).then_some(settings.auto_compaction_retention);
+    let (revisions, period) = match settings.compaction {
+        Compaction::Off => (None, None),
+        Compaction::KeepRevisions(revisions) => (Some(revisions), None),
+        Compaction::KeepPeriod(period) => (None, Some(period)),
+    };
     let config = Config::new(&settings.data_dir)
         .name(settings.name.clone())
-        .auto_compaction_retention(retention)
+        .auto_compaction_retention(revisions)
+        .auto_compaction_period(period)
         .fsync_observer(metrics.fsync_observer())
         .heartbeat_interval(Duration::from_millis(settings.heartbeat_interval))
         .election_timeout(Duration::from_millis(settings.election_timeout))
         .cluster_token(settings.cluster_token.clone());
     let mut config = config;
+    if let Some(entries) = etcd.snapshot_count {
+        config.snapshot_after_entries = entries;
+    }
+    if let Some(ops) = etcd.max_txn_ops {
+        config.limits.max_txn_ops = ops;
+    }
+    if let Some(interval) = etcd.watch_progress_notify_interval.filter(|i| !i.is_zero()) {
+        config.watch_progress_interval = interval;
+    }
     config.advertise_peer_urls = settings.advertise_peer_urls.clone();
     config.initial_cluster = settings.initial_cluster.clone();
     config.join_existing = settings.join_existing;
@@ -329,9 +416,11 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     config.limits.max_request_bytes = settings.max_request_bytes;
     config.space_quota = settings.space_quota;
 
-    let client_listener = TcpListener::bind(settings.listen_client)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", settings.client_url))?;
+    let mut client_listeners = Vec::with_capacity(settings.listen_client.len());
+    for (addr, https) in &settings.listen_client {
+        let listener = TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        client_listeners.push((listener, *https));
+    }
     let metrics_listener = match settings.listen_metrics {
         Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?),
         None => None,
@@ -342,13 +431,16 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         .map_err(|e| format!("cannot listen for peers on {}: {e}", settings.listen_peer))?;
     let peer_addr = peer_socket.local_addr().map_err(|e| e.to_string())?;
     config.listen_peer = Some(concord::PeerListen::Bound(std::sync::Arc::new(peer_socket)));
-    let bound_client = client_listener.local_addr().map_err(|e| e.to_string())?;
-    config.advertise_client_urls = if settings.advertise_client_urls.is_empty() {
-        let scheme = if settings.tls.is_some() { "https" } else { "http" };
-        vec![format!("{scheme}://{bound_client}")]
-    } else {
-        settings.advertise_client_urls.clone()
-    };
+    // Without an explicit advertise URL, the listen URLs are advertised
+    // (with the ports actually bound, where they were 0).
+    let mut bound_urls = Vec::with_capacity(client_listeners.len());
+    for (listener, https) in &client_listeners {
+        let scheme = if *https { "https" } else { "http" };
+        bound_urls.push(format!("{scheme}://{}", listener.local_addr().map_err(|e| e.to_string())?));
+    }
+    let client_urls =
+        if settings.advertise_client_urls.is_empty() { bound_urls } else { settings.advertise_client_urls.clone() };
+    config.advertise_client_urls = client_urls.clone();
     let db =
         Concord::open_with(config).await.map_err(|e| format!("cannot open {}: {e}", settings.data_dir.display()))?;
     tracing::info!(addr = %peer_addr, member = %format!("{:x}", db.member_id()), "serving peers");
@@ -382,29 +474,37 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         });
     }
 
-    let addr = client_listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!(%addr, name = %settings.name, data_dir = %settings.data_dir.display(), "serving the etcd v3 API");
-    let scheme = if settings.tls.is_some() { "https" } else { "http" };
-    let client_urls = if settings.advertise_client_urls.is_empty() {
-        vec![format!("{scheme}://{addr}")]
-    } else {
-        settings.advertise_client_urls
-    };
     let options = ServerOptions {
         max_request_bytes: settings.max_request_bytes,
         max_concurrent_streams: settings.max_concurrent_streams,
         urls: MemberUrls { client_urls, peer_urls: settings.advertise_peer_urls },
-        tls: tls_config,
+        tls: None,
     };
-    let mut stop = stop_rx;
-    let shutdown = async move {
-        let _ = stop.wait_for(|s| *s).await;
-    };
-    let served = concord_etcd::serve(db.clone(), client_listener, options, metrics, shutdown).await;
+    let servers = client_listeners.into_iter().map(|(listener, https)| {
+        let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        tracing::info!(%addr, tls = https, name = %settings.name, data_dir = %settings.data_dir.display(), "serving the etcd v3 API");
+        let options = ServerOptions { tls: if https { tls_config.clone() } else { None }, ..options.clone() };
+        let mut stop = stop_rx.clone();
+        let shutdown = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        concord_etcd::serve(db.clone(), listener, options, metrics.clone(), shutdown)
+    });
+    let served = futures_util::future::join_all(servers).await;
     let closed = db.shutdown().await;
     tracing::info!("stopped");
-    served.map_err(|e| format!("gRPC server failed: {e}"))?;
+    for result in served {
+        result.map_err(|e| format!("gRPC server failed: {e}"))?;
+    }
     closed.map_err(|e| format!("shutdown: {e}"))
+}
+
+/// etcd's `--log-level` values as filters (`panic` and `fatal` log errors).
+fn etcd_log_level(level: &str) -> &str {
+    match level {
+        "panic" | "fatal" | "dpanic" => "error",
+        other => other,
+    }
 }
 
 async fn wait_for_signal() {
@@ -438,11 +538,11 @@ mod tests {
         std::fs::write(&file, "name = \"from-file\"\ndata-dir = \"/tmp/file-dir\"\nmax-request-bytes = 1000\n")
             .unwrap();
         let args = ServeArgs { name: Some("from-flag".into()), config_file: Some(file), ..Default::default() };
-        let s = settings(args).unwrap();
+        let s = settings(args, &Default::default()).unwrap();
         assert_eq!(s.name, "from-flag");
         assert_eq!(s.data_dir, PathBuf::from("/tmp/file-dir"));
         assert_eq!(s.max_request_bytes, 1000);
-        assert_eq!(s.listen_client, "127.0.0.1:2379".parse().unwrap());
+        assert_eq!(s.listen_client, vec![("127.0.0.1:2379".parse().unwrap(), false)]);
     }
 
     /// etcd's `--quota-backend-bytes`: 0 is the default (2 GiB), a negative
@@ -450,12 +550,32 @@ mod tests {
     #[test]
     fn the_quota_flag_reads_as_etcds() {
         let quota = |bytes: Option<i64>| {
-            settings(ServeArgs { quota_backend_bytes: bytes, ..Default::default() }).unwrap().space_quota
+            settings(ServeArgs { quota_backend_bytes: bytes, ..Default::default() }, &Default::default())
+                .unwrap()
+                .space_quota
         };
         assert_eq!(quota(None), Some(2 * 1024 * 1024 * 1024));
         assert_eq!(quota(Some(0)), Some(2 * 1024 * 1024 * 1024));
         assert_eq!(quota(Some(1_000_000)), Some(1_000_000));
         assert_eq!(quota(Some(-1)), None);
+    }
+
+    /// etcd's two compaction flags: periodic by default (hours or a
+    /// duration), revision counts in revision mode, 0 off; with neither,
+    /// Concord's bounded default.
+    #[test]
+    fn compaction_flags_read_as_etcds() {
+        use Compaction::*;
+        let hour = Duration::from_secs(3600);
+        assert_eq!(Compaction::from_flags(None, None), Ok(KeepRevisions(100_000)));
+        assert_eq!(Compaction::from_flags(None, Some("1")), Ok(KeepPeriod(hour)));
+        assert_eq!(Compaction::from_flags(Some("periodic"), Some("30m")), Ok(KeepPeriod(hour / 2)));
+        assert_eq!(Compaction::from_flags(Some("revision"), Some("1000")), Ok(KeepRevisions(1000)));
+        assert_eq!(Compaction::from_flags(Some("revision"), Some("0")), Ok(Off));
+        assert_eq!(Compaction::from_flags(None, Some("0")), Ok(Off));
+        assert_eq!(Compaction::from_flags(Some("revision"), None), Ok(Off));
+        assert!(Compaction::from_flags(Some("revision"), Some("1h")).is_err());
+        assert!(Compaction::from_flags(Some("hourly"), Some("1")).is_err());
     }
 
     #[test]
@@ -472,7 +592,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
         std::fs::write(&file, "data_dir = \"x\"\n").unwrap();
-        let err = settings(ServeArgs { config_file: Some(file), ..Default::default() }).unwrap_err();
+        let err =
+            settings(ServeArgs { config_file: Some(file), ..Default::default() }, &Default::default()).unwrap_err();
         assert!(err.contains("unknown field"), "{err}");
     }
 }

@@ -76,8 +76,14 @@ impl Server {
     /// Starts `concord serve` without waiting for it to be ready (a cluster
     /// member is ready only once a quorum runs).
     pub fn spawn_in(dir: TempDir, args: &[&str]) -> Server {
+        Server::spawn_in_env(dir, args, &[])
+    }
+
+    /// `spawn_in` with these environment variables set.
+    pub fn spawn_in_env(dir: TempDir, args: &[&str], env: &[(&str, &str)]) -> Server {
         let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_concord"))
+            .envs(env.iter().copied())
             .arg("serve")
             .arg("--data-dir")
             .arg(dir.path().join("data"))
