@@ -98,6 +98,19 @@ pub struct ServeArgs {
     /// Refuse clients without a certificate signed by --trusted-ca-file.
     #[arg(long, env = "CONCORD_CLIENT_CERT_AUTH")]
     client_cert_auth: bool,
+    /// This member's TLS certificate (PEM) for `https` peer URLs, served
+    /// to peers and presented to them.
+    #[arg(long, env = "CONCORD_PEER_CERT_FILE")]
+    peer_cert_file: Option<PathBuf>,
+    /// The key of --peer-cert-file (PEM).
+    #[arg(long, env = "CONCORD_PEER_KEY_FILE")]
+    peer_key_file: Option<PathBuf>,
+    /// The CA (PEM) that signs the members' certificates.
+    #[arg(long, env = "CONCORD_PEER_TRUSTED_CA_FILE")]
+    peer_trusted_ca_file: Option<PathBuf>,
+    /// Refuse peers without a certificate signed by --peer-trusted-ca-file.
+    #[arg(long, env = "CONCORD_PEER_CLIENT_CERT_AUTH")]
+    peer_client_cert_auth: bool,
     /// A TOML file with any of the settings above, keys named like the flags
     /// (`data-dir = "/var/lib/concord"`).
     #[arg(long, env = "CONCORD_CONFIG_FILE")]
@@ -135,6 +148,10 @@ struct FileSettings {
     key_file: Option<PathBuf>,
     trusted_ca_file: Option<PathBuf>,
     client_cert_auth: Option<bool>,
+    peer_cert_file: Option<PathBuf>,
+    peer_key_file: Option<PathBuf>,
+    peer_trusted_ca_file: Option<PathBuf>,
+    peer_client_cert_auth: Option<bool>,
 }
 
 /// Settings after precedence is applied.
@@ -160,8 +177,10 @@ struct Settings {
     compaction: Compaction,
     log_level: String,
     peer_dial_map: std::collections::HashMap<String, String>,
-    /// Set when the client URL is `https`.
+    /// Set when a client URL is `https`.
     tls: Option<TlsFiles>,
+    /// Set when the peer URL is `https`.
+    peer_tls: Option<TlsFiles>,
 }
 
 /// Automatic compaction, as the two etcd flags set it.
@@ -206,6 +225,19 @@ struct TlsFiles {
 }
 
 impl TlsFiles {
+    /// The peer TLS settings, read from the files.
+    fn load_peer(&self) -> Result<concord::PeerTls, String> {
+        let read = |path: &PathBuf, flag: &str| {
+            std::fs::read(path).map_err(|e| format!("cannot read {flag} {}: {e}", path.display()))
+        };
+        Ok(concord::PeerTls {
+            cert_pem: read(&self.cert, "--peer-cert-file")?,
+            key_pem: read(&self.key, "--peer-key-file")?,
+            trusted_ca_pem: self.trusted_ca.as_ref().map(|ca| read(ca, "--peer-trusted-ca-file")).transpose()?,
+            client_cert_auth: self.client_cert_auth,
+        })
+    }
+
     fn load(&self) -> Result<tokio_rustls::TlsAcceptor, String> {
         let read = |path: &PathBuf, flag: &str| {
             std::fs::read(path).map_err(|e| format!("cannot read {flag} {}: {e}", path.display()))
@@ -269,7 +301,34 @@ fn settings(args: ServeArgs, etcd: &etcd_flags::EtcdSettings) -> Result<Settings
         .unwrap_or_else(|| "http://localhost:2380".into());
     let peer_listen_url =
         args.listen_peer_urls.or(file.listen_peer_urls).unwrap_or_else(|| "http://127.0.0.1:2380".into());
-    let listen_peer = parse_url(&peer_listen_url, "--listen-peer-urls")?;
+    let (listen_peer, peer_https) = parse_listen_url(&peer_listen_url, "--listen-peer-urls")?;
+    if peer.split(',').any(|u| u.trim().starts_with("https://")) != peer_https {
+        return Err(format!(
+            "--listen-peer-urls {peer_listen_url} and --initial-advertise-peer-urls {peer} disagree on https"
+        ));
+    }
+    let peer_trusted_ca = args.peer_trusted_ca_file.or(file.peer_trusted_ca_file);
+    let peer_client_cert_auth = args.peer_client_cert_auth || file.peer_client_cert_auth.unwrap_or(false);
+    if peer_client_cert_auth && peer_trusted_ca.is_none() {
+        return Err(
+            "--peer-client-cert-auth needs --peer-trusted-ca-file (the CA that signs the members' certificates)".into(),
+        );
+    }
+    let peer_tls = match (
+        peer_https,
+        args.peer_cert_file.or(file.peer_cert_file),
+        args.peer_key_file.or(file.peer_key_file),
+    ) {
+        (false, _, _) => None,
+        (true, Some(cert), Some(key)) => {
+            Some(TlsFiles { cert, key, trusted_ca: peer_trusted_ca, client_cert_auth: peer_client_cert_auth })
+        }
+        (true, _, _) => {
+            return Err(format!(
+                "TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for peer url {peer_listen_url} with HTTPS scheme"
+            ));
+        }
+    };
     let initial_cluster = match args.initial_cluster.or(file.initial_cluster) {
         Some(spec) => concord::cluster::parse_initial_cluster(&spec)?,
         None => Vec::new(),
@@ -317,6 +376,7 @@ fn settings(args: ServeArgs, etcd: &etcd_flags::EtcdSettings) -> Result<Settings
         log_level: args.log_level.or(file.log_level).unwrap_or_else(|| "info,openraft=warn".into()),
         peer_dial_map: parse_dial_map(args.peer_dial_map.as_deref().unwrap_or(""))?,
         tls,
+        peer_tls,
     })
 }
 
@@ -332,11 +392,16 @@ fn parse_dial_map(spec: &str) -> Result<std::collections::HashMap<String, String
         .collect()
 }
 
-/// The client URL: its address, and whether it is `https`.
+/// A client URL: its address, and whether it is `https`.
 fn parse_client_url(url: &str) -> Result<(SocketAddr, bool), String> {
+    parse_listen_url(url, "--listen-client-urls")
+}
+
+/// A listen URL: its address, and whether it is `https`.
+fn parse_listen_url(url: &str, flag: &str) -> Result<(SocketAddr, bool), String> {
     match url.strip_prefix("https://") {
-        Some(rest) => Ok((parse_url(&format!("http://{rest}"), "--listen-client-urls")?, true)),
-        None => Ok((parse_url(url, "--listen-client-urls")?, false)),
+        Some(rest) => Ok((parse_url(&format!("http://{rest}"), flag)?, true)),
+        None => Ok((parse_url(url, flag)?, false)),
     }
 }
 
@@ -348,9 +413,7 @@ fn parse_url(url: &str, flag: &str) -> Result<SocketAddr, String> {
     }
     let rest = match url.split_once("://") {
         Some(("http", rest)) => rest,
-        Some(("https", _)) => {
-            return Err(format!("{flag}: TLS (https) is served on client URLs only, not here yet: {url}"));
-        }
+        Some(("https", _)) => return Err(format!("{flag}: TLS (https) is not served here: {url}")),
         Some((scheme, _)) => return Err(format!("{flag}: unsupported scheme {scheme}: {url}")),
         None => url,
     };
@@ -363,6 +426,7 @@ pub async fn run(args: ServeArgs, etcd: etcd_flags::EtcdSettings) -> Result<(), 
     let settings = settings(args, &etcd)?;
     // Unreadable TLS files stop the server before it opens anything.
     let tls_config = settings.tls.as_ref().map(TlsFiles::load).transpose()?;
+    let peer_tls = settings.peer_tls.as_ref().map(TlsFiles::load_peer).transpose()?;
     let filter = tracing_subscriber::EnvFilter::try_new(etcd_log_level(&settings.log_level))
         .map_err(|e| format!("--log-level {}: {e}", settings.log_level))?;
     use std::io::IsTerminal;
@@ -405,6 +469,7 @@ pub async fn run(args: ServeArgs, etcd: etcd_flags::EtcdSettings) -> Result<(), 
     config.initial_cluster = settings.initial_cluster.clone();
     config.join_existing = settings.join_existing;
     config.peer_dial_map = settings.peer_dial_map.clone();
+    config.peer_tls = peer_tls;
     if let Some(storage) = concord::failpoints::storage_from_env() {
         tracing::warn!(
             control = ?std::env::var_os(concord::failpoints::CONTROL_FILE_VAR),
@@ -583,6 +648,7 @@ mod tests {
         assert_eq!(parse_url("http://127.0.0.1:1234", "x").unwrap(), "127.0.0.1:1234".parse().unwrap());
         assert_eq!(parse_url("http://localhost:1234/", "x").unwrap(), "127.0.0.1:1234".parse().unwrap());
         assert!(parse_url("https://127.0.0.1:1", "x").unwrap_err().contains("TLS"));
+        assert_eq!(parse_listen_url("https://127.0.0.1:1", "x").unwrap(), ("127.0.0.1:1".parse().unwrap(), true));
         assert!(parse_url("http://a:1,http://b:2", "x").is_err());
         assert!(parse_url("http://nohost", "x").is_err());
     }

@@ -84,8 +84,13 @@ fn settings_concord_cannot_honour_are_refused_at_start() {
         assert!(stderr(&out).contains(expected), "{args:?} {env:?}: {}", stderr(&out));
         assert!(!dir.path().join("data").exists(), "{args:?}: a data directory was created");
     };
-    refused(&["--peer-cert-file=/etc/etcd/peer.crt"], &[], "TLS between members is not supported yet");
-    refused(&[], &[("ETCD_PEER_CLIENT_CERT_AUTH", "true")], "TLS between members is not supported yet");
+    refused(&["--peer-crl-file=/etc/etcd/peer.crl"], &[], "--peer-trusted-ca-file only");
+    refused(&[], &[("ETCD_PEER_AUTO_TLS", "true")], "--peer-trusted-ca-file only");
+    refused(
+        &["--listen-peer-urls=https://127.0.0.1:0", "--initial-advertise-peer-urls=https://127.0.0.1:1"],
+        &[],
+        "--peer-cert-file, --peer-key-file) must be provided",
+    );
     refused(&["--force-new-cluster"], &[], "restore one member from a snapshot");
     refused(&["--wal-dir=/wal"], &[], "a separate WAL directory is not supported");
     refused(&["--unsafe-no-fsync=true"], &[], "every acknowledged write is fsynced");

@@ -199,3 +199,99 @@ fn an_https_url_without_a_certificate_is_refused_at_start() {
     ]));
     assert!(!out.status.success() && stderr(&out).contains("--client-cert-auth needs --trusted-ca-file"));
 }
+
+/// TLS between members, with etcd's flags: three members on `https` peer
+/// URLs, each checking the others' certificates against the CA
+/// (`--peer-client-cert-auth=true`, etcd's spelling). Writes through any
+/// member reach every member; the peer port refuses plain HTTP/2 and a TLS
+/// client without a certificate.
+#[test]
+fn members_talk_over_tls_and_refuse_peers_without_a_certificate() {
+    let certs = tempfile::tempdir().unwrap();
+    certificates(certs.path());
+    let file = |name: &str| certs.path().join(name).display().to_string();
+    let peers: Vec<String> = (0..3).map(|_| format!("https://127.0.0.1:{}", free_port())).collect();
+    let initial = peers.iter().enumerate().map(|(i, p)| format!("m{i}={p}")).collect::<Vec<_>>().join(",");
+    let mut members: Vec<common::Server> = (0..3)
+        .map(|i| {
+            let args = [
+                format!("--name=m{i}"),
+                format!("--listen-peer-urls={}", peers[i]),
+                format!("--initial-advertise-peer-urls={}", peers[i]),
+                format!("--initial-cluster={initial}"),
+                format!("--peer-cert-file={}", file("server.pem")),
+                format!("--peer-key-file={}", file("server.key")),
+                format!("--peer-trusted-ca-file={}", file("ca.pem")),
+                "--peer-client-cert-auth=true".to_string(),
+            ];
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            common::Server::spawn_in(tempfile::tempdir().unwrap(), &args)
+        })
+        .collect();
+    for m in &mut members {
+        m.wait_ready();
+    }
+    let put = members[0].etcdctl(&["put", "over-tls", "yes"]);
+    assert!(put.status.success(), "{}", stderr(&put));
+    for m in &members {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = m.etcdctl(&["get", "over-tls", "--print-value-only"]);
+            if stdout(&got) == "yes\n" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "a member never saw the write: {}", stderr(&got));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let listed = stdout(&members[2].etcdctl(&["member", "list"]));
+    assert!(peers.iter().all(|p| listed.contains(p.as_str())), "{listed}");
+    // A write through a follower is forwarded over the TLS peer link.
+    for m in &members {
+        let put = m.etcdctl(&["put", "through", "any"]);
+        assert!(put.status.success(), "{}", stderr(&put));
+    }
+
+    let peer = peers[0].trim_start_matches("https://");
+    let plain = run_bounded(Command::new("curl").args([
+        "-sS",
+        "--max-time",
+        "5",
+        "--http2-prior-knowledge",
+        &format!("http://{peer}/"),
+    ]));
+    assert!(!plain.status.success(), "the peer port answered plain HTTP/2: {}", stdout(&plain));
+    let anonymous = run_bounded(Command::new("curl").args([
+        "-sS",
+        "--max-time",
+        "5",
+        "--http2",
+        "--cacert",
+        &file("ca.pem"),
+        &format!("https://{peer}/"),
+    ]));
+    assert!(!anonymous.status.success(), "the peer port let in a client without a certificate");
+    let with_cert = run_bounded(Command::new("curl").args([
+        "-sS",
+        "--max-time",
+        "5",
+        "--http2",
+        "--cacert",
+        &file("ca.pem"),
+        "--cert",
+        &file("client.pem"),
+        "--key",
+        &file("client.key"),
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_version}",
+        &format!("https://{peer}/"),
+    ]));
+    assert_eq!(
+        stdout(&with_cert),
+        "2",
+        "a client with a CA-signed certificate gets through TLS: {}",
+        stderr(&with_cert)
+    );
+}

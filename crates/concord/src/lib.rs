@@ -55,6 +55,7 @@ pub use node::{
 };
 /// What a [`StorageFactory`] returns: redb's storage interface.
 pub use redb::StorageBackend;
+pub use replication::network::tls::PeerTls;
 pub use types::{Event, EventKind, KeyRange, KeyValue, LeaseId, RangeEnd, Revision, WatchEvent, prefix_end};
 pub use watch::{WatchMessage, Watcher};
 

@@ -13,8 +13,9 @@
 //! - **without effect**: what it tunes does not exist in Concord (pprof, log
 //!   encoding, bbolt batching): accepted, and named once in the start-up log;
 //! - **refused**: running without it would quietly differ from what was
-//!   asked (TLS between members, a separate WAL directory, no fsync,
-//!   discovery): the server does not start and says what to do instead.
+//!   asked (self-signed or revocation-checked TLS, a separate WAL
+//!   directory, no fsync, discovery): the server does not start and says
+//!   what to do instead.
 //!
 //! A flag etcd 3.4 does not have is left to clap, which refuses it.
 
@@ -58,8 +59,8 @@ enum Kind {
 
 use Kind::*;
 
-const PEER_TLS: &str = "TLS between members is not supported yet: peer traffic is plain HTTP (gRPC); \
-     leave the --peer-* TLS flags out and keep the peer network private";
+const PEER_TLS: &str = "not supported: members check each other's certificates against \
+     --peer-trusted-ca-file only (no revocation lists, no name or CN rules, no self-signed certificates)";
 
 /// etcd 3.4's flags (`etcd --help`), but for those clap refuses anyway.
 const FLAGS: &[(&str, Kind)] = &[
@@ -110,7 +111,10 @@ const FLAGS: &[(&str, Kind)] = &[
     ("experimental-corrupt-check-time", NoEffect { switch: false, why: "members compare hashes with HashKV" }),
     ("experimental-compaction-batch-limit", NoEffect { switch: false, why: "compaction runs in small steps" }),
     ("experimental-enable-lease-checkpoint", NoEffect { switch: true, why: "leases are always checkpointed" }),
-    ("experimental-peer-skip-client-san-verification", NoEffect { switch: true, why: "no peer TLS" }),
+    (
+        "experimental-peer-skip-client-san-verification",
+        NoEffect { switch: true, why: "peers' client SANs are not checked" },
+    ),
     ("pre-vote", NoEffect { switch: true, why: "openraft's leader lease keeps a healthy leader in place" }),
     ("initial-election-tick-advance", NoEffect { switch: true, why: "elections follow --election-timeout" }),
     ("cors", NoEffect { switch: false, why: "no browser API" }),
@@ -120,10 +124,10 @@ const FLAGS: &[(&str, Kind)] = &[
     ("proxy-dial-timeout", NoEffect { switch: false, why: "no proxy mode" }),
     ("proxy-write-timeout", NoEffect { switch: false, why: "no proxy mode" }),
     ("proxy-read-timeout", NoEffect { switch: false, why: "no proxy mode" }),
-    ("peer-cert-file", Refused { switch: false, why: PEER_TLS }),
-    ("peer-key-file", Refused { switch: false, why: PEER_TLS }),
-    ("peer-trusted-ca-file", Refused { switch: false, why: PEER_TLS }),
-    ("peer-client-cert-auth", Refused { switch: true, why: PEER_TLS }),
+    ("peer-cert-file", Served { switch: false }),
+    ("peer-key-file", Served { switch: false }),
+    ("peer-trusted-ca-file", Served { switch: false }),
+    ("peer-client-cert-auth", Served { switch: true }),
     ("peer-auto-tls", Refused { switch: true, why: PEER_TLS }),
     ("peer-crl-file", Refused { switch: false, why: PEER_TLS }),
     ("peer-cert-allowed-cn", Refused { switch: false, why: PEER_TLS }),
@@ -381,8 +385,8 @@ mod tests {
     #[test]
     fn what_would_quietly_differ_is_refused() {
         for args in [
-            &["--peer-cert-file=/p.crt"][..],
-            &["--peer-client-cert-auth=true"],
+            &["--peer-crl-file=/p.crl"][..],
+            &["--peer-auto-tls=true"],
             &["--force-new-cluster"],
             &["--wal-dir", "/wal"],
             &["--unsafe-no-fsync=true"],
@@ -395,8 +399,8 @@ mod tests {
             let err = run(args, &[]).unwrap_err();
             assert!(err.starts_with("--"), "{args:?}: {err}");
         }
-        assert!(run(&[], &[("ETCD_PEER_KEY_FILE", "/k")]).unwrap_err().contains("TLS between members"));
-        assert!(run(&["--peer-client-cert-auth=false", "--force-new-cluster=false"], &[]).is_ok());
+        assert!(run(&[], &[("ETCD_PEER_CERT_ALLOWED_CN", "m")]).unwrap_err().contains("--peer-trusted-ca-file only"));
+        assert!(run(&["--peer-auto-tls=false", "--force-new-cluster=false"], &[]).is_ok());
     }
 
     #[test]

@@ -112,6 +112,9 @@ pub struct Config {
     /// each ordered pair of members this way, so that they can cut one
     /// direction of one link (`concord-torture`'s partitions).
     pub peer_dial_map: std::collections::HashMap<String, String>,
+    /// TLS between members, for `https` peer URLs (etcd's `--peer-*` TLS
+    /// flags; `replication/network/tls.rs`).
+    pub peer_tls: Option<crate::replication::network::tls::PeerTls>,
 }
 
 impl std::fmt::Debug for Config {
@@ -167,6 +170,7 @@ impl Config {
             watch_progress_interval: Duration::from_secs(600),
             max_pending_proposals: 10_000,
             peer_dial_map: Default::default(),
+            peer_tls: None,
         }
     }
 

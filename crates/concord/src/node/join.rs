@@ -30,7 +30,7 @@ pub(super) struct Joined {
 /// Finds this member in the running cluster's member list; retries while no
 /// member answers, for at most `open_timeout`.
 pub(super) async fn discover(config: &Config) -> Result<Joined> {
-    let network = PeerNetwork::new(0, config.peer_dial_map.clone());
+    let network = PeerNetwork::new(0, config.peer_dial_map.clone(), config.peer_tls.clone());
     let asked: Vec<String> = (config.initial_cluster.iter())
         .flat_map(|(_, urls)| urls.iter().cloned())
         .filter(|url| !config.advertise_peer_urls.contains(url))

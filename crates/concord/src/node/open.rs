@@ -79,7 +79,7 @@ impl Concord {
             (None, Some(joined)) => joined.member_id,
             (None, None) => config.member_id(),
         };
-        let network = PeerNetwork::new(member_id, config.peer_dial_map.clone());
+        let network = PeerNetwork::new(member_id, config.peer_dial_map.clone(), config.peer_tls.clone());
         // Known before Raft starts (recorded, learned from the cluster, or
         // from the initial members of a new cluster): then even the first
         // vote requests carry it.
@@ -200,6 +200,20 @@ impl Concord {
     }
 
     /// Serves the peer protocol on `listen_peer`, if set.
+    /// The TLS this member serves peers with: its peer TLS settings when it
+    /// advertises an `https` peer URL (an https URL without them is refused).
+    fn peer_tls_served(&self) -> Result<Option<crate::replication::network::tls::PeerTls>> {
+        let config = &self.inner.config;
+        let https = config.advertise_peer_urls.iter().find(|u| u.starts_with("https://"));
+        match (https, &config.peer_tls) {
+            (Some(_), Some(tls)) => Ok(Some(tls.clone())),
+            (Some(url), None) => Err(Error::InvalidRequest(format!(
+                "TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for peer url {url} with HTTPS scheme"
+            ))),
+            (None, _) => Ok(None),
+        }
+    }
+
     async fn start_peer_server(&self) -> Result<()> {
         let listener = match &self.inner.config.listen_peer {
             None => return Ok(()),
@@ -267,9 +281,17 @@ impl Concord {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         *self.inner.stop_peer_server.lock() = Some(stop);
         let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-        tracing::info!(%addr, "serving peers");
+        let tls = self.peer_tls_served()?;
+        tracing::info!(%addr, tls = tls.is_some(), "serving peers");
         tokio::spawn(async move {
-            let served = tonic::transport::Server::builder()
+            let mut builder = tonic::transport::Server::builder();
+            if let Some(tls) = &tls {
+                builder = match builder.tls_config(tls.server_config()) {
+                    Ok(builder) => builder,
+                    Err(e) => return tracing::error!(error = %e, "the peer TLS settings were refused"),
+                };
+            }
+            let served = builder
                 .add_service(service)
                 .serve_with_incoming_shutdown(incoming, async move {
                     let _ = stopped.await;

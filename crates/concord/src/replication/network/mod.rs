@@ -23,6 +23,7 @@ pub(crate) mod pb {
     tonic::include_proto!("concord.peer");
 }
 pub(crate) mod server;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -41,7 +42,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_stream::StreamExt;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::TypeConfig;
 use crate::cluster::{Member, MemberId};
@@ -90,18 +91,21 @@ struct PeerNetworkInner {
     dial_map: HashMap<String, String>,
     /// The last leader that said it hands leadership over, and when.
     handover: Mutex<Option<(MemberId, std::time::Instant)>>,
+    /// How `https` peer URLs are dialled.
+    tls: Option<tls::PeerTls>,
 }
 
 /// How long a leader's word that it hands leadership over is believed.
 const HANDOVER_NOTICE: Duration = Duration::from_secs(10);
 
 impl PeerNetwork {
-    pub(crate) fn new(me: MemberId, dial_map: HashMap<String, String>) -> Self {
+    pub(crate) fn new(me: MemberId, dial_map: HashMap<String, String>, tls: Option<tls::PeerTls>) -> Self {
         let cluster_id = std::sync::atomic::AtomicU64::new(0);
         let channels = Mutex::new(HashMap::new());
         let refused_at = tokio::sync::watch::Sender::new(0);
         let handover = Mutex::new(None);
-        PeerNetwork { inner: Arc::new(PeerNetworkInner { cluster_id, me, refused_at, channels, dial_map, handover }) }
+        let inner = PeerNetworkInner { cluster_id, me, refused_at, channels, dial_map, handover, tls };
+        PeerNetwork { inner: Arc::new(inner) }
     }
 
     /// Notes that `leader` said it hands leadership over: it stays up and
@@ -158,8 +162,7 @@ impl PeerNetwork {
             return Ok(channel.clone());
         }
         let dialled = self.inner.dial_map.get(&url).unwrap_or(&url).clone();
-        let channel = Endpoint::from_shared(dialled)
-            .map_err(|e| format!("peer URL {url}: {e}"))?
+        let channel = tls::endpoint(&url, &dialled, self.inner.tls.as_ref())?
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(1))
             .http2_keep_alive_interval(Duration::from_secs(5))
@@ -197,10 +200,8 @@ impl PeerNetwork {
         timeout: Duration,
     ) -> Result<crate::cluster::ClusterInfo, String> {
         let dialled = self.inner.dial_map.get(peer_url).map_or(peer_url, String::as_str);
-        let endpoint = Endpoint::from_shared(dialled.to_string())
-            .map_err(|e| format!("peer URL {peer_url}: {e}"))?
-            .connect_timeout(timeout)
-            .timeout(timeout);
+        let endpoint =
+            tls::endpoint(peer_url, dialled, self.inner.tls.as_ref())?.connect_timeout(timeout).timeout(timeout);
         let channel = endpoint.connect().await.map_err(|e| format!("{peer_url}: {e}"))?;
         let mut client = PeerClient::new(channel).max_decoding_message_size(MAX_PEER_MESSAGE);
         let reply = client
