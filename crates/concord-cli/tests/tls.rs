@@ -1,8 +1,9 @@
-//! Client TLS as etcd serves it: an `https` client URL with `--cert-file`
+//! TLS as etcd serves it. Clients: an `https` client URL with `--cert-file`
 //! and `--key-file`; with `--trusted-ca-file` and `--client-cert-auth`, only
 //! clients with a certificate the CA signed get in. Checked with the real
 //! etcdctl and its `--cacert` / `--cert` / `--key`; certificates are made
 //! for the test (a CA, a server certificate for 127.0.0.1, a client one).
+//! Members: `https` peer URLs with etcd's `--peer-*` flags.
 
 mod common;
 
