@@ -222,6 +222,7 @@ impl Concord {
             let _ = stop.send(());
         }
         self.inner.raft.shutdown().await.map_err(|e| Error::Storage(format!("raft did not stop cleanly: {e}")))?;
+        self.inner.snapshots.close().await;
         // openraft's shutdown answers Ok even when its core had already
         // stopped on an error (a failed snapshot or vote write, say); the
         // metrics keep why it stopped.

@@ -43,8 +43,10 @@ use crate::error::{Error, Result};
 
 impl Concord {
     /// Moves leadership from this member, which must lead, to the voter
-    /// `to` (etcd's MoveLeader), within `timeout`. Moving it to the leader
-    /// itself succeeds at once.
+    /// `to` (etcd's MoveLeader), within `timeout` — and within four
+    /// election timeouts (at least 1 s) whatever `timeout` says, since this
+    /// member's writes wait meanwhile. Moving it to the leader itself
+    /// succeeds at once.
     ///
     /// Errors: [`Error::NotLeader`] on any other member,
     /// [`Error::BadLeaderTransferee`] if `to` is not a voter,
@@ -69,7 +71,11 @@ impl Concord {
         if to == me {
             return Ok(());
         }
-        let deadline = Instant::now() + timeout;
+        // Writes wait while leadership moves, so the wait is bounded by
+        // about what an election would cost (etcd's raft gives a transfer
+        // one election timeout), whatever the caller's timeout.
+        let bound = (self.inner.config.election_timeout * 4).max(Duration::from_secs(1));
+        let deadline = Instant::now() + timeout.min(bound);
         let too_long = || Error::LeaderTransferTimeout(to);
         tracing::info!(to = %format!("{to:x}"), "leadership transfer starting");
         let started = std::time::Instant::now();

@@ -80,6 +80,9 @@ pub(crate) struct SnapshotStore {
     next_table: Arc<AtomicU64>,
     /// Bytes of the file holding data, measured after every change.
     in_use: Arc<AtomicU64>,
+    /// Held while a snapshot is built; `true` once the member stops, after
+    /// which nothing more is built (`close`).
+    building: Arc<parking_lot::Mutex<bool>>,
 }
 
 /// openraft's snapshot data: a snapshot stored in chunks (current, or
@@ -103,6 +106,7 @@ impl SnapshotStore {
             db: Arc::new(RwLock::new(db)),
             next_table: Arc::new(AtomicU64::new(0)),
             in_use: Arc::new(AtomicU64::new(0)),
+            building: Arc::new(parking_lot::Mutex::new(false)),
         };
         store.tidy()?;
         store.measure();
@@ -213,6 +217,10 @@ impl SnapshotStore {
     ) -> Result<Option<SnapshotData>, String> {
         let store = self.clone();
         tokio::task::spawn_blocking(move || {
+            let closed = store.building.lock();
+            if *closed {
+                return Err("the member is stopping: no snapshot is built".to_string());
+            }
             let db = store.db.read_recursive();
             let txn = db.begin_write().map_err(err)?;
             if stored_is_newer(&txn, last_index)? {
@@ -225,10 +233,19 @@ impl SnapshotStore {
             txn.commit().map_err(err)?;
             drop(db);
             store.measure();
+            drop(closed);
             Ok(Some(data))
         })
         .await
         .map_err(err)?
+    }
+
+    /// Waits for a snapshot being built to be written, and builds none after
+    /// (openraft builds snapshots in a task of its own, which its shutdown
+    /// does not wait for: the member must not stop with one half written).
+    pub async fn close(&self) {
+        let building = self.building.clone();
+        let _ = tokio::task::spawn_blocking(move || *building.lock() = true).await;
     }
 
     /// Starts receiving a snapshot's data: chunks pushed into the returned
