@@ -56,6 +56,9 @@ use crate::replication::state_store::Shared;
 use crate::state_machine::StateMachine;
 use crate::types::{KeyRange, Revision};
 
+/// How long `shutdown` lets a background task stop on its own.
+const TASK_STOP_GRACE: Duration = Duration::from_millis(500);
+
 /// Keys visited per chunk of a long read (about 0.3 ms under the lock).
 const READ_CHUNK_KEYS: usize = 2048;
 
@@ -214,8 +217,14 @@ impl Concord {
         }
         let _ = self.inner.stop_tasks.send(true);
         let tasks: Vec<_> = self.inner.tasks.lock().drain(..).collect();
-        for task in tasks {
-            let _ = task.await;
+        for mut task in tasks {
+            // A task waits on Raft at times (a leader confirming itself
+            // with a quorum that is gone never hears back): it gets a
+            // moment to see the stop, then is cancelled.
+            if tokio::time::timeout(TASK_STOP_GRACE, &mut task).await.is_err() {
+                task.abort();
+                let _ = task.await;
+            }
         }
         self.inner.shared.hub.close();
         if let Some(stop) = self.inner.stop_peer_server.lock().take() {

@@ -132,7 +132,13 @@ async fn expire_leases(ctx: TaskContext, mut stop: watch::Receiver<bool>) {
         }
         let term = ctx.raft.server_metrics().borrow().vote.leader_id().get_term();
         if promoted_in != Some(term) {
-            if let Err(e) = ctx.raft.ensure_linearizable().await {
+            // Not confirmed without a quorum, which may be gone for good:
+            // the stop must not wait for it.
+            let confirmed = tokio::select! {
+                confirmed = ctx.raft.ensure_linearizable() => confirmed,
+                _ = stop.changed() => return,
+            };
+            if let Err(e) = confirmed {
                 tracing::debug!(error = %e, "leadership not confirmed yet");
                 tokio::time::sleep(RETRY_PAUSE).await;
                 continue;
