@@ -254,41 +254,27 @@ fn members_talk_over_tls_and_refuse_peers_without_a_certificate() {
     }
 
     let peer = peers[0].trim_start_matches("https://");
-    let plain = run_bounded(Command::new("curl").args([
-        "-sS",
-        "--max-time",
-        "5",
-        "--http2-prior-knowledge",
-        &format!("http://{peer}/"),
-    ]));
+    let curl = |args: &[&str]| run_bounded(Command::new("curl").args(["-sS", "--max-time", "5"]).args(args));
+    let (ca, cert, key) = (file("ca.pem"), file("client.pem"), file("client.key"));
+    let https = format!("https://{peer}/");
+    let plain = curl(&["--http2-prior-knowledge", &format!("http://{peer}/")]);
     assert!(!plain.status.success(), "the peer port answered plain HTTP/2: {}", stdout(&plain));
-    let anonymous = run_bounded(Command::new("curl").args([
-        "-sS",
-        "--max-time",
-        "5",
-        "--http2",
-        "--cacert",
-        &file("ca.pem"),
-        &format!("https://{peer}/"),
-    ]));
+    let anonymous = curl(&["--http2", "--cacert", &ca, &https]);
     assert!(!anonymous.status.success(), "the peer port let in a client without a certificate");
-    let with_cert = run_bounded(Command::new("curl").args([
-        "-sS",
-        "--max-time",
-        "5",
+    let with_cert = curl(&[
         "--http2",
         "--cacert",
-        &file("ca.pem"),
+        &ca,
         "--cert",
-        &file("client.pem"),
+        &cert,
         "--key",
-        &file("client.key"),
+        &key,
         "-o",
         "/dev/null",
         "-w",
         "%{http_version}",
-        &format!("https://{peer}/"),
-    ]));
+        &https,
+    ]);
     assert_eq!(
         stdout(&with_cert),
         "2",
