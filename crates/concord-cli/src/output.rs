@@ -45,7 +45,13 @@ impl Printer {
     pub fn lease_info(&self, resp: &pb::LeaseTimeToLiveResponse) {
         let keys: Vec<String> = resp.keys.iter().map(|k| text(k)).collect();
         if self.json {
-            println!("{}", json!({ "id": hex(resp.id), "ttl": resp.granted_ttl, "remaining": resp.ttl, "keys": keys }));
+            let mut info = json!({ "id": hex(resp.id), "ttl": resp.granted_ttl, "remaining": resp.ttl, "keys": keys });
+            // Only Concord says when a lease was granted (an extension
+            // field etcd leaves out).
+            if resp.concord_granted_at > 0 {
+                info["granted_at"] = json!(resp.concord_granted_at);
+            }
+            println!("{info}");
         } else {
             println!(
                 "lease {} granted with TTL({}s), remaining({}s), attached keys([{}])",

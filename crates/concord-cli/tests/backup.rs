@@ -327,6 +327,11 @@ fn etcd_tools_read_and_restore_a_concord_backup() {
     assert!(stderr(&compacted).contains("required revision has been compacted"), "{}", stderr(&compacted));
     let leases = ok(etcdctl(&["--endpoints", &client, "lease", "timetolive", &lease, "--keys"]));
     assert!(leases.contains("granted with TTL(600s)") && leases.contains("leased"), "{leases}");
+    // `concord lease info --json` prints `granted_at` only where the server
+    // says it (Concord's extension field): a real etcd leaves it out.
+    let endpoint = format!("--endpoints={client}");
+    let info = json(&ok(concord(&["lease", "info", &lease, "--json", &endpoint])));
+    assert_eq!((info["ttl"].as_i64(), info.get("granted_at")), (Some(600), None), "{info}");
 }
 
 /// The etcd server binary, if one is installed.

@@ -37,6 +37,9 @@ fn lease_and_kv_subcommands() {
     assert_eq!(v["kvs"][1]["lease"], id.as_str());
     let info: serde_json::Value = serde_json::from_str(&stdout(&s.concord(&["lease", "info", &id, "--json"]))).unwrap();
     assert_eq!(info["keys"], serde_json::json!(["svc/a", "svc/b"]));
+    // Concord also says when the lease was granted (the seed's `granted_at`):
+    // the store's revision then — the first, on this fresh member.
+    assert_eq!(info["granted_at"], 1, "{info}");
 
     assert_eq!(stdout(&s.concord(&["lease", "revoke", &id])), format!("lease {id} revoked\n"));
     assert_eq!(stdout(&s.concord(&["get", "svc/", "--prefix"])), "");

@@ -142,6 +142,7 @@ impl Lease for LeaseService {
                         ttl: info.remaining.as_secs() as i64,
                         granted_ttl: info.ttl,
                         keys: if req.keys { info.keys } else { Vec::new() },
+                        concord_granted_at: info.granted_at,
                     })),
                     Err(Error::LeaseNotFound(_) | Error::InvalidLeaseId(_)) => {
                         Ok(Response::new(pb::LeaseTimeToLiveResponse {
@@ -150,6 +151,7 @@ impl Lease for LeaseService {
                             ttl: -1,
                             granted_ttl: 0,
                             keys: Vec::new(),
+                            concord_granted_at: 0,
                         }))
                     }
                     Err(e) => Err(to_status(e)),
