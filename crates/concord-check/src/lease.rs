@@ -172,11 +172,11 @@ fn check_lease(lease: LeaseId, events: &[&LeaseEvent], report: &mut LeaseReport)
         .copied()
         .filter(|e| matches!(e.kind, SeenGone | Revoked { acknowledged: true }))
         .min_by_key(|e| e.returned);
-    if let Some(end) = ended {
-        if let Some(a) = alive().filter(|a| a.invoked > end.returned).min_by_key(|a| a.invoked) {
-            report.violations.push(LeaseViolation::Back { lease, gone: *end, alive: *a });
-            return;
-        }
+    if let Some(end) = ended
+        && let Some(a) = alive().filter(|a| a.invoked > end.returned).min_by_key(|a| a.invoked)
+    {
+        report.violations.push(LeaseViolation::Back { lease, gone: *end, alive: *a });
+        return;
     }
 
     // Lateness of a lease that expired on its own.

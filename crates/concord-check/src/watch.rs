@@ -102,10 +102,10 @@ impl WatchHistory {
                 if by_point.insert((e.revision, e.key.clone()), e).is_some() {
                     violations.push(WatchViolation::Duplicate { watcher: w.id, event: e.clone() });
                 }
-                if let Some(value) = &e.value {
-                    if !self.attempted.get(&e.key).is_some_and(|values| values.contains(value)) {
-                        violations.push(WatchViolation::Invented { watcher: w.id, event: e.clone() });
-                    }
+                if let Some(value) = &e.value
+                    && !self.attempted.get(&e.key).is_some_and(|values| values.contains(value))
+                {
+                    violations.push(WatchViolation::Invented { watcher: w.id, event: e.clone() });
                 }
             }
             for expected in self.writes.iter().chain(&self.reads) {

@@ -21,6 +21,7 @@
 pub mod auth;
 pub mod authz;
 pub mod cluster;
+mod connection;
 pub mod convert;
 pub mod election;
 pub mod gateway;

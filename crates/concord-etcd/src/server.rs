@@ -8,11 +8,13 @@ use concord::Concord;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
+use tokio_stream::StreamExt;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 
 use crate::auth::AuthService;
 use crate::cluster::{ClusterService, MemberUrls};
+use crate::connection::ClientConnection;
 use crate::election::ElectionService;
 use crate::kv::KvService;
 use crate::lease::LeaseService;
@@ -78,7 +80,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Serves the etcd v3 API for `db` on `listener` until `shutdown` resolves;
 /// then stops accepting, ends every watch and keep-alive stream (a client
 /// that keeps a stream open must not keep the server alive), lets in-flight
-/// requests finish for up to [`SHUTDOWN_GRACE`], and returns.
+/// requests finish for up to five seconds, and returns.
 pub async fn serve(
     db: Concord,
     listener: TcpListener,
@@ -112,12 +114,14 @@ pub async fn serve(
             // Nagle off on every accepted connection (the builder's
             // tcp_nodelay only applies to listeners tonic binds itself):
             // small responses must not wait for delayed ACKs.
-            None => Box::pin(
-                router.serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), signal),
-            ),
-            Some(acceptor) => {
-                Box::pin(router.serve_with_incoming_shutdown(crate::tls::incoming(listener, acceptor), signal))
-            }
+            None => Box::pin(router.serve_with_incoming_shutdown(
+                TcpIncoming::from(listener).with_nodelay(Some(true)).map(|c| c.map(ClientConnection::new)),
+                signal,
+            )),
+            Some(acceptor) => Box::pin(router.serve_with_incoming_shutdown(
+                crate::tls::incoming(listener, acceptor).map(|c| c.map(ClientConnection::new)),
+                signal,
+            )),
         };
     let mut stopped = stopping;
     let grace_over = async move {

@@ -67,13 +67,13 @@ pub async fn run(options: &Options) -> Result<Report, String> {
     if !cluster.has_clock_control() && options.faults.contains(&Fault::ClockJumps) {
         return Err("clock-jumps needs libfaketime (apt-get install libfaketime)".into());
     }
-    if !cluster.has_failpoints {
-        if let Some(f) = options.faults.iter().find(|f| f.needs_failpoints()) {
-            return Err(format!(
-                "{} needs a concord built with failpoints (cargo build -p concord-cli --features failpoints)",
-                f.name()
-            ));
-        }
+    if !cluster.has_failpoints
+        && let Some(f) = options.faults.iter().find(|f| f.needs_failpoints())
+    {
+        return Err(format!(
+            "{} needs a concord built with failpoints (cargo build -p concord-cli --features failpoints)",
+            f.name()
+        ));
     }
     let channels = cluster.members.iter().map(|m| m.channel.clone()).collect();
     let shared = Shared::new(channels, options.op_timeout, options.serializable_reads);

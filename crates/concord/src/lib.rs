@@ -1,19 +1,76 @@
 //! # Concord
 //!
 //! An embeddable, strongly consistent key-value store with revisions, leases
-//! and transactions — "SQLite for distributed coordination".
+//! and transactions — "SQLite for distributed coordination". It runs inside
+//! your process on a data directory; every write goes through Raft and is
+//! fsynced before it is acknowledged. One member is the default; more
+//! members make a replicated cluster ([`Config`]).
 //!
-//! ```no_run
-//! # async fn demo() -> concord::Result<()> {
-//! let db = concord::Concord::open("./concord.data").await?;
-//! let lease = db.lease().grant(30).await?;
-//! db.kv().put("service/a", "10.0.0.1").lease(lease.id).await?;
-//! db.lease().keep_alive(lease.id).await?;
-//! let revoked = db.lease().revoke(lease.id).await?;
-//! assert_eq!(revoked.deleted_keys, 1);
-//! db.shutdown().await?;
-//! # Ok(()) }
+//! ## Leases, as Concord v2.0.0's API has them
+//!
+//! A lease is a TTL contract: keys attached to it are deleted together, in
+//! one commit, when it expires or is revoked.
+//!
 //! ```
+//! use std::time::Duration;
+//!
+//! use concord::{Concord, Error};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let data = tempfile::tempdir()?;
+//! # let data_dir = data.path();
+//! let db = Concord::open(data_dir).await?;
+//!
+//! // Grant a 30-second lease: {lease_id, ttl}.
+//! let lease = db.lease().grant(30).await?;
+//! assert_eq!(lease.ttl, 30);
+//!
+//! // Attach keys to the lease when putting them.
+//! db.kv().put("key1", "val1").lease(lease.id).await?;
+//! db.kv().put("key2", "val2").lease(lease.id).await?;
+//!
+//! // Keep alive: the remaining time is the full TTL again.
+//! db.lease().keep_alive(lease.id).await?;
+//!
+//! // Info: id, ttl, remaining, granted_at (the revision at grant), keys.
+//! let info = db.lease().info(lease.id).await?;
+//! assert_eq!((info.id, info.ttl, info.granted_at), (lease.id, 30, lease.revision));
+//! assert!(info.remaining <= Duration::from_secs(30));
+//! assert_eq!(info.keys, ["key1", "key2"]);
+//!
+//! // List the active leases.
+//! assert_eq!(db.lease().list().await?.len(), 1);
+//!
+//! // Revoke: every attached key is deleted, atomically.
+//! let revoked = db.lease().revoke(lease.id).await?;
+//! assert_eq!(revoked.deleted_keys, 2);
+//! assert!(db.kv().get("key1").await?.is_none());
+//!
+//! // A lease that is gone is refused, and nothing is written.
+//! assert!(matches!(db.lease().keep_alive(lease.id).await, Err(Error::LeaseNotFound(_))));
+//!
+//! // Leases really expire, and their keys go with them.
+//! let short = db.lease().grant(1).await?;
+//! db.kv().put("session", "alive").lease(short.id).await?;
+//! # tokio::time::timeout(Duration::from_secs(10), async {
+//! while db.kv().get("session").await?.is_some() {
+//!     tokio::time::sleep(Duration::from_millis(50)).await;
+//! }
+//! # Ok::<_, Error>(()) }).await??;
+//!
+//! db.shutdown().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Beyond leases: [`Kv`] (put, get, ranges, reads at past revisions,
+//! history, compaction), [`Txn`] (compare, then success or failure
+//! operations, at one revision), [`Concord::watch`] (ordered change
+//! streams, replayed from a past revision), [`Consistency`] (linearizable
+//! or serializable reads), and [`Cluster`] (members, learners, leader
+//! transfer). The crate `concord-etcd` serves the same store over etcd's
+//! v3 API.
 //!
 //! Layers, top to bottom (dependencies point down only):
 //! - [`node`]: the embedded API ([`Concord`], [`Kv`], [`Leases`], [`Txn`])
@@ -59,7 +116,8 @@ pub use replication::network::tls::PeerTls;
 pub use types::{Event, EventKind, KeyRange, KeyValue, LeaseId, RangeEnd, Revision, WatchEvent, prefix_end};
 pub use watch::{WatchMessage, Watcher};
 
-/// The README's example, compiled as a doc test so it stays true.
+/// The crate README's example, compiled as a doc test so it stays true
+/// (`tests/readme.rs` checks that the repository's README shows the same).
 #[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
+#[doc = include_str!("../README.md")]
 mod readme_example {}

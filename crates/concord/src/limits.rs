@@ -71,20 +71,20 @@ impl Limits {
         if range.start.len() > self.max_key_bytes {
             return Err(Error::KeyTooLarge { size: range.start.len(), max: self.max_key_bytes });
         }
-        if let RangeEnd::Exclusive(end) = &range.end {
-            if end.len() > self.max_key_bytes {
-                return Err(Error::KeyTooLarge { size: end.len(), max: self.max_key_bytes });
-            }
+        if let RangeEnd::Exclusive(end) = &range.end
+            && end.len() > self.max_key_bytes
+        {
+            return Err(Error::KeyTooLarge { size: end.len(), max: self.max_key_bytes });
         }
         Ok(())
     }
 
     pub fn check_put(&self, req: &PutRequest) -> Result<()> {
         self.check_key(&req.key)?;
-        if let Some(value) = &req.value {
-            if value.len() > self.max_value_bytes {
-                return Err(Error::ValueTooLarge { size: value.len(), max: self.max_value_bytes });
-            }
+        if let Some(value) = &req.value
+            && value.len() > self.max_value_bytes
+        {
+            return Err(Error::ValueTooLarge { size: value.len(), max: self.max_value_bytes });
         }
         match req.lease {
             LeaseChoice::Lease(id) => check_lease_id(id),

@@ -238,10 +238,10 @@ async fn leader_index(members: &[Member]) -> usize {
     let start = Instant::now();
     loop {
         for (i, m) in members.iter().enumerate() {
-            if let Some(db) = &m.db {
-                if db.status().is_leader {
-                    return i;
-                }
+            if let Some(db) = &m.db
+                && db.status().is_leader
+            {
+                return i;
             }
         }
         assert!(start.elapsed() < Duration::from_secs(20), "no leader");

@@ -176,10 +176,10 @@ pub async fn expiry(common: &Common, pool: &Pool, leases: u64, ttl: i64) -> Resu
         while let Ok(Some(resp)) = events.message().await {
             let now = Instant::now();
             for e in resp.events {
-                if e.r#type == EventType::Delete as i32 {
-                    if let Some(kv) = e.kv {
-                        seen2.lock().insert(kv.key, now);
-                    }
+                if e.r#type == EventType::Delete as i32
+                    && let Some(kv) = e.kv
+                {
+                    seen2.lock().insert(kv.key, now);
                 }
             }
         }

@@ -115,10 +115,10 @@ impl Server {
                     return;
                 }
             }
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!("concord serve exited ({status}); log:\n{}", self.log());
-                }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("concord serve exited ({status}); log:\n{}", self.log());
             }
             std::thread::sleep(Duration::from_millis(25));
         }

@@ -86,10 +86,10 @@ fn json_response(status: StatusCode, body: Body) -> Response {
 /// The `Authorization` header as the `token` metadata etcd's services read.
 fn token_metadata(headers: &HeaderMap) -> tonic::metadata::MetadataMap {
     let mut metadata = tonic::metadata::MetadataMap::new();
-    if let Some(token) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        if let Ok(value) = token.parse() {
-            metadata.insert("token", value);
-        }
+    if let Some(token) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+        && let Ok(value) = token.parse()
+    {
+        metadata.insert("token", value);
     }
     metadata
 }

@@ -10,7 +10,7 @@
 //! metrics. It only translates:
 //! - the request body: one JSON object (several, one after another, for a
 //!   streaming method such as `/v3/watch`); an empty body is the empty
-//!   message ([`json`]);
+//!   message (`json`);
 //! - the answer: the response as JSON, or for a streaming method one
 //!   `{"result": …}` line per response, kept open as long as the gRPC
 //!   stream is (a watch stays open after the request body ends, as etcd's);
@@ -79,10 +79,10 @@ fn http_paths(pool: &DescriptorPool) -> Vec<(String, MethodDescriptor)> {
                 rules.extend(more.iter().filter_map(|m| m.as_message().cloned()));
             }
             for rule in rules {
-                if let Some(Value::String(path)) = rule.get_field_by_name("post").as_deref() {
-                    if !path.is_empty() {
-                        paths.push((path.clone(), method.clone()));
-                    }
+                if let Some(Value::String(path)) = rule.get_field_by_name("post").as_deref()
+                    && !path.is_empty()
+                {
+                    paths.push((path.clone(), method.clone()));
                 }
             }
         }

@@ -141,11 +141,11 @@ impl AuthStore {
     /// changes nothing; an applied one bumps `revision`.
     pub fn apply(&mut self, command: &AuthCommand) -> Result<(), AuthError> {
         self.check(command)?;
-        if let AuthCommand::UserGrantRole { user, role } = command {
-            if self.users[user].roles.contains(role) {
-                // etcd answers a repeated grant as done, changing nothing.
-                return Ok(());
-            }
+        if let AuthCommand::UserGrantRole { user, role } = command
+            && self.users[user].roles.contains(role)
+        {
+            // etcd answers a repeated grant as done, changing nothing.
+            return Ok(());
         }
         match command {
             AuthCommand::Enable => self.enabled = true,

@@ -14,7 +14,7 @@
 //!
 //! The store does not choose revisions: the state machine opens a write at
 //! `revision + 1`, applies every change of one command at that revision, and
-//! calls [`KvStore::commit_revision`] if anything changed.
+//! calls `KvStore::commit_revision` if anything changed.
 
 mod key_history;
 

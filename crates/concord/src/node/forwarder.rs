@@ -83,11 +83,11 @@ impl Forwarder {
             return Err(Error::Timeout(timeout));
         }
         let (waiting, answer) = Waiting::new(Forward { leader, command }, timeout);
-        if self.queue.is_empty() {
-            if let Ok(slot) = self.in_flight.clone().try_acquire_owned() {
-                send(self.link.clone(), vec![waiting], slot).await;
-                return answer.await.map_err(|_| Error::Shutdown)?;
-            }
+        if self.queue.is_empty()
+            && let Ok(slot) = self.in_flight.clone().try_acquire_owned()
+        {
+            send(self.link.clone(), vec![waiting], slot).await;
+            return answer.await.map_err(|_| Error::Shutdown)?;
         }
         self.queue.submit(waiting, answer).await
     }

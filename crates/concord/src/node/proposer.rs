@@ -69,10 +69,10 @@ impl Proposer {
         if timeout.is_zero() {
             return Err(Error::Timeout(timeout));
         }
-        if self.queue.is_empty() {
-            if let Ok(_slot) = self.in_flight.clone().try_acquire_owned() {
-                return self.raft.client_write(command).await.map(|r| r.data).map_err(write_error);
-            }
+        if self.queue.is_empty()
+            && let Ok(_slot) = self.in_flight.clone().try_acquire_owned()
+        {
+            return self.raft.client_write(command).await.map(|r| r.data).map_err(write_error);
         }
         let (proposal, answer) = Waiting::new(command, timeout);
         self.queue.submit(proposal, answer).await

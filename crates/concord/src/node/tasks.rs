@@ -269,10 +269,10 @@ async fn compact_by_age(ctx: TaskContext, period: Duration, mut stop: watch::Rec
             let applier = ctx.shared.applier.read();
             (applier.machine.kv().revision(), applier.machine.kv().compact_revision())
         };
-        if let Some(target) = window.observe(Instant::now(), revision) {
-            if target > compacted {
-                ctx.propose(Command::Compact { revision: target }, "periodic compaction").await;
-            }
+        if let Some(target) = window.observe(Instant::now(), revision)
+            && target > compacted
+        {
+            ctx.propose(Command::Compact { revision: target }, "periodic compaction").await;
         }
         tokio::select! {
             _ = tokio::time::sleep(window.interval()) => {}

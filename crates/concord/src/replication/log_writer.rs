@@ -294,10 +294,10 @@ impl Thread {
                 WriteOp::Committed { .. } | WriteOp::Stop | WriteOp::Defragment { .. } => {}
             }
         }
-        if self.wal.has_pending() {
-            if let Some(committed) = pending_committed.take() {
-                self.wal.push_committed(&committed);
-            }
+        if self.wal.has_pending()
+            && let Some(committed) = pending_committed.take()
+        {
+            self.wal.push_committed(&committed);
         }
         self.wal.flush(&db)?;
         drop(db);

@@ -387,10 +387,11 @@ impl Wal {
 
     /// Closes the last segment (cut to its records) and starts the next.
     fn rotate(&mut self, db: &Database) -> Result<(), String> {
-        if let Some((last, _)) = self.segments.last() {
-            if self.allocated != u64::MAX && self.allocated > self.end {
-                last.backend.set_len(self.end).map_err(|e| e.to_string())?;
-            }
+        if let Some((last, _)) = self.segments.last()
+            && self.allocated != u64::MAX
+            && self.allocated > self.end
+        {
+            last.backend.set_len(self.end).map_err(|e| e.to_string())?;
         }
         let next = self.segments.last().map_or(1, |(s, _)| s.id + 1);
         let first = self.segments.first().map_or(next, |(s, _)| s.id);

@@ -30,10 +30,10 @@ impl ChildTest {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 // libtest may print "test name ... " before the first report.
-                if let Some(at) = line.find('@') {
-                    if tx.send(line[at + 1..].to_string()).is_err() {
-                        return;
-                    }
+                if let Some(at) = line.find('@')
+                    && tx.send(line[at + 1..].to_string()).is_err()
+                {
+                    return;
                 }
             }
         });
