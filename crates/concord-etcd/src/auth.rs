@@ -13,12 +13,14 @@ use crate::pb::authpb;
 use crate::pb::etcdserverpb::{self as pb, auth_server::Auth};
 use crate::status::to_status;
 
+/// The gRPC service Auth: users, roles, permissions, tokens, and turning authentication on and off.
 pub struct AuthService {
     db: Concord,
     metrics: Metrics,
 }
 
 impl AuthService {
+    /// The service for `db`, recording its calls in `metrics`.
     pub fn new(db: Concord, metrics: Metrics) -> Self {
         AuthService { db, metrics }
     }

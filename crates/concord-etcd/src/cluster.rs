@@ -17,10 +17,13 @@ use crate::status::to_status;
 /// How this member is reached, for MemberList.
 #[derive(Debug, Clone, Default)]
 pub struct MemberUrls {
+    /// The URLs clients reach this member at (etcd's `--advertise-client-urls`).
     pub client_urls: Vec<String>,
+    /// The URLs other members reach this member at (etcd's `--initial-advertise-peer-urls`).
     pub peer_urls: Vec<String>,
 }
 
+/// The gRPC service Cluster: member list, add, remove, update and promote.
 pub struct ClusterService {
     db: Concord,
     urls: MemberUrls,
@@ -28,6 +31,7 @@ pub struct ClusterService {
 }
 
 impl ClusterService {
+    /// The service for `db`, recording its calls in `metrics`.
     pub fn new(db: Concord, urls: MemberUrls, metrics: Metrics) -> Self {
         ClusterService { db, urls, metrics }
     }

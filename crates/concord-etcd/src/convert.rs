@@ -13,6 +13,7 @@ use crate::pb::etcdserverpb::{self as pb, compare, request_op, response_op};
 use crate::pb::mvccpb;
 use crate::status::{EMPTY_KEY, LEASE_PROVIDED, VALUE_PROVIDED, invalid_argument};
 
+/// A key-value as etcd's `mvccpb.KeyValue`.
 pub fn kv_to_pb(kv: KeyValue) -> mvccpb::KeyValue {
     mvccpb::KeyValue {
         key: kv.key,
@@ -112,6 +113,7 @@ pub fn range_request(req: &pb::RangeRequest) -> Result<(RangeRequest, RangePostP
     Ok((engine, post))
 }
 
+/// A range result as etcd's `RangeResponse`, with `header`.
 pub fn range_response(resp: RangeResponse, header: pb::ResponseHeader) -> pb::RangeResponse {
     pb::RangeResponse {
         header: Some(header),
@@ -121,6 +123,7 @@ pub fn range_response(resp: RangeResponse, header: pb::ResponseHeader) -> pb::Ra
     }
 }
 
+/// etcd's `PutRequest` as Concord's, or etcd's error for an invalid one.
 pub fn put_request(req: pb::PutRequest) -> Result<PutRequest, Status> {
     if req.key.is_empty() {
         return Err(invalid_argument(EMPTY_KEY));
@@ -146,14 +149,17 @@ pub fn put_request(req: pb::PutRequest) -> Result<PutRequest, Status> {
     })
 }
 
+/// A put result as etcd's `PutResponse`, with `header`.
 pub fn put_response(resp: PutResponse, header: pb::ResponseHeader) -> pb::PutResponse {
     pb::PutResponse { header: Some(header), prev_kv: resp.prev_kv.map(kv_to_pb) }
 }
 
+/// etcd's `DeleteRangeRequest` as Concord's.
 pub fn delete_request(req: pb::DeleteRangeRequest) -> Result<DeleteRequest, Status> {
     Ok(DeleteRequest { range: key_range(req.key, req.range_end)?, prev_kv: req.prev_kv })
 }
 
+/// A delete result as etcd's `DeleteRangeResponse`, with `header`.
 pub fn delete_response(resp: DeleteResponse, header: pb::ResponseHeader) -> pb::DeleteRangeResponse {
     pb::DeleteRangeResponse {
         header: Some(header),
@@ -162,6 +168,7 @@ pub fn delete_response(resp: DeleteResponse, header: pb::ResponseHeader) -> pb::
     }
 }
 
+/// etcd's `Compare` as Concord's, or etcd's error for an invalid one.
 pub fn compare(c: pb::Compare) -> Result<Compare, Status> {
     let range = key_range(c.key, c.range_end)?;
     let op = match compare::CompareResult::try_from(c.result) {

@@ -46,6 +46,7 @@ fn missing_leader_key() -> Status {
     Status::unknown("\"leader\" field must be provided")
 }
 
+/// The gRPC service Election: etcd's leader election recipe (campaign, proclaim, leader, observe, resign) on the KV API.
 pub struct ElectionService {
     db: Concord,
     metrics: Metrics,
@@ -53,6 +54,8 @@ pub struct ElectionService {
 }
 
 impl ElectionService {
+    /// The service for `db`, recording its calls in `metrics`.
+    /// Its streams end when `stopping` turns true.
     pub fn new(db: Concord, metrics: Metrics, stopping: watch::Receiver<bool>) -> Self {
         ElectionService { db, metrics, stopping }
     }

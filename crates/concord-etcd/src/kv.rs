@@ -10,12 +10,14 @@ use crate::pb::etcdserverpb::{self as pb, kv_server::Kv};
 use crate::status::to_status;
 use crate::{authz, convert};
 
+/// The gRPC service KV: range, put, delete range, transactions and compaction.
 pub struct KvService {
     db: Concord,
     metrics: Metrics,
 }
 
 impl KvService {
+    /// The service for `db`, recording its calls in `metrics`.
     pub fn new(db: Concord, metrics: Metrics) -> Self {
         KvService { db, metrics }
     }

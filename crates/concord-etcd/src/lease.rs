@@ -22,6 +22,7 @@ use crate::status::{LEASE_TTL_TOO_LARGE, to_status};
 /// concurrently (and share fsyncs) rather than one after another.
 const KEEP_ALIVES_IN_FLIGHT: usize = 256;
 
+/// The gRPC service Lease: grant, revoke, keep-alive streams, time-to-live and the list of leases.
 pub struct LeaseService {
     db: Concord,
     metrics: Metrics,
@@ -30,6 +31,8 @@ pub struct LeaseService {
 }
 
 impl LeaseService {
+    /// The service for `db`, recording its calls in `metrics`.
+    /// Its streams end when `stopping` turns true.
     pub fn new(db: Concord, metrics: Metrics, stopping: watch::Receiver<bool>) -> Self {
         LeaseService { db, metrics, stopping }
     }

@@ -17,6 +17,7 @@
 // exceeded computing their layouts in some builds (with concord's
 // `failpoints` feature, for one).
 #![recursion_limit = "256"]
+#![warn(missing_docs)]
 
 pub mod auth;
 pub mod authz;

@@ -19,6 +19,7 @@ use crate::pb::v3lockpb::{LockRequest, LockResponse, UnlockRequest, UnlockRespon
 use crate::recipes::{self, Withdraw};
 use crate::status::to_status;
 
+/// The gRPC service Lock: etcd's distributed lock recipe (lock, unlock) on the KV API.
 pub struct LockService {
     db: Concord,
     metrics: Metrics,
@@ -26,6 +27,8 @@ pub struct LockService {
 }
 
 impl LockService {
+    /// The service for `db`, recording its calls in `metrics`.
+    /// Its streams end when `stopping` turns true.
     pub fn new(db: Concord, metrics: Metrics, stopping: watch::Receiver<bool>) -> Self {
         LockService { db, metrics, stopping }
     }

@@ -15,12 +15,14 @@ pub const ETCD_API_VERSION: &str = "3.4.0";
 
 type SnapshotStream = tonic::codegen::BoxStream<pb::SnapshotResponse>;
 
+/// The gRPC service Maintenance: status, alarms, hashes, snapshots, defragmentation and leader transfer.
 pub struct MaintenanceService {
     db: Concord,
     metrics: Metrics,
 }
 
 impl MaintenanceService {
+    /// The service for `db`, recording its calls in `metrics`.
     pub fn new(db: Concord, metrics: Metrics) -> Self {
         MaintenanceService { db, metrics }
     }

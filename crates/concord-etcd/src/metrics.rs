@@ -73,6 +73,7 @@ fn latency_histogram() -> Histogram {
 }
 
 impl Metrics {
+    /// Empty metrics, registered under the `concord_` prefix.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("concord");
         let requests = Family::<RequestLabels, Counter>::default();

@@ -69,16 +69,19 @@ pub fn created_at(key: &Bytes, revision: i64) -> pb::Compare {
     }
 }
 
+/// A transaction put of `key` (`lease` 0: none; `ignore_lease`: keep the key's).
 pub fn put_op(key: &Bytes, value: Bytes, lease: i64, ignore_lease: bool) -> pb::RequestOp {
     let put = pb::PutRequest { key: key.clone(), value, lease, ignore_lease, ..Default::default() };
     pb::RequestOp { request: Some(pb::request_op::Request::RequestPut(put)) }
 }
 
+/// A transaction get of `key`.
 pub fn get_op(key: &Bytes) -> pb::RequestOp {
     let get = pb::RangeRequest { key: key.clone(), ..Default::default() };
     pb::RequestOp { request: Some(pb::request_op::Request::RequestRange(get)) }
 }
 
+/// A transaction delete of `key`.
 pub fn delete_op(key: &Bytes) -> pb::RequestOp {
     let delete = pb::DeleteRangeRequest { key: key.clone(), ..Default::default() };
     pb::RequestOp { request: Some(pb::request_op::Request::RequestDeleteRange(delete)) }
@@ -103,6 +106,8 @@ pub struct Joined {
     pub existing: Option<crate::pb::mvccpb::KeyValue>,
 }
 
+/// Puts `key` under `lease` unless it exists, as etcd's recipes join a queue
+/// (lock waiters, election candidates); where the caller stands afterwards.
 pub async fn join(db: &Concord, key: &Bytes, value: Bytes, lease: i64) -> Result<Joined, Status> {
     let resp = txn(
         db,
@@ -199,10 +204,13 @@ pub struct Withdraw {
 }
 
 impl Withdraw {
+    /// Deletes `key` when dropped unless [`disarm`](Self::disarm)ed, if it
+    /// is still the one created at `revision`.
     pub fn new(db: &Concord, key: Bytes, revision: i64) -> Self {
         Withdraw { db: db.clone(), key, revision, armed: true }
     }
 
+    /// Keeps the key: the call it guarded succeeded.
     pub fn disarm(mut self) {
         self.armed = false;
     }

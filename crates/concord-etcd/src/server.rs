@@ -40,12 +40,14 @@ const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 /// "request is too large" error rather than a transport-level refusal.
 const DECODE_HEADROOM: usize = 2;
 
+/// How [`serve`] serves: limits, the member's URLs, TLS.
 #[derive(Clone)]
 pub struct ServerOptions {
     /// Largest request accepted, in bytes (etcd's `--max-request-bytes`).
     pub max_request_bytes: usize,
     /// Most concurrent HTTP/2 streams per client connection.
     pub max_concurrent_streams: u32,
+    /// This member's URLs, as the Cluster service reports them.
     pub urls: MemberUrls,
     /// Serve over TLS (an `https` client URL) with this.
     pub tls: Option<TlsAcceptor>,

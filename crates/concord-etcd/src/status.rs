@@ -8,32 +8,59 @@ use concord::Error;
 use concord::limits::MAX_TTL_SECS;
 use tonic::{Code, Status};
 
+/// etcd's text for a request without a key.
 pub const EMPTY_KEY: &str = "etcdserver: key is not provided";
+/// etcd's text for a put with `ignore_value` or `ignore_lease` on a key that does not exist.
 pub const KEY_NOT_FOUND: &str = "etcdserver: key not found";
+/// etcd's text for a put with `ignore_value` that also gives a value.
 pub const VALUE_PROVIDED: &str = "etcdserver: value is provided";
+/// etcd's text for a put with `ignore_lease` that also gives a lease.
 pub const LEASE_PROVIDED: &str = "etcdserver: lease is provided";
+/// etcd's text for a transaction with more operations than `--max-txn-ops`.
 pub const TOO_MANY_OPS: &str = "etcdserver: too many operations in txn request";
+/// etcd's text for a transaction that writes the same key twice.
 pub const DUPLICATE_KEY: &str = "etcdserver: duplicate key given in txn request";
+/// etcd's text for a read or watch at a revision that compaction has removed.
 pub const COMPACTED: &str = "etcdserver: mvcc: required revision has been compacted";
+/// etcd's text for a read at a revision the store has not reached.
 pub const FUTURE_REV: &str = "etcdserver: mvcc: required revision is a future revision";
+/// etcd's text for a lease that does not exist (never granted, expired or revoked).
 pub const LEASE_NOT_FOUND: &str = "etcdserver: requested lease not found";
+/// etcd's text for a grant with an id that is already in use.
 pub const LEASE_EXISTS: &str = "etcdserver: lease already exists";
+/// etcd's text for a grant with a TTL above the largest allowed.
 pub const LEASE_TTL_TOO_LARGE: &str = "etcdserver: too large lease TTL";
+/// etcd's text for a request over `--max-request-bytes`.
 pub const REQUEST_TOO_LARGE: &str = "etcdserver: request is too large";
+/// etcd's text for too many writes waiting to be committed (retry later).
 pub const TOO_MANY_REQUESTS: &str = "etcdserver: too many requests";
+/// etcd's text for a request that did not finish in time (no quorum, a slow disk).
 pub const TIMEOUT: &str = "etcdserver: request timed out";
+/// etcd's text for a request only the leader may serve (MoveLeader) reached another member.
 pub const NOT_LEADER: &str = "etcdserver: not leader";
+/// etcd's text when the cluster has no leader this member knows of.
 pub const NO_LEADER: &str = "etcdserver: no leader";
+/// etcd's text when the leader changed while the request waited; it may or may not have been applied.
 pub const LEADER_CHANGED: &str = "etcdserver: leader changed";
+/// etcd's text when the member is shutting down.
 pub const STOPPED: &str = "etcdserver: server stopped";
+/// etcd's text for a member id that is not in the cluster.
 pub const MEMBER_NOT_FOUND: &str = "etcdserver: member not found";
+/// etcd's text for a member add or update with peer URLs another member has.
 pub const PEER_URL_EXIST: &str = "etcdserver: Peer URLs already exists";
+/// etcd's text: Peer URLs that do not parse.
 pub const MEMBER_BAD_URLS: &str = "etcdserver: given member URLs are invalid";
+/// etcd's text for a membership change that would leave too few started members for a quorum.
 pub const MEMBER_NOT_ENOUGH_STARTED: &str = "etcdserver: re-configuration failed due to not enough started members";
+/// etcd's text for a promote of a member that is already a voter.
 pub const MEMBER_NOT_LEARNER: &str = "etcdserver: can only promote a learner member";
+/// etcd's text for a promote of a learner that has not caught up with the leader.
 pub const LEARNER_NOT_READY: &str = "etcdserver: can only promote a learner member which is in sync with leader";
+/// etcd's text for a learner add beyond the one learner a cluster may have.
 pub const TOO_MANY_LEARNERS: &str = "etcdserver: too many learner members in cluster";
+/// etcd's text for a leader transfer to a member that is not a voter of this cluster.
 pub const BAD_LEADER_TRANSFEREE: &str = "etcdserver: bad leader transferee";
+/// etcd's text for a leader transfer that did not finish in time.
 pub const LEADER_TRANSFER_TIMEOUT: &str = "etcdserver: request timed out, leader transfer took too long";
 /// etcd has no error for this (its raft drops a second change silently and
 /// the request times out); ours is retryable, as "no leader" is.
@@ -108,6 +135,7 @@ pub fn to_status(error: Error) -> Status {
     Status::new(code, message)
 }
 
+/// `InvalidArgument` with `message`, for a malformed request (etcd answers those so).
 pub fn invalid_argument(message: &str) -> Status {
     Status::invalid_argument(message)
 }

@@ -28,7 +28,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// TLS for client connections (PEM contents of etcd's flags' files).
 #[derive(Clone)]
 pub struct ClientTls {
+    /// The server's certificate chain, PEM (`--cert-file`).
     pub cert_pem: Vec<u8>,
+    /// The server's private key, PEM (`--key-file`).
     pub key_pem: Vec<u8>,
     /// Client certificates are checked against this CA.
     pub client_ca_pem: Option<Vec<u8>>,

@@ -26,6 +26,7 @@ const STREAM_BUFFER: usize = 1024;
 /// such limit; a create beyond it is refused like any failed create.
 pub const MAX_WATCHES_PER_STREAM: usize = 10_000;
 
+/// The gRPC service Watch: many watches per stream, progress requests and cancellation.
 pub struct WatchService {
     db: Concord,
     metrics: Metrics,
@@ -34,6 +35,8 @@ pub struct WatchService {
 }
 
 impl WatchService {
+    /// The service for `db`, recording its calls in `metrics`.
+    /// Its streams end when `stopping` turns true.
     pub fn new(db: Concord, metrics: Metrics, stopping: watch::Receiver<bool>) -> Self {
         WatchService { db, metrics, stopping }
     }

@@ -26,8 +26,18 @@
 //! CONTINUATIONs are never held back; a header block without such an
 //! authority is released exactly as received; anything malformed (a bad
 //! integer, a length past the end, padding longer than the frame) is
-//! released untouched for h2 to refuse as it would have. Nothing here can
-//! make h2 accept what it would have refused, except this one authority.
+//! released untouched for h2 to refuse as it would have. Nothing here may
+//! make h2 accept what it would have refused, except this one authority,
+//! and a rewritten block is re-framed, so a block is rewritten only if h2
+//! would accept its framing: every frame within the smallest frame size
+//! an endpoint may advertise (16 KiB), every CONTINUATION on the HEADERS'
+//! stream, no more frames than h2 takes for one block, and no more frames
+//! after the rewrite than before. HPACK integers are read with h2's bound.
+//!
+//! What a client can make the filter spend is bounded too: it holds at
+//! most one header block of at most six such frames per connection, and
+//! decodes only the first `:authority` of a block, only when it is short
+//! enough to be an endpoint (`MAX_AUTHORITY_BYTES`).
 //!
 //! Covered: an `:authority` named by the static table's index 1 (grpc-go,
 //! grpc-java and h2 name it so) or by a literal name (grpc's C core). Not
@@ -36,7 +46,10 @@
 
 use axum::http::uri::Authority;
 use bytes::BytesMut;
+use std::sync::LazyLock;
+
 use loona_hpack::huffman::HuffmanDecoder;
+use parking_lot::Mutex;
 
 /// What an HTTP/2 client sends first.
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -53,9 +66,13 @@ const PRIORITY_LEN: usize = 5;
 /// cannot be set lower): a rewritten block goes out in frames of at most
 /// this.
 const MIN_MAX_FRAME_SIZE: usize = 16_384;
-/// A header block larger than this is passed on as it comes, unexamined
-/// (h2 refuses header lists a small fraction of this size).
-const MAX_BLOCK_BYTES: usize = 256 * 1024;
+/// A header block of more frames than this is passed on as it comes,
+/// unexamined: one HEADERS and h2's least limit of CONTINUATIONs (h2
+/// answers more with ENHANCE_YOUR_CALM).
+const MAX_BLOCK_FRAMES: usize = 6;
+/// An `:authority` longer than this (as sent, Huffman-coded or not) is not
+/// looked at: no endpoint URL is that long, and decoding costs CPU.
+const MAX_AUTHORITY_BYTES: usize = 128;
 /// `:authority` in HPACK's static table (RFC 7541, Appendix A).
 const AUTHORITY_INDEX: u64 = 1;
 const AUTHORITY: &[u8] = b":authority";
@@ -68,8 +85,6 @@ pub(crate) struct InboundFilter {
     state: State,
     /// Bytes ready for h2.
     out: BytesMut,
-    /// Built on first use (a table of 257 codes), kept for the connection.
-    huffman: Option<HuffmanDecoder>,
     /// Header blocks whose authority was rewritten.
     rewritten: u64,
 }
@@ -242,7 +257,7 @@ impl InboundFilter {
     /// the frame pass.
     fn start_frame(&mut self, header: [u8; FRAME_HEADER_LEN], collect: bool) {
         let (len, kind) = (frame_len(&header), header[3]);
-        if collect && kind == HEADERS && len <= MAX_BLOCK_BYTES {
+        if collect && kind == HEADERS && len <= MIN_MAX_FRAME_SIZE {
             let mut raw = Vec::with_capacity(FRAME_HEADER_LEN + len);
             raw.extend_from_slice(&header);
             let span = FrameSpan { flags: header[4], payload_start: FRAME_HEADER_LEN, payload_len: len };
@@ -292,7 +307,11 @@ impl InboundFilter {
     fn whole_headers_frame(&mut self, input: &[u8]) -> Option<usize> {
         let header: &[u8; FRAME_HEADER_LEN] = input.get(..FRAME_HEADER_LEN)?.try_into().ok()?;
         let len = frame_len(header);
-        if header[3] != HEADERS || header[4] & END_HEADERS == 0 || input.len() < FRAME_HEADER_LEN + len {
+        if header[3] != HEADERS
+            || header[4] & END_HEADERS == 0
+            || len > MIN_MAX_FRAME_SIZE
+            || input.len() < FRAME_HEADER_LEN + len
+        {
             return None;
         }
         let span = FrameSpan { flags: header[4], payload_start: FRAME_HEADER_LEN, payload_len: len };
@@ -305,7 +324,12 @@ impl InboundFilter {
         let State::Block(block) = &mut self.state else { return };
         let header = block.next;
         let len = frame_len(&header);
-        if header[3] == CONTINUATION && block.raw.len() + FRAME_HEADER_LEN + len <= MAX_BLOCK_BYTES {
+        let same_stream = header[5..] == block.raw[5..FRAME_HEADER_LEN];
+        if header[3] == CONTINUATION
+            && same_stream
+            && len <= MIN_MAX_FRAME_SIZE
+            && block.frames.len() < MAX_BLOCK_FRAMES
+        {
             let span =
                 FrameSpan { flags: header[4], payload_start: block.raw.len() + FRAME_HEADER_LEN, payload_len: len };
             block.raw.extend_from_slice(&header);
@@ -317,8 +341,9 @@ impl InboundFilter {
             }
             return;
         }
-        // Too large, or not a CONTINUATION (h2 will call that a protocol
-        // error): release everything as received, and stop collecting.
+        // Too many frames, too large, or not a CONTINUATION of this stream
+        // (h2 will refuse that): release everything as received, and stop
+        // collecting.
         let State::Block(block) = std::mem::replace(&mut self.state, State::Opaque) else { return };
         self.out.extend_from_slice(&block.raw);
         self.start_frame(header, false);
@@ -349,28 +374,33 @@ impl InboundFilter {
             joined = [first].into_iter().chain(frames[1..].iter().map(payload)).collect::<Vec<_>>().concat();
             &joined[..]
         };
-        let fragment = rewrite_fragment(fragment, &mut self.huffman)?;
+        let fragment = rewrite_fragment(fragment)?;
 
+        let frames_in = frames.len();
         let first = &raw[..FRAME_HEADER_LEN];
         let flags = first[4] & (END_STREAM | PRIORITY);
         let stream_id = &first[5..FRAME_HEADER_LEN];
-        let mut frames = Vec::with_capacity(fragment.len() + 2 * FRAME_HEADER_LEN + PRIORITY_LEN);
+        let mut out = Vec::with_capacity(fragment.len() + 2 * FRAME_HEADER_LEN + PRIORITY_LEN);
         let mut rest = &fragment[..];
         let mut kind = HEADERS;
+        let mut written = 0;
         loop {
             let room = MIN_MAX_FRAME_SIZE - if kind == HEADERS { priority.len() } else { 0 };
             let (chunk, after) = rest.split_at(rest.len().min(room));
             let frame_flags = if kind == HEADERS { flags } else { 0 } | if after.is_empty() { END_HEADERS } else { 0 };
             let len = (chunk.len() + if kind == HEADERS { priority.len() } else { 0 }) as u32;
-            frames.extend_from_slice(&len.to_be_bytes()[1..]);
-            frames.extend_from_slice(&[kind, frame_flags]);
-            frames.extend_from_slice(stream_id);
+            out.extend_from_slice(&len.to_be_bytes()[1..]);
+            out.extend_from_slice(&[kind, frame_flags]);
+            out.extend_from_slice(stream_id);
             if kind == HEADERS {
-                frames.extend_from_slice(priority);
+                out.extend_from_slice(priority);
             }
-            frames.extend_from_slice(chunk);
+            out.extend_from_slice(chunk);
+            written += 1;
             if after.is_empty() {
-                return Some(frames);
+                // More frames than the client sent could pass h2's limit
+                // of CONTINUATIONs where the original did not.
+                return (written <= frames_in).then_some(out);
             }
             rest = after;
             kind = CONTINUATION;
@@ -384,8 +414,9 @@ fn frame_len(header: &[u8; FRAME_HEADER_LEN]) -> usize {
 
 /// The header block fragment with each `:authority` that is a whole URI
 /// rewritten; `None` if there is none (or the block does not parse).
-fn rewrite_fragment(block: &[u8], huffman: &mut Option<HuffmanDecoder>) -> Option<Vec<u8>> {
+fn rewrite_fragment(block: &[u8]) -> Option<Vec<u8>> {
     let mut rewritten: Option<Vec<u8>> = None;
+    let mut seen_authority = false;
     let mut copied_to = 0;
     let mut pos = 0;
     while pos < block.len() {
@@ -410,17 +441,22 @@ fn rewrite_fragment(block: &[u8], huffman: &mut Option<HuffmanDecoder>) -> Optio
             pos = after;
             // A Huffman code takes at most 30 bits an octet: a longer
             // string cannot be `:authority`, and is not decoded.
-            name.bytes.len() <= 4 * AUTHORITY.len() && name.decoded(huffman).as_deref() == Some(AUTHORITY)
+            name.bytes.len() <= 4 * AUTHORITY.len() && name.decoded().as_deref() == Some(AUTHORITY)
         } else {
             name_index == AUTHORITY_INDEX
         };
         let value_start = pos;
         let (value, after) = read_string(block, pos)?;
         pos = after;
-        if !is_authority {
+        if !is_authority || seen_authority {
             continue;
         }
-        let Some(fixed) = value.decoded(huffman).and_then(|v| same_length_authority(&v)) else { continue };
+        // Only the first: h2 refuses a second one anyway.
+        seen_authority = true;
+        if value.bytes.len() > MAX_AUTHORITY_BYTES {
+            continue;
+        }
+        let Some(fixed) = value.decoded().and_then(|v| same_length_authority(&v)) else { continue };
         let out = rewritten.get_or_insert_with(|| Vec::with_capacity(block.len() + 8));
         out.extend_from_slice(&block[copied_to..value_start]);
         encode_int(out, 0x00, 7, fixed.len() as u64); // H = 0: a raw string
@@ -440,11 +476,13 @@ struct HpackString<'a> {
 
 impl HpackString<'_> {
     /// The octets it stands for; `None` if its Huffman code is invalid.
-    fn decoded(&self, huffman: &mut Option<HuffmanDecoder>) -> Option<Vec<u8>> {
+    fn decoded(&self) -> Option<Vec<u8>> {
+        /// One table for every connection (built once: 257 codes).
+        static HUFFMAN: LazyLock<Mutex<HuffmanDecoder>> = LazyLock::new(|| Mutex::new(HuffmanDecoder::new()));
         if !self.huffman {
             return Some(self.bytes.to_vec());
         }
-        huffman.get_or_insert_with(HuffmanDecoder::new).decode(self.bytes).ok()
+        HUFFMAN.lock().decode(self.bytes).ok()
     }
 }
 
@@ -455,28 +493,26 @@ fn read_string(block: &[u8], pos: usize) -> Option<(HpackString<'_>, usize)> {
     Some((HpackString { huffman, bytes: block.get(start..end)? }, end))
 }
 
-/// An HPACK integer with an `prefix`-bit prefix at `pos` (RFC 7541 §5.1),
-/// and the position after it. Values past 2^35 are refused as malformed.
+/// An HPACK integer with a `prefix`-bit prefix at `pos` (RFC 7541 §5.1),
+/// and the position after it. Bounded as h2 bounds it (five octets in all,
+/// so at most four after the prefix): a longer one is malformed.
 fn decode_int(block: &[u8], pos: usize, prefix: u32) -> Option<(u64, usize)> {
+    const MAX_CONTINUATION_OCTETS: u32 = 4;
     let max = (1u64 << prefix) - 1;
     let mut value = u64::from(*block.get(pos)?) & max;
     let mut pos = pos + 1;
     if value < max {
         return Some((value, pos));
     }
-    let mut shift = 0;
-    loop {
+    for octet in 0..MAX_CONTINUATION_OCTETS {
         let byte = *block.get(pos)?;
         pos += 1;
-        value += u64::from(byte & 0x7f) << shift;
+        value += u64::from(byte & 0x7f) << (7 * octet);
         if byte & 0x80 == 0 {
             return Some((value, pos));
         }
-        shift += 7;
-        if shift > 28 {
-            return None;
-        }
     }
+    None
 }
 
 /// Appends `value` as an HPACK integer with a `prefix`-bit prefix, the

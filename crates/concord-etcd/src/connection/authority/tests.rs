@@ -283,31 +283,85 @@ fn malformed_blocks_pass_untouched_for_h2_to_refuse() {
 }
 
 #[test]
-fn a_block_over_the_limit_passes_unexamined() {
+fn a_block_of_up_to_six_frames_is_rewritten_and_more_pass_unexamined() {
     let mut big = first_request_block();
     big.push(0x40);
     raw_string(&mut big, b"x-big");
     raw_string(&mut big, &vec![b'v'; 20_000]);
-    let mut input = vec![connection(&[])];
     let chunks: Vec<_> = big.chunks(16_384).collect();
     let mut frames = Vec::new();
     for (i, chunk) in chunks.iter().enumerate() {
         let kind = if i == 0 { HEADERS } else { CONTINUATION };
         frames.push(frame(kind, if i + 1 == chunks.len() { END_HEADERS } else { 0 }, 1, chunk));
     }
-    // Under the limit: examined and rewritten (in several frames again).
+    // Within the limits: examined and rewritten (in as many frames).
     let stream = connection(&frames);
     let (out, rewritten) = filtered(&stream, &[1000]);
     assert_eq!(rewritten, 1);
     assert_eq!(authority(&header_lists(&out)[0].0), b"______@127.0.0.1:2379");
     assert!(super::tests::frames(&out).iter().all(|f| f.3.len() <= MIN_MAX_FRAME_SIZE));
-    // Over it: passed on as it came.
-    for _ in 0..(MAX_BLOCK_BYTES / 16_384 + 1) {
-        frames.insert(1, frame(CONTINUATION, 0, 1, &[0x83; 16_384]));
+    assert_eq!(super::tests::frames(&out).len(), super::tests::frames(&stream).len());
+    // Seven frames (h2 refuses more than five CONTINUATIONs): as it came.
+    for _ in 0..(MAX_BLOCK_FRAMES + 1 - frames.len()) {
+        frames.insert(1, frame(CONTINUATION, 0, 1, &[0x83; 100]));
     }
-    input.extend(frames);
-    let stream = input.concat();
+    let stream = connection(&frames);
     assert_eq!(filtered(&stream, &[4096]), (stream.clone(), 0));
+}
+
+/// A rewrite re-frames the block: it must not turn framing h2 refuses into
+/// framing it accepts.
+#[test]
+fn framing_h2_refuses_is_never_rewritten() {
+    let block = first_request_block();
+    // A CONTINUATION on another stream.
+    let other_stream =
+        connection(&[frame(HEADERS, 0, 1, &block[..10]), frame(CONTINUATION, END_HEADERS, 3, &block[10..])]);
+    assert_eq!(filtered(&other_stream, &[7]), (other_stream.clone(), 0));
+    // A frame larger than the 16 KiB every endpoint accepts.
+    let mut padded = vec![0x20; 17_000]; // dynamic table size updates (to 0)
+    padded.extend_from_slice(&block);
+    let oversized = connection(&[frame(HEADERS, END_HEADERS, 1, &padded)]);
+    assert_eq!(filtered(&oversized, &[5000]), (oversized.clone(), 0));
+    // A rewrite that would need one frame more than the client sent: the
+    // raw value is longer than its Huffman code.
+    let mut full = block.clone();
+    full.push(0x40);
+    raw_string(&mut full, b"x-fill");
+    let fill = MIN_MAX_FRAME_SIZE - full.len() - 3;
+    raw_string(&mut full, &vec![b'f'; fill]);
+    assert!(full.len() <= MIN_MAX_FRAME_SIZE);
+    let tight = connection(&[frame(HEADERS, END_HEADERS, 1, &full)]);
+    assert_eq!(filtered(&tight, &[4096]), (tight.clone(), 0));
+}
+
+#[test]
+fn integers_are_bounded_as_h2_bounds_them() {
+    // The authority's length in five octets after the prefix (h2 allows
+    // four): malformed, passed on for h2 to refuse.
+    let uri = format!("http://127.0.0.1:2379/{}", "x".repeat(120));
+    assert_eq!(uri.len(), 142);
+    let mut block = vec![0x83, 0x86, 0x41, 0x7f];
+    block.extend_from_slice(&[0x8f, 0x80, 0x80, 0x80, 0x00]); // 127 + 15 = 142
+    block.extend_from_slice(uri.as_bytes());
+    let input = connection(&[frame(HEADERS, END_HEADERS, 1, &block)]);
+    assert_eq!(filtered(&input, &[64]), (input.clone(), 0));
+    // The same length in one octet after the prefix: read, and too long to
+    // be looked at (an endpoint is at most MAX_AUTHORITY_BYTES).
+    let mut block = vec![0x83, 0x86, 0x41, 0x7f, 0x0f];
+    block.extend_from_slice(uri.as_bytes());
+    let input = connection(&[frame(HEADERS, END_HEADERS, 1, &block)]);
+    assert_eq!(filtered(&input, &[64]), (input.clone(), 0));
+}
+
+#[test]
+fn only_the_first_authority_of_a_block_is_looked_at() {
+    let mut block = vec![0x83, 0x86, 0x01]; // :authority without indexing
+    raw_string(&mut block, b"127.0.0.1:2379");
+    block.push(0x01);
+    raw_string(&mut block, b"http://127.0.0.1:2379");
+    let input = connection(&[frame(HEADERS, END_HEADERS, 1, &block)]);
+    assert_eq!(filtered(&input, &[64]), (input.clone(), 0));
 }
 
 #[test]
