@@ -28,6 +28,7 @@ pub const LEASE_OVERHEAD: u64 = 64;
 /// What a new key's first version counts for besides its bytes.
 pub(crate) const KEY_AND_VERSION_OVERHEAD: u64 = crate::mvcc::KEY_OVERHEAD + crate::mvcc::VERSION_OVERHEAD;
 
+/// Which alarm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum AlarmKind {
     /// The store reached its space quota.
@@ -49,6 +50,8 @@ impl AlarmKind {
 /// An alarm raised by (or for) one member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Alarm {
+    /// The member it concerns.
     pub member: MemberId,
+    /// What it is about.
     pub kind: AlarmKind,
 }

@@ -18,8 +18,11 @@ pub type MemberId = u64;
 /// with the membership, so every member can reach and report every other.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
+    /// Its name (etcd's `--name`).
     pub name: String,
+    /// The URLs its peers reach it at.
     pub peer_urls: Vec<String>,
+    /// The URLs clients reach it at, once published.
     pub client_urls: Vec<String>,
 }
 
@@ -33,27 +36,37 @@ impl std::fmt::Display for Member {
 /// (as etcd's members publish their attributes): its name and client URLs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberAttributes {
+    /// Its name.
     pub name: String,
+    /// The URLs clients reach it at.
     pub client_urls: Vec<String>,
 }
 
 /// A member as reported to clients (etcd's MemberList entry).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberInfo {
+    /// Its id.
     pub id: MemberId,
+    /// Its name (empty until it has published it).
     pub name: String,
+    /// The URLs its peers reach it at.
     pub peer_urls: Vec<String>,
     /// Empty until the member has published them.
     pub client_urls: Vec<String>,
+    /// A learner: it receives the log but does not vote.
     pub is_learner: bool,
 }
 
 /// A member's part in the cluster, as it sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
+    /// It leads.
     Leader,
+    /// It follows a leader (or waits for one).
     Follower,
+    /// It stands for election.
     Candidate,
+    /// It receives the log without a vote.
     Learner,
     /// The member is shutting down.
     Shutdown,
@@ -75,9 +88,11 @@ impl Role {
 /// What a member knows of its cluster now ([`crate::Concord::cluster`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterView {
+    /// The cluster's id.
     pub cluster_id: u64,
     /// This member.
     pub member_id: MemberId,
+    /// Its role.
     pub role: Role,
     /// The leader this member follows (itself if it leads), if one is known.
     pub leader: Option<MemberId>,
@@ -112,7 +127,9 @@ pub(crate) enum MembershipChange {
 /// member afterwards (etcd's MemberAdd/Remove/Update/Promote responses).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MembershipChanged {
+    /// The member added, removed, updated or promoted.
     pub member: MemberInfo,
+    /// Every member after the change.
     pub members: Vec<MemberInfo>,
 }
 

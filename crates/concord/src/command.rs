@@ -16,25 +16,35 @@ use crate::types::{KeyRange, KeyValue, LeaseId, Revision};
 /// One state change, as stored in the Raft log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
+    /// Put one key.
     Put(PutRequest),
+    /// Delete a key or a range of keys.
     DeleteRange(DeleteRequest),
+    /// A transaction, applied at one revision.
     Txn(TxnRequest),
     /// Drop history at or below `revision` (the version visible at `revision`
     /// stays readable).
     Compact {
+        /// The compaction point.
         revision: Revision,
     },
     /// Grant a lease. `id: None` lets apply pick the next free id.
     LeaseGrant {
+        /// The id the client asked for, if any.
         id: Option<LeaseId>,
+        /// The TTL in seconds.
         ttl_secs: i64,
     },
+    /// Revoke a lease, deleting its keys at one revision.
     LeaseRevoke {
+        /// The lease.
         id: LeaseId,
     },
     /// Reset a lease's remaining time to its TTL (optionally a new TTL).
     LeaseKeepAlive {
+        /// The lease.
         id: LeaseId,
+        /// A new TTL in seconds, if it changes.
         ttl_secs: Option<i64>,
     },
     /// Proposed by the leader's expiry task. Each lease is revoked only if it
@@ -43,7 +53,9 @@ pub enum Command {
     /// term (a deposed leader's, carried over by its successor) is ignored,
     /// since only the leader of a term measures its leases.
     LeaseExpire {
+        /// Each lease with the generation the leader saw expire.
         leases: Vec<(LeaseId, u64)>,
+        /// The proposer's Raft term.
         term: u64,
     },
     /// Proposed by the leader's checkpoint task: the remaining time of leases
@@ -52,7 +64,9 @@ pub enum Command {
     /// term (measured by a deposed leader) is ignored, so it cannot undo the
     /// extension a new leader gave every lease.
     LeaseCheckpoint {
+        /// The measurements, one per lease.
         checkpoints: Vec<LeaseCheckpoint>,
+        /// The proposer's Raft term.
         term: u64,
     },
     /// Sets the lease limits apply enforces (the replicated ones). Proposed
@@ -60,7 +74,9 @@ pub enum Command {
     SetLeaseLimits(crate::lease::LeaseLimits),
     /// A member's published name and client URLs (for MemberList).
     PublishMember {
+        /// The member.
         id: crate::cluster::MemberId,
+        /// Its name and client URLs.
         attributes: crate::cluster::MemberAttributes,
     },
     /// Several commands proposed together (group commit): each is applied in
@@ -70,11 +86,14 @@ pub enum Command {
     /// (replicated, so any later leader knows) that it is to be promoted
     /// once it has caught up.
     MarkPendingVoter {
+        /// The learner to promote.
         id: crate::cluster::MemberId,
     },
     /// Raises (`activate`) or disarms an alarm (`crate::alarm`).
     Alarm {
+        /// Raise (true) or disarm (false).
         activate: bool,
+        /// Which alarm, on which member.
         alarm: crate::alarm::Alarm,
     },
     /// A change to users, roles or permissions (`crate::auth`).
@@ -86,7 +105,9 @@ pub enum Command {
     /// racing a permission revoke cannot pass. Wraps a single command,
     /// never a batch or another check.
     AuthChecked {
+        /// The auth store's revision the permissions were checked at.
         auth_revision: u64,
+        /// The write itself.
         command: Box<Command>,
     },
 }
@@ -140,9 +161,11 @@ impl TxnOp {
 /// The leader's measurement of one lease's remaining time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseCheckpoint {
+    /// The lease.
     pub id: LeaseId,
     /// The generation the measurement is about; a renewed lease ignores it.
     pub generation: u64,
+    /// Its remaining time, in milliseconds.
     pub remaining_ms: u64,
 }
 
@@ -155,50 +178,73 @@ pub enum LeaseChoice {
     /// An existing lease.
     Lease(LeaseId),
     /// A fresh anonymous single-key lease with this TTL (`put(..).ttl(secs)`).
-    Anonymous { ttl_secs: i64 },
+    Anonymous {
+        /// The TTL in seconds.
+        ttl_secs: i64,
+    },
     /// Keep whatever lease the key has (etcd's `ignore_lease`).
     Keep,
 }
 
+/// A put, inside a transaction or on its own.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PutRequest {
+    /// The key.
     pub key: Bytes,
     /// `None` keeps the current value (etcd's `ignore_value`).
     pub value: Option<Bytes>,
+    /// Which lease the key is attached to.
     pub lease: LeaseChoice,
+    /// Return the key-value as it was before.
     pub prev_kv: bool,
 }
 
+/// A delete of a key or a range, inside a transaction or on its own.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeleteRequest {
+    /// The keys.
     pub range: KeyRange,
+    /// Return the deleted key-values.
     pub prev_kv: bool,
 }
 
 /// A read, inside a transaction or on its own.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct RangeRequest {
+    /// The keys (`None`: none at all, an empty result).
     pub range: Option<KeyRange>,
     /// 0 = the latest revision.
     pub revision: Revision,
     /// 0 = no limit.
     pub limit: u64,
+    /// Return keys without values.
     pub keys_only: bool,
+    /// Return only how many keys match.
     pub count_only: bool,
 }
 
+/// A transaction: if every comparison holds, the success operations run,
+/// else the failure ones — all at one revision.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TxnRequest {
+    /// The conditions, all of which must hold.
     pub compare: Vec<Compare>,
+    /// What runs when they hold.
     pub success: Vec<TxnOp>,
+    /// What runs when one does not.
     pub failure: Vec<TxnOp>,
 }
 
+/// One operation of a transaction branch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum TxnOp {
+    /// A read.
     Range(RangeRequest),
+    /// A put.
     Put(PutRequest),
+    /// A delete.
     DeleteRange(DeleteRequest),
+    /// A nested transaction.
     Txn(TxnRequest),
 }
 
@@ -206,26 +252,39 @@ pub enum TxnOp {
 /// An absent key has version, create and mod revision 0, no lease and no value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Compare {
+    /// The keys compared.
     pub range: KeyRange,
+    /// What of each key is compared, and with what.
     pub target: CompareTarget,
+    /// How.
     pub op: CompareOp,
 }
 
+/// What a [`Compare`] looks at, with the value it is compared to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum CompareTarget {
+    /// The value.
     Value(Bytes),
+    /// The version (puts since the key was created; 0 = absent).
     Version(i64),
+    /// The revision that created the key.
     CreateRevision(Revision),
+    /// The revision that last changed the key.
     ModRevision(Revision),
     /// 0 = no lease.
     Lease(LeaseId),
 }
 
+/// A comparison: the key's side first (`version > 3`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CompareOp {
+    /// `==`
     Equal,
+    /// `!=`
     NotEqual,
+    /// `>`
     Greater,
+    /// `<`
     Less,
 }
 
@@ -234,66 +293,94 @@ pub enum CompareOp {
 pub struct Applied {
     /// The store's revision after the entry was applied.
     pub revision: Revision,
+    /// What the command answered, or why it changed nothing.
     pub result: Result<Reply, ApplyError>,
 }
 
+/// What an applied command answers, one variant per kind of command.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Reply {
+    /// A put's.
     Put(PutResponse),
+    /// A delete's.
     Delete(DeleteResponse),
+    /// A transaction's.
     Txn(TxnResponse),
+    /// A compaction done.
     Compacted,
+    /// A lease granted.
     LeaseGranted {
+        /// Its id.
         id: LeaseId,
+        /// Its TTL in seconds.
         ttl_secs: i64,
     },
+    /// A lease revoked.
     LeaseRevoked {
+        /// How many keys went with it.
         deleted_keys: u64,
     },
+    /// A lease renewed.
     LeaseKeptAlive {
+        /// Its id.
         id: LeaseId,
+        /// The TTL it was reset to, in seconds.
         ttl_secs: i64,
     },
+    /// Leases expired.
     LeasesExpired {
+        /// How many (those renewed meanwhile are not).
         expired: u64,
     },
+    /// Lease checkpoints recorded.
     Checkpointed,
+    /// Lease limits set.
     LimitsSet,
+    /// A member's attributes recorded.
     MemberPublished,
     /// One result per command of a [`Command::Batch`], in order.
     Batch(Vec<Applied>),
     /// A Raft-internal entry (blank or membership): nothing to reply.
     None,
+    /// A learner marked for promotion.
     PendingVoterMarked,
     /// The alarm raised, or the one disarmed (`None`: it was not raised).
     Alarm(Option<crate::alarm::Alarm>),
     /// An auth change applied: the auth store's revision after it.
     Auth {
+        /// The auth store's revision.
         revision: u64,
     },
 }
 
+/// What a put answers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PutResponse {
     /// The revision of this write.
     pub revision: Revision,
+    /// The key-value before the put, if asked for and the key existed.
     pub prev_kv: Option<KeyValue>,
     /// The lease the key is attached to after the put.
     pub lease: Option<LeaseId>,
 }
 
+/// What a delete answers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeleteResponse {
     /// The store revision after the delete (unchanged when nothing was deleted).
     pub revision: Revision,
+    /// How many keys were deleted.
     pub deleted: u64,
+    /// The deleted key-values, if asked for.
     pub prev_kvs: Vec<KeyValue>,
 }
 
+/// What a read answers.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct RangeResponse {
     /// The store revision when the read was served.
     pub revision: Revision,
+    /// The key-values, in key order (up to `limit`).
     pub kvs: Vec<KeyValue>,
     /// Whether more keys matched than `limit` allowed.
     pub more: bool,
@@ -301,47 +388,83 @@ pub struct RangeResponse {
     pub count: u64,
 }
 
+/// What a transaction answers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TxnResponse {
+    /// Whether every comparison held (the success branch ran).
     pub succeeded: bool,
     /// The store revision after the transaction.
     pub revision: Revision,
+    /// One response per operation of the branch that ran, in order.
     pub responses: Vec<TxnOpResponse>,
 }
 
+/// What one operation of a transaction answered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum TxnOpResponse {
+    /// A read's.
     Range(RangeResponse),
+    /// A put's.
     Put(PutResponse),
+    /// A delete's.
     DeleteRange(DeleteResponse),
+    /// A nested transaction's.
     Txn(TxnResponse),
 }
 
 /// A deterministic refusal by apply: the command changed nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum ApplyError {
+    /// The lease does not exist.
     #[error("lease {0} not found")]
     LeaseNotFound(LeaseId),
+    /// A grant asked for an id in use.
     #[error("lease {0} already exists")]
     LeaseExists(LeaseId),
+    /// A key's own TTL lease takes no other key.
     #[error("lease {0} is a key's own TTL lease; no other key can be attached to it")]
     AnonymousLease(LeaseId),
+    /// A put keeping the value or lease of a key that does not exist.
     #[error("key not found")]
     KeyNotFound,
+    /// The lease has as many keys as the limit allows.
     #[error("lease {lease} already has {max} keys attached")]
-    TooManyKeysOnLease { lease: LeaseId, max: u64 },
+    TooManyKeysOnLease {
+        /// The lease.
+        lease: LeaseId,
+        /// The limit.
+        max: u64,
+    },
+    /// As many leases are active as the limit allows.
     #[error("{max} leases are already active")]
-    TooManyLeases { max: u64 },
+    TooManyLeases {
+        /// The limit.
+        max: u64,
+    },
+    /// A read below the compaction point.
     #[error("required revision has been compacted (compacted at {compact_revision})")]
-    Compacted { compact_revision: Revision },
+    Compacted {
+        /// The compaction point.
+        compact_revision: Revision,
+    },
+    /// A read above the current revision.
     #[error("required revision {revision} is a future revision (current is {current})")]
-    FutureRevision { revision: Revision, current: Revision },
+    FutureRevision {
+        /// The revision asked for.
+        revision: Revision,
+        /// The current revision.
+        current: Revision,
+    },
+    /// A transaction branch writes one key twice.
     #[error("duplicate key given in txn request")]
     DuplicateKey,
+    /// A request apply cannot carry out as given.
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// The space quota is exceeded (the NOSPACE alarm is raised).
     #[error("database space exceeded")]
     NoSpace,
+    /// Refused by authorization.
     #[error(transparent)]
     Auth(crate::auth::AuthError),
 }
@@ -353,9 +476,21 @@ pub enum ApplyError {
 pub enum LeaseEffect {
     /// The lease now has `remaining_ms` left, measured from the moment of
     /// apply (grant, keep-alive or checkpoint).
-    Deadline { id: LeaseId, generation: u64, remaining_ms: u64, checkpoint: bool },
+    Deadline {
+        /// The lease.
+        id: LeaseId,
+        /// Its generation (bumped by every renewal).
+        generation: u64,
+        /// Its remaining time in milliseconds.
+        remaining_ms: u64,
+        /// Set by a checkpoint rather than a grant or renewal.
+        checkpoint: bool,
+    },
     /// The lease is gone (revoked, expired, or an emptied anonymous lease).
-    Removed { id: LeaseId },
+    Removed {
+        /// The lease.
+        id: LeaseId,
+    },
 }
 
 /// Whether a transaction puts in any branch, nested ones included.

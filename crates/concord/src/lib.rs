@@ -82,6 +82,8 @@
 //!
 //! See `docs/design.md` for the invariants.
 
+#![warn(missing_docs)]
+
 pub mod alarm;
 pub mod auth;
 pub mod backup;

@@ -19,7 +19,9 @@ pub const MAX_TTL_SECS: i64 = 9_000_000_000;
 /// decoding would recurse on every boot).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
+    /// Largest key, in bytes.
     pub max_key_bytes: usize,
+    /// Largest value, in bytes.
     pub max_value_bytes: usize,
     /// Most compares, and most operations in each branch, of one
     /// transaction level (etcd's `--max-txn-ops`). A whole transaction,
@@ -53,6 +55,7 @@ struct TxnTally {
 }
 
 impl Limits {
+    /// Refuses an empty or oversized key.
     pub fn check_key(&self, key: &[u8]) -> Result<()> {
         if key.is_empty() {
             return Err(Error::EmptyKey);
@@ -63,6 +66,7 @@ impl Limits {
         Ok(())
     }
 
+    /// Refuses a range whose start or end is an oversized key.
     pub fn check_range(&self, range: &KeyRange) -> Result<()> {
         // An empty start is allowed for open-ended ranges ("every key").
         if range.start.is_empty() && matches!(range.end, RangeEnd::Single) {
@@ -79,6 +83,7 @@ impl Limits {
         Ok(())
     }
 
+    /// Refuses a put whose key or value is out of bounds.
     pub fn check_put(&self, req: &PutRequest) -> Result<()> {
         self.check_key(&req.key)?;
         if let Some(value) = &req.value
@@ -93,6 +98,8 @@ impl Limits {
         }
     }
 
+    /// Refuses a transaction over the operation, depth or size limits, or with an
+    /// invalid key or value anywhere in it.
     pub fn check_txn(&self, txn: &TxnRequest) -> Result<()> {
         let mut tally = TxnTally::default();
         self.check_txn_level(txn, 1, &mut tally)?;
@@ -166,6 +173,7 @@ impl TxnTally {
     }
 }
 
+/// Refuses a TTL outside what a lease may have.
 pub fn check_ttl(ttl: i64) -> Result<()> {
     if !(MIN_TTL_SECS..=MAX_TTL_SECS).contains(&ttl) {
         return Err(Error::InvalidTtl { ttl, min: MIN_TTL_SECS, max: MAX_TTL_SECS });
@@ -173,6 +181,7 @@ pub fn check_ttl(ttl: i64) -> Result<()> {
     Ok(())
 }
 
+/// Refuses a lease id that is not positive.
 pub fn check_lease_id(id: LeaseId) -> Result<()> {
     if id <= 0 {
         return Err(Error::InvalidLeaseId(id));

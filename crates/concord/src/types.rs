@@ -18,6 +18,7 @@ pub type LeaseId = i64;
 /// One version of a key, as read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyValue {
+    /// The key.
     pub key: Bytes,
     /// Empty when the read asked for keys only.
     pub value: Bytes,
@@ -35,9 +36,17 @@ pub struct KeyValue {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
     /// The key was written; `kv` is the new version.
-    Put { kv: KeyValue },
+    Put {
+        /// The new version.
+        kv: KeyValue,
+    },
     /// The key was deleted at `revision`.
-    Delete { key: Bytes, revision: Revision },
+    Delete {
+        /// The key.
+        key: Bytes,
+        /// The revision of the delete.
+        revision: Revision,
+    },
 }
 
 impl Event {
@@ -61,7 +70,9 @@ impl Event {
 /// What a watch event reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventKind {
+    /// A put.
     Put,
+    /// A delete.
     Delete,
 }
 
@@ -70,8 +81,11 @@ pub enum EventKind {
 /// the version before the change when the watcher asked for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WatchEvent {
+    /// Put or delete.
     pub kind: EventKind,
+    /// The key-value after the change (for a delete: the key and revision).
     pub kv: KeyValue,
+    /// The key-value before the change, if the watcher asked for it.
     pub prev_kv: Option<KeyValue>,
 }
 
@@ -94,7 +108,9 @@ impl WatchEvent {
 /// This is etcd's `key` / `range_end` pair with its three meanings spelled out.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct KeyRange {
+    /// The first key.
     pub start: Bytes,
+    /// Where the range ends.
     pub end: RangeEnd,
 }
 

@@ -29,38 +29,54 @@ use crate::types::{KeyRange, RangeEnd};
 /// The user and the role that may do everything.
 pub const ROOT: &str = "root";
 
+/// Users, roles and their permissions: part of the replicated state,
+/// changed only by [`AuthCommand`]s through the log.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthStore {
+    /// Whether requests must authenticate.
     pub enabled: bool,
     /// Bumped by every applied change.
     pub revision: u64,
+    /// Every user, by name.
     pub users: BTreeMap<String, User>,
+    /// Every role, by name.
     pub roles: BTreeMap<String, Role>,
 }
 
+/// A user.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     /// `None`: the user cannot authenticate with a password (etcd's
     /// `--no-password`).
     pub password_hash: Option<String>,
+    /// The roles granted to the user.
     pub roles: BTreeSet<String>,
 }
 
+/// A role: what its users may do.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Role {
+    /// Its permissions, each on a range of keys.
     pub permissions: Vec<Permission>,
 }
 
+/// Reading, writing or both on a range of keys.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Permission {
+    /// What is allowed.
     pub kind: PermissionKind,
+    /// On which keys.
     pub range: KeyRange,
 }
 
+/// What a [`Permission`] allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PermissionKind {
+    /// Reads.
     Read,
+    /// Writes.
     Write,
+    /// Both.
     ReadWrite,
 }
 
@@ -78,56 +94,123 @@ impl PermissionKind {
 /// What a request does to a range of keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
+    /// It reads them.
     Read,
+    /// It writes them.
     Write,
 }
 
 /// A change to the auth store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AuthCommand {
+    /// Turn authentication on (needs the root user with the root role).
     Enable,
+    /// Turn it off.
     Disable,
-    UserAdd { name: String, password_hash: Option<String> },
-    UserDelete { name: String },
-    UserChangePassword { name: String, password_hash: Option<String> },
-    UserGrantRole { user: String, role: String },
-    UserRevokeRole { user: String, role: String },
-    RoleAdd { name: String },
-    RoleDelete { name: String },
-    RoleGrantPermission { role: String, permission: Permission },
-    RoleRevokePermission { role: String, range: KeyRange },
+    /// Add a user.
+    UserAdd {
+        /// Its name.
+        name: String,
+        /// Its password's bcrypt hash; `None`: no password.
+        password_hash: Option<String>,
+    },
+    /// Delete a user.
+    UserDelete {
+        /// Its name.
+        name: String,
+    },
+    /// Change a user's password.
+    UserChangePassword {
+        /// Its name.
+        name: String,
+        /// The new password's bcrypt hash; `None`: no password.
+        password_hash: Option<String>,
+    },
+    /// Grant a role to a user.
+    UserGrantRole {
+        /// The user.
+        user: String,
+        /// The role.
+        role: String,
+    },
+    /// Revoke a role from a user.
+    UserRevokeRole {
+        /// The user.
+        user: String,
+        /// The role.
+        role: String,
+    },
+    /// Add a role.
+    RoleAdd {
+        /// Its name.
+        name: String,
+    },
+    /// Delete a role.
+    RoleDelete {
+        /// Its name.
+        name: String,
+    },
+    /// Grant a permission to a role.
+    RoleGrantPermission {
+        /// The role.
+        role: String,
+        /// The permission.
+        permission: Permission,
+    },
+    /// Revoke the permission on exactly this range from a role.
+    RoleRevokePermission {
+        /// The role.
+        role: String,
+        /// The permission's range.
+        range: KeyRange,
+    },
 }
 
 /// Why an auth command or check was refused (etcd's auth errors; the etcd
 /// front end gives each etcd's code and text).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum AuthError {
+    /// A user without a name.
     #[error("user name is empty")]
     UserEmpty,
+    /// A user added twice.
     #[error("user name already exists")]
     UserExists,
+    /// No such user.
     #[error("user name not found")]
     UserNotFound,
+    /// A role without a name.
     #[error("role name is empty")]
     RoleEmpty,
+    /// A role added twice.
     #[error("role name already exists")]
     RoleExists,
+    /// No such role.
     #[error("role name not found")]
     RoleNotFound,
+    /// A role revoked from a user who does not have it.
     #[error("role is not granted to the user")]
     RoleNotGranted,
+    /// A permission revoked from a role that does not have it.
     #[error("permission is not granted to the role")]
     PermissionNotGranted,
+    /// Authentication enabled without a root user.
     #[error("root user does not exist")]
     RootUserNotExist,
+    /// Authentication enabled while the root user lacks the root role.
     #[error("root user does not have root role")]
     RootRoleNotGranted,
+    /// While authentication is on, a change that would lock root out
+    /// (deleting the root user or role, revoking root from root).
     #[error("invalid auth management")]
     InvalidAuthManagement,
+    /// What needs authentication on (a token, say) while it is off.
     #[error("authentication is not enabled")]
     NotEnabled,
+    /// A wrong user name or password, or an unusable token.
     #[error("authentication failed, invalid user ID or password")]
     AuthFailed,
+    /// The user's roles do not allow the request.
     #[error("permission denied")]
     PermissionDenied,
     /// A write checked against an auth state that changed before it was

@@ -44,7 +44,9 @@ const FREELIST_PGID: u64 = 2;
 /// was laid out (a first pass to a sink finds them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct BoltSummary {
+    /// The page of the root bucket.
     pub root: u64,
+    /// How many pages the file has.
     pub pages: u64,
 }
 
@@ -105,6 +107,7 @@ impl<'a> BoltWriter<'a> {
         })
     }
 
+    /// Starts the next bucket: what is added until it is finished goes into it.
     pub fn begin_bucket(&mut self) {
         self.leaf = Node::default();
         self.children.clear();
@@ -427,7 +430,9 @@ impl BoltFile {
 /// bbolt keeps them — one page stored inline in its parent's value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Bucket {
+    /// Its own pages, from this root page.
     Pages(u64),
+    /// One page inside its parent's value.
     Inline(Vec<u8>),
 }
 
@@ -446,7 +451,9 @@ impl Bucket {
 /// One leaf of a bucket: a page of the file, or an inline bucket's page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Leaf {
+    /// A page of the file.
     Page(u64),
+    /// An inline bucket's page.
     Inline(Vec<u8>),
 }
 

@@ -174,9 +174,13 @@ fn write_auth(w: &mut BoltWriter<'_>, state: &State) -> io::Result<()> {
 /// entries in all buckets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EtcdStatus {
+    /// The CRC-32C described above.
     pub hash: u32,
+    /// The main revision of the last entry in `key`.
     pub revision: Revision,
+    /// Entries in all buckets.
     pub total_keys: u64,
+    /// The file's size in bytes.
     pub total_size: u64,
 }
 

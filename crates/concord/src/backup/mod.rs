@@ -76,9 +76,11 @@ const CONCORD_BUCKET: &[u8] = b"concord";
 pub struct BackupHeader {
     /// The store revision the backup was taken at.
     pub revision: Revision,
+    /// The compaction point at that revision.
     pub compact_revision: Revision,
     /// Keys that existed at `revision`.
     pub keys: u64,
+    /// Leases active at `revision`.
     pub leases: u64,
     /// The applied log index of the member that took it.
     pub raft_index: u64,
@@ -216,6 +218,7 @@ impl Write for HashingWriter<'_> {
 /// A backup file, checked: its header, size and checksum.
 #[derive(Debug, Clone)]
 pub struct BackupStatus {
+    /// What the backup says about itself.
     pub header: BackupHeader,
     /// The file's size in bytes.
     pub size: u64,
@@ -402,8 +405,11 @@ fn read_header(path: &Path) -> Result<(BackupHeader, Box<dyn Read>, bool)> {
 /// What [`restore`] made.
 #[derive(Debug, Clone)]
 pub struct Restored {
+    /// What the restored backup said about itself.
     pub header: BackupHeader,
+    /// The id of the member the restore made.
     pub member_id: MemberId,
+    /// The id of its new cluster.
     pub cluster_id: u64,
 }
 

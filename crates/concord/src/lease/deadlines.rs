@@ -78,6 +78,7 @@ impl LeaseDeadlines {
         earliest
     }
 
+    /// Stops tracking the lease.
     pub fn remove(&mut self, id: LeaseId) {
         if let Some(old) = self.leases.remove(&id) {
             self.queue.remove(&(old.deadline, id));
@@ -85,16 +86,19 @@ impl LeaseDeadlines {
         }
     }
 
+    /// Stops tracking every lease.
     pub fn clear(&mut self) {
         self.leases.clear();
         self.queue.clear();
         self.records.clear();
     }
 
+    /// How many leases are tracked.
     pub fn len(&self) -> usize {
         self.leases.len()
     }
 
+    /// Whether no lease is tracked.
     pub fn is_empty(&self) -> bool {
         self.leases.is_empty()
     }

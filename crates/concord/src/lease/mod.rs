@@ -33,6 +33,7 @@ use crate::types::{LeaseId, Revision};
 /// One active lease, as replicated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseRecord {
+    /// The lease id.
     pub id: LeaseId,
     /// The granted TTL in seconds (changed only by a keep-alive with a new TTL).
     pub ttl_secs: i64,
@@ -42,10 +43,13 @@ pub struct LeaseRecord {
     /// checkpoint). A restart resumes from this; it is never longer than the
     /// truth at the time it was recorded.
     pub remaining_ms: u64,
+    /// Set anew (from a counter that only grows) by every grant and renewal:
+    /// an expiry or a checkpoint measured for an older generation is ignored.
     pub generation: u64,
     /// Created by `put(..).ttl(..)`: hidden from listings unless asked, and
     /// dropped when its only key goes.
     pub anonymous: bool,
+    /// The keys attached to it.
     pub keys: BTreeSet<Bytes>,
 }
 
@@ -69,7 +73,9 @@ impl Default for Lessor {
 /// member enforces the same ones whatever its local configuration says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseLimits {
+    /// Most leases active at once.
     pub max_leases: u64,
+    /// Most keys attached to one lease.
     pub max_keys_per_lease: u64,
 }
 
@@ -80,10 +86,12 @@ impl Default for LeaseLimits {
 }
 
 impl Lessor {
+    /// The lease, if active.
     pub fn get(&self, id: LeaseId) -> Option<&LeaseRecord> {
         self.leases.get(&id)
     }
 
+    /// Whether the lease is active.
     pub fn contains(&self, id: LeaseId) -> bool {
         self.leases.contains_key(&id)
     }
@@ -99,10 +107,12 @@ impl Lessor {
         self.leases.range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)).map(|(_, l)| l)
     }
 
+    /// How many leases are active.
     pub fn len(&self) -> usize {
         self.leases.len()
     }
 
+    /// Whether no lease is active.
     pub fn is_empty(&self) -> bool {
         self.leases.is_empty()
     }

@@ -29,6 +29,7 @@ pub(crate) use key_history::{KEY_OVERHEAD, KeyHistory, LiveVersion, VERSION_OVER
 use crate::command::{ApplyError, RangeRequest, RangeResponse};
 use crate::types::{Event, EventKind, KeyRange, KeyValue, LeaseId, RangeEnd, Revision, WatchEvent};
 
+/// The revisioned keyspace: every key's versions since the compaction point.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KvStore {
     keys: BTreeMap<Bytes, KeyHistory>,

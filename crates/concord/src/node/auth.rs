@@ -81,11 +81,15 @@ impl Concord {
         self.auth_change(AuthCommand::UserAdd { name: name.into(), password_hash }).await
     }
 
+    /// Changes a user's password (`None`: the user gets none); the auth
+    /// store's revision after it.
     pub async fn user_change_password(&self, name: &str, password: Option<&str>) -> Result<u64> {
         let password_hash = hash_password(password).await?;
         self.auth_change(AuthCommand::UserChangePassword { name: name.into(), password_hash }).await
     }
 
+    /// Grants `role` a permission on `range`; the auth store's revision
+    /// after it.
     pub async fn role_grant_permission(&self, role: &str, kind: PermissionKind, range: KeyRange) -> Result<u64> {
         self.auth_change(AuthCommand::RoleGrantPermission { role: role.into(), permission: Permission { kind, range } })
             .await

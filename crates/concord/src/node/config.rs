@@ -16,7 +16,9 @@ pub use crate::replication::log_writer::FsyncObserver;
 /// caller already bound (so a port chosen free stays this member's).
 #[derive(Debug, Clone)]
 pub enum PeerListen {
+    /// An address to bind.
     Addr(std::net::SocketAddr),
+    /// A socket the caller already bound.
     Bound(Arc<std::net::TcpListener>),
 }
 
@@ -51,6 +53,7 @@ pub struct Config {
     pub request_timeout: Duration,
     /// How long `open` waits for the member to become ready.
     pub open_timeout: Duration,
+    /// Size limits on requests.
     pub limits: Limits,
     /// The lease limits of a *new* cluster. Apply enforces the limits held
     /// in the replicated state, so a member that opens existing data ignores
@@ -174,21 +177,27 @@ impl Config {
         }
     }
 
+    /// Messages buffered per watcher before it is switched to catching up
+    /// from history.
     pub fn watch_buffer(mut self, messages: usize) -> Self {
         self.watch_buffer = messages;
         self
     }
 
+    /// How often a watcher that asked for progress notifications gets one.
     pub fn watch_progress_interval(mut self, interval: Duration) -> Self {
         self.watch_progress_interval = interval;
         self
     }
 
+    /// Most writes waiting to be proposed before more are refused with
+    /// [`Error::TooManyRequests`](crate::Error::TooManyRequests).
     pub fn max_pending_proposals(mut self, proposals: usize) -> Self {
         self.max_pending_proposals = proposals;
         self
     }
 
+    /// The member's name (etcd's `--name`).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self
@@ -215,21 +224,26 @@ impl Config {
         self
     }
 
+    /// The cluster token (etcd's `--initial-cluster-token`).
     pub fn cluster_token(mut self, token: impl Into<String>) -> Self {
         self.cluster_token = token.into();
         self
     }
 
+    /// The client URLs this member reports (MemberList).
     pub fn advertise_client_urls(mut self, urls: Vec<String>) -> Self {
         self.advertise_client_urls = urls;
         self
     }
 
+    /// How often the leader sends heartbeats.
     pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
         self.heartbeat_interval = interval;
         self
     }
 
+    /// How long a follower waits for the leader before it stands for
+    /// election.
     pub fn election_timeout(mut self, timeout: Duration) -> Self {
         self.election_timeout = timeout;
         self
@@ -280,16 +294,19 @@ impl Config {
         Ok(members)
     }
 
+    /// Told the duration of every durable commit (for metrics).
     pub fn fsync_observer(mut self, observer: FsyncObserver) -> Self {
         self.fsync_observer = Some(observer);
         self
     }
 
+    /// Where the data files are kept (the default: real files in `data_dir`).
     pub fn storage(mut self, storage: StorageFactory) -> Self {
         self.storage = Some(storage);
         self
     }
 
+    /// The default timeout of every call.
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
         self
@@ -301,26 +318,32 @@ impl Config {
         self
     }
 
+    /// Size limits on requests.
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
     }
 
+    /// The lease limits of a new cluster.
     pub fn lease_limits(mut self, limits: LeaseLimits) -> Self {
         self.lease_limits = limits;
         self
     }
 
+    /// How often the leader records leases' remaining time in the log.
     pub fn lease_checkpoint_interval(mut self, interval: Duration) -> Self {
         self.lease_checkpoint_interval = interval;
         self
     }
 
+    /// Most leases expired by one command (0 pauses expiry).
     pub fn lease_expiry_batch(mut self, leases: usize) -> Self {
         self.lease_expiry_batch = leases;
         self
     }
 
+    /// Keep the last N revisions of history, compacting older ones
+    /// automatically (`None`: everything, until `compact` is called).
     pub fn auto_compaction_retention(mut self, revisions: Option<u64>) -> Self {
         self.auto_compaction_retention = revisions;
         self
@@ -333,16 +356,19 @@ impl Config {
         self
     }
 
+    /// Build a snapshot after this many log entries.
     pub fn snapshot_after_entries(mut self, entries: u64) -> Self {
         self.snapshot_after_entries = entries;
         self
     }
 
+    /// Build a snapshot after this many bytes of log.
     pub fn snapshot_after_bytes(mut self, bytes: u64) -> Self {
         self.snapshot_after_bytes = bytes;
         self
     }
 
+    /// Log entries kept after a snapshot (for followers a little behind).
     pub fn logs_kept_after_snapshot(mut self, entries: u64) -> Self {
         self.logs_kept_after_snapshot = entries;
         self

@@ -173,6 +173,7 @@ impl Put {
         self
     }
 
+    /// Gives up after `timeout` instead of the default.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -228,6 +229,7 @@ impl Range {
         self
     }
 
+    /// Reads with this consistency (linearizable by default).
     pub fn consistency(mut self, consistency: Consistency) -> Self {
         self.consistency = consistency;
         self
@@ -238,6 +240,7 @@ impl Range {
         self.consistency(Consistency::Serializable)
     }
 
+    /// Gives up after `timeout` instead of the default.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -265,18 +268,22 @@ pub struct Get {
 }
 
 impl Get {
+    /// Reads the key as it was at `revision`.
     pub fn revision(self, revision: Revision) -> Self {
         Get { range: self.range.revision(revision) }
     }
 
+    /// Reads with this consistency (linearizable by default).
     pub fn consistency(self, consistency: Consistency) -> Self {
         Get { range: self.range.consistency(consistency) }
     }
 
+    /// Reads this member's state without asking the leader (may be stale).
     pub fn serializable(self) -> Self {
         self.consistency(Consistency::Serializable)
     }
 
+    /// Gives up after `timeout` instead of the default.
     pub fn timeout(self, timeout: Duration) -> Self {
         Get { range: self.range.timeout(timeout) }
     }
@@ -316,6 +323,7 @@ impl Delete {
         self
     }
 
+    /// Gives up after `timeout` instead of the default.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -368,6 +376,7 @@ impl History {
         self
     }
 
+    /// Gives up after `timeout` instead of the default.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self

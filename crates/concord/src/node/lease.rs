@@ -29,6 +29,7 @@ pub struct Leases {
 /// The result of a grant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaseGrant {
+    /// The lease's id.
     pub id: LeaseId,
     /// The granted TTL in seconds.
     pub ttl: i64,
@@ -39,6 +40,7 @@ pub struct LeaseGrant {
 /// The result of a keep-alive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaseKeepAlive {
+    /// The lease's id.
     pub id: LeaseId,
     /// The TTL the lease was reset to, in seconds.
     pub ttl: i64,
@@ -56,6 +58,7 @@ pub struct LeaseRevoke {
 /// A lease as `info` and `list` report it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseInfo {
+    /// The lease's id.
     pub id: LeaseId,
     /// Granted TTL in seconds.
     pub ttl: i64,
@@ -139,6 +142,7 @@ impl Grant {
         self
     }
 
+    /// Gives up after `timeout` instead of the default.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -180,6 +184,7 @@ impl KeepAlive {
         self
     }
 
+    /// Gives up after `timeout` instead of the default.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -224,6 +229,7 @@ impl Revoke {
         self
     }
 
+    /// Gives up after `timeout` instead of the default.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -258,6 +264,7 @@ pub struct Info {
 }
 
 impl Info {
+    /// Gives up after `timeout` instead of the default.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -301,6 +308,7 @@ impl List {
         self
     }
 
+    /// Gives up after `timeout` instead of the default.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self

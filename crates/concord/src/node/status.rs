@@ -11,12 +11,17 @@ pub struct MemberStatus {
     pub member_id: u64,
     /// A stable 64-bit id for the cluster.
     pub cluster_id: u64,
+    /// The member's name.
     pub name: String,
+    /// The store revision it has applied.
     pub revision: Revision,
+    /// Its compaction point.
     pub compact_revision: Revision,
+    /// Its Raft term.
     pub raft_term: u64,
     /// Index of the last entry in this member's log.
     pub raft_index: u64,
+    /// The last log index it has applied.
     pub raft_applied_index: u64,
     /// Last log index covered by this member's latest snapshot.
     pub snapshot_index: Option<u64>,
@@ -24,20 +29,24 @@ pub struct MemberStatus {
     pub purged_index: Option<u64>,
     /// The leader's member id, if one is known.
     pub leader: Option<u64>,
+    /// Whether it leads.
     pub is_leader: bool,
     /// Size of the data files (log and snapshot) in bytes.
     pub db_size: u64,
     /// Bytes of the data files holding data (the rest is free pages, which
     /// [`Concord::defragment`] returns to the file system).
     pub db_size_in_use: u64,
+    /// Keys in its store.
     pub keys: u64,
+    /// Active leases in its store.
     pub leases: u64,
     /// `leader`, `follower`, `candidate` or `learner`.
     pub role: &'static str,
     /// Leader changes this member has seen since it opened.
     pub leader_changes: u64,
-    /// Writes and read-index requests this member handed to the leader.
+    /// Writes this member handed to the leader.
     pub forwarded_writes: u64,
+    /// Linearizable reads whose read index it asked of the leader.
     pub forwarded_reads: u64,
     /// Calls that carried `forwarded_writes` to the leader (writes waiting
     /// together share one).

@@ -60,6 +60,7 @@ impl Txn {
         self
     }
 
+    /// Gives up after `timeout` instead of the default.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -136,15 +137,19 @@ impl ValueCompare {
     fn with(self, op: CompareOp, value: impl Into<Bytes>) -> Compare {
         Compare { range: self.range, target: CompareTarget::Value(value.into()), op }
     }
+    /// The value equals `value`.
     pub fn eq(self, value: impl Into<Bytes>) -> Compare {
         self.with(CompareOp::Equal, value)
     }
+    /// The value differs from `value`.
     pub fn ne(self, value: impl Into<Bytes>) -> Compare {
         self.with(CompareOp::NotEqual, value)
     }
+    /// The value sorts after `value` (bytewise).
     pub fn gt(self, value: impl Into<Bytes>) -> Compare {
         self.with(CompareOp::Greater, value)
     }
+    /// The value sorts before `value` (bytewise).
     pub fn lt(self, value: impl Into<Bytes>) -> Compare {
         self.with(CompareOp::Less, value)
     }
@@ -158,15 +163,19 @@ impl NumberCompare {
     fn with(self, op: CompareOp, value: i64) -> Compare {
         Compare { range: self.range, target: (self.target)(value), op }
     }
+    /// Equals `value`.
     pub fn eq(self, value: i64) -> Compare {
         self.with(CompareOp::Equal, value)
     }
+    /// Differs from `value`.
     pub fn ne(self, value: i64) -> Compare {
         self.with(CompareOp::NotEqual, value)
     }
+    /// Is greater than `value`.
     pub fn gt(self, value: i64) -> Compare {
         self.with(CompareOp::Greater, value)
     }
+    /// Is less than `value`.
     pub fn lt(self, value: i64) -> Compare {
         self.with(CompareOp::Less, value)
     }

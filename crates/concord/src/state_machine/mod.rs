@@ -26,7 +26,9 @@ use crate::mvcc::KvStore;
 /// The replicated data: what a snapshot holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
+    /// The revisioned keyspace.
     pub kv: KvStore,
+    /// The lease table.
     pub leases: Lessor,
     /// The lease limits apply enforces. Replicated (never read from local
     /// settings), so replay and every member decide alike; `None` until the
@@ -213,6 +215,7 @@ impl State {
 /// The replicated data and the deterministic rules that change it.
 #[derive(Debug, Clone, Default)]
 pub struct StateMachine {
+    /// The replicated data.
     pub state: State,
     /// `state.lease_limits` or the defaults, kept at hand for apply.
     limits: LeaseLimits,
@@ -224,6 +227,7 @@ impl StateMachine {
         Self::with_state(State { lease_limits: Some(limits), ..State::default() })
     }
 
+    /// A state machine over `state` (a snapshot's), with its lease limits.
     pub fn with_state(state: State) -> Self {
         let limits = state.lease_limits.unwrap_or_default();
         StateMachine { state, limits }
@@ -234,10 +238,12 @@ impl StateMachine {
         &self.limits
     }
 
+    /// The keyspace.
     pub fn kv(&self) -> &KvStore {
         &self.state.kv
     }
 
+    /// The lease table.
     pub fn leases(&self) -> &Lessor {
         &self.state.leases
     }

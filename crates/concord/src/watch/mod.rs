@@ -42,11 +42,22 @@ const REPLAY_SCAN: usize = 16 * 1024;
 pub enum WatchMessage {
     /// Changes, oldest first; `revision` is the store revision they bring
     /// the watcher up to.
-    Events { revision: Revision, events: Arc<[WatchEvent]> },
+    Events {
+        /// The revision they bring the watcher up to.
+        revision: Revision,
+        /// The changes.
+        events: Arc<[WatchEvent]>,
+    },
     /// Every change up to `revision` has been delivered.
-    Progress { revision: Revision },
+    Progress {
+        /// The revision delivered up to.
+        revision: Revision,
+    },
     /// The watcher needs history that was compacted away; it has ended.
-    Canceled { compact_revision: Revision },
+    Canceled {
+        /// The compaction point that passed the watcher by.
+        compact_revision: Revision,
+    },
 }
 
 /// Which events a watcher wants, and in which shape.
