@@ -44,3 +44,8 @@ pub use cluster::MemberUrls;
 pub use metrics::Metrics;
 pub use server::{ServerOptions, serve};
 pub use tls::ClientTls;
+
+/// The crate README's example, compiled as a doc test so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme_example {}

@@ -6,7 +6,7 @@
 //! fsynced before it is acknowledged. One member is the default; more
 //! members make a replicated cluster ([`Config`]).
 //!
-//! ## Leases, as Concord v2.0.0's API has them
+//! ## Leases, with the API of the Elixir library Concord v2.0.0
 //!
 //! A lease is a TTL contract: keys attached to it are deleted together, in
 //! one commit, when it expires or is revoked.
@@ -80,7 +80,8 @@
 //!   [`mvcc`] and [`lease`] meet;
 //! - [`types`] and [`command`]: plain data shared by all layers.
 //!
-//! See `docs/design.md` for the invariants.
+//! `docs/design.md` in [Concord's repository](https://github.com/concord-kv/concord)
+//! states the invariants and where each is tested.
 
 #![warn(missing_docs)]
 

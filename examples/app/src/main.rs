@@ -1,7 +1,8 @@
-//! An application embedding Concord: the lease flows of Concord v2.0.0's
-//! API on an embedded store, then the same store served over the etcd v3
-//! API and checked with `etcdctl`. Every step is checked; the first
-//! mismatch ends the run with an error (exit status 1).
+//! An application embedding Concord: the lease flows of the API of Concord
+//! v2.0.0 (the Elixir library Concord re-creates) on an embedded store, then
+//! the same store served over the etcd v3 API and checked with `etcdctl`.
+//! Every step is checked; the first mismatch ends the run with an error
+//! (exit status 1).
 //!
 //! `cargo run --manifest-path examples/app/Cargo.toml [DATA_DIR]`
 //! (default: a fresh directory under the system's temporary directory,
