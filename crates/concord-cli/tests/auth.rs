@@ -228,3 +228,43 @@ fn python_etcd3_drives_users_roles_and_permissions() {
         stderr(&out)
     );
 }
+
+/// Membership changes need root under auth, as etcd checks them
+/// (`checkMembershipOperationPermission`): anyone who reached the client
+/// port could add a member, remove a voter (breaking the quorum) or point a
+/// member's peer URL at an address that then receives the replicated log.
+#[test]
+fn membership_changes_need_root_under_auth() {
+    let s = Server::start();
+    ok(s.etcdctl(&["user", "add", "root", "--new-user-password=rootpw"]));
+    ok(s.etcdctl(&["user", "add", "alice", "--new-user-password=a"]));
+    ok(s.etcdctl(&["role", "add", "app"]));
+    ok(s.etcdctl(&["role", "grant-permission", "app", "readwrite", "", "--from-key"]));
+    ok(s.etcdctl(&["user", "grant-role", "alice", "app"]));
+    ok(s.etcdctl(&["auth", "enable"]));
+    let me = ok(as_user(&s, "root:rootpw", &["member", "list"]));
+    let id = me.split(',').next().unwrap().trim().to_string();
+    let rogue = format!("--peer-urls=http://127.0.0.1:{}", common::free_port());
+    let changes: [&[&str]; 4] = [
+        &["member", "add", "rogue", "--learner", &rogue],
+        &["member", "remove", &id],
+        &["member", "update", &id, &rogue],
+        &["member", "promote", &id],
+    ];
+    for change in changes {
+        assert_eq!(refused(s.etcdctl(change)), "Error: etcdserver: user name is empty", "{change:?}");
+        assert_eq!(refused(as_user(&s, "alice:a", change)), "Error: etcdserver: permission denied", "{change:?}");
+    }
+    // Nothing changed; the list stays open to any user, as in etcd.
+    assert_eq!(ok(as_user(&s, "alice:a", &["member", "list"])), me);
+    assert_eq!(ok(s.etcdctl(&["member", "list"])), me);
+    // root may.
+    let added = ok(as_user(&s, "root:rootpw", &["member", "add", "rogue", "--learner", &rogue]));
+    assert!(added.contains("Member") && added.contains("added to cluster"), "{added}");
+    let listed = ok(as_user(&s, "root:rootpw", &["member", "list"]));
+    // Not started, so listed without its name: found by its peer URL.
+    let url = rogue.trim_start_matches("--peer-urls=");
+    let learner = listed.lines().find(|l| l.contains(url)).unwrap().split(',').next().unwrap().trim().to_string();
+    ok(as_user(&s, "root:rootpw", &["member", "remove", &learner]));
+    assert_eq!(ok(s.etcdctl(&["member", "list"])), me);
+}

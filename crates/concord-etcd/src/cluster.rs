@@ -57,6 +57,12 @@ impl ClusterService {
         members.into_iter().map(|m| self.member(m)).collect()
     }
 
+    /// Membership changes need the root role under auth, as etcd's
+    /// `checkMembershipOperationPermission` (MemberList stays open).
+    fn check_admin<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        crate::authz::check_admin(&self.db, &crate::authz::caller(&self.db, request)?)
+    }
+
     fn header(&self) -> Option<pb::ResponseHeader> {
         Some(crate::header::header(&self.db, 0))
     }
@@ -86,6 +92,7 @@ impl Cluster for ClusterService {
     ) -> Result<Response<pb::MemberAddResponse>, Status> {
         self.metrics
             .track("MemberAdd", true, async {
+                self.check_admin(&request)?;
                 let request = request.into_inner();
                 let cluster = self.db.cluster();
                 let added = if request.is_learner {
@@ -113,6 +120,7 @@ impl Cluster for ClusterService {
     ) -> Result<Response<pb::MemberRemoveResponse>, Status> {
         self.metrics
             .track("MemberRemove", true, async {
+                self.check_admin(&request)?;
                 let removed = changed(self.db.cluster().remove(request.into_inner().id).await)?;
                 Ok(Response::new(pb::MemberRemoveResponse {
                     header: self.header(),
@@ -128,6 +136,7 @@ impl Cluster for ClusterService {
     ) -> Result<Response<pb::MemberUpdateResponse>, Status> {
         self.metrics
             .track("MemberUpdate", true, async {
+                self.check_admin(&request)?;
                 let request = request.into_inner();
                 let updated = changed(self.db.cluster().update(request.id, request.peer_ur_ls).await)?;
                 Ok(Response::new(pb::MemberUpdateResponse {
@@ -144,6 +153,7 @@ impl Cluster for ClusterService {
     ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
         self.metrics
             .track("MemberPromote", true, async {
+                self.check_admin(&request)?;
                 let promoted = changed(self.db.cluster().promote(request.into_inner().id).await)?;
                 Ok(Response::new(pb::MemberPromoteResponse {
                     header: self.header(),
