@@ -8,8 +8,9 @@
 //!   on every put and delete, in every branch (as etcd checks it);
 //! - a watch needs read on its range; a lease revoke write on every key
 //!   attached to the lease;
-//! - snapshots, hashes, defragmentation, auth management and membership
-//!   changes (member add, remove, update, promote) need the root role (refused with etcd's texts: `etcdserver: permission denied` for
+//! - snapshots, hashes, defragmentation, auth management, membership
+//!   changes (member add, remove, update, promote) and raising or
+//!   disarming an alarm (beyond etcd 3.4) need the root role (refused with etcd's texts: `etcdserver: permission denied` for
 //!   auth management, `auth: permission denied` with code Unknown for the
 //!   maintenance calls, as etcd 3.4 answers them).
 
