@@ -24,6 +24,19 @@ fn as_user(s: &Server, user: &str, args: &[&str]) -> std::process::Output {
     s.etcdctl(&[&[user.as_str()][..], args].concat())
 }
 
+/// Adds `users` (`(name, password)`, root among them) and turns auth on.
+fn enable_auth(s: &Server, users: &[(&str, &str)]) {
+    for (name, password) in users {
+        ok(s.etcdctl(&["user", "add", name, &format!("--new-user-password={password}")]));
+    }
+    ok(s.etcdctl(&["auth", "enable"]));
+}
+
+/// A gRPC channel to the server.
+async fn grpc(s: &Server) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{}", s.endpoint)).unwrap().connect().await.unwrap()
+}
+
 #[test]
 fn users_roles_and_permissions_as_etcdctl_sees_them() {
     let s = Server::start();
@@ -167,15 +180,8 @@ fn a_watch_outside_the_permissions_is_cancelled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_is_refused_after_the_auth_store_changes() {
     let s = Server::start();
-    for args in [
-        &["user", "add", "root", "--new-user-password=r"][..],
-        &["user", "add", "u", "--new-user-password=p1"],
-        &["auth", "enable"],
-    ] {
-        ok(s.etcdctl(args));
-    }
-    let channel =
-        tonic::transport::Endpoint::from_shared(format!("http://{}", s.endpoint)).unwrap().connect().await.unwrap();
+    enable_auth(&s, &[("root", "r"), ("u", "p1")]);
+    let channel = grpc(&s).await;
     let mut auth = pb::auth_client::AuthClient::new(channel.clone());
     let mut kv = pb::kv_client::KvClient::new(channel);
     let token = |password: &str| pb::AuthenticateRequest { name: "u".into(), password: password.into() };
@@ -275,15 +281,8 @@ fn membership_changes_need_root_under_auth() {
 #[tokio::test]
 async fn alarms_are_raised_and_disarmed_only_by_root_under_auth() {
     let s = Server::start();
-    for args in [
-        &["user", "add", "root", "--new-user-password=r"][..],
-        &["user", "add", "alice", "--new-user-password=a"],
-        &["auth", "enable"],
-    ] {
-        ok(s.etcdctl(args));
-    }
-    let channel =
-        tonic::transport::Endpoint::from_shared(format!("http://{}", s.endpoint)).unwrap().connect().await.unwrap();
+    enable_auth(&s, &[("root", "r"), ("alice", "a")]);
+    let channel = grpc(&s).await;
     let mut auth = pb::auth_client::AuthClient::new(channel.clone());
     let mut maintenance = pb::maintenance_client::MaintenanceClient::new(channel);
     let login = |name: &str, password: &str| pb::AuthenticateRequest { name: name.into(), password: password.into() };
