@@ -3,7 +3,7 @@
 //! is enabled (`authz`); Authenticate and AuthStatus need nothing.
 
 use bytes::Bytes;
-use concord::auth::{AuthCommand, AuthError, PermissionKind};
+use concord::auth::{AuthCommand, AuthError, Caller, PermissionKind};
 use concord::{Concord, KeyRange, RangeEnd};
 use tonic::{Request, Response, Status};
 
@@ -25,16 +25,19 @@ impl AuthService {
         AuthService { db, metrics }
     }
 
-    /// Applies `command` if the caller may administer; the header of the
-    /// answer.
+    /// Applies `command` if the caller may administer (checked here and
+    /// again at apply); the header of the answer.
     async fn change<T>(&self, request: &Request<T>, command: AuthCommand) -> Result<pb::ResponseHeader, Status> {
-        crate::authz::check_admin(&self.db, &crate::authz::caller(&self.db, request)?)?;
-        self.db.auth_change(command).await.map_err(to_status)?;
+        let caller = self.admin(request)?;
+        self.db.auth_change_as(command, Some(caller)).await.map_err(to_status)?;
         Ok(current(&self.db))
     }
 
-    fn admin<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        crate::authz::check_admin(&self.db, &crate::authz::caller(&self.db, request)?)
+    /// The caller, if it may administer.
+    fn admin<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        let caller = crate::authz::caller(&self.db, request)?;
+        crate::authz::check_admin(&self.db, &caller)?;
+        Ok(caller)
     }
 }
 
@@ -132,10 +135,11 @@ impl Auth for AuthService {
     ) -> Result<Response<pb::AuthUserAddResponse>, Status> {
         self.metrics
             .track("UserAdd", true, async {
-                self.admin(&request)?;
+                let caller = self.admin(&request)?;
                 let req = request.into_inner();
                 let no_password = req.options.is_some_and(|o| o.no_password);
-                self.db.user_add(&req.name, password(&req.password, no_password)).await.map_err(to_status)?;
+                let password = password(&req.password, no_password);
+                self.db.user_add_as(&req.name, password, Some(caller)).await.map_err(to_status)?;
                 Ok(Response::new(pb::AuthUserAddResponse { header: Some(current(&self.db)) }))
             })
             .await
@@ -189,9 +193,10 @@ impl Auth for AuthService {
     ) -> Result<Response<pb::AuthUserChangePasswordResponse>, Status> {
         self.metrics
             .track("UserChangePassword", true, async {
-                self.admin(&request)?;
+                let caller = self.admin(&request)?;
                 let req = request.into_inner();
-                self.db.user_change_password(&req.name, Some(&req.password)).await.map_err(to_status)?;
+                let changed = self.db.user_change_password_as(&req.name, Some(&req.password), Some(caller));
+                changed.await.map_err(to_status)?;
                 Ok(Response::new(pb::AuthUserChangePasswordResponse { header: Some(current(&self.db)) }))
             })
             .await

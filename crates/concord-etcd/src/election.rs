@@ -12,10 +12,15 @@
 //! - `Leader` reads the oldest key; `Observe` streams it and every value it
 //!   takes, then the next leader's, in order.
 //!
+//! Every step runs as the caller (`recipes`): `Proclaim` and `Resign`
+//! need read and write on the `LeaderKey`'s key itself, checked at apply
+//! before its create revision is compared, so a caller cannot write, delete
+//! or probe a key outside its permissions by naming it in a `LeaderKey`.
+//!
 //! Errors are etcd's: a plain error, so gRPC's UNKNOWN with etcd's text.
 
 use bytes::Bytes;
-use concord::auth::Access;
+use concord::auth::{Access, Caller};
 use concord::{Concord, EventKind, KeyRange, WatchMessage};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -61,9 +66,16 @@ impl ElectionService {
     }
 
     /// Puts `value` on the leader key if it is still the one created at `rev`.
-    async fn proclaim_value(&self, key: &Bytes, rev: i64, value: Bytes) -> Result<pb::TxnResponse, Status> {
+    async fn proclaim_value(
+        &self,
+        caller: &Caller,
+        key: &Bytes,
+        rev: i64,
+        value: Bytes,
+    ) -> Result<pb::TxnResponse, Status> {
         let resp = recipes::txn(
             &self.db,
+            caller,
             pb::TxnRequest {
                 compare: vec![recipes::created_at(key, rev)],
                 success: vec![recipes::put_op(key, value, 0, true)],
@@ -77,7 +89,9 @@ impl ElectionService {
         Ok(resp)
     }
 
-    fn check(&self, caller: &Option<String>, name: &[u8]) -> Result<(), Status> {
+    /// An early refusal on the election's name (every step is checked
+    /// where it applies, on the keys it touches).
+    fn check(&self, caller: &Caller, name: &[u8]) -> Result<(), Status> {
         let range = KeyRange::prefix(recipes::prefix(name));
         authz::check(&self.db, caller, &range, Access::Write)?;
         authz::check(&self.db, caller, &range, Access::Read)
@@ -91,20 +105,20 @@ impl Election for ElectionService {
     async fn campaign(&self, request: Request<CampaignRequest>) -> Result<Response<CampaignResponse>, Status> {
         self.metrics
             .track("Campaign", true, async {
-                let caller = authz::caller(&self.db, &request)?;
+                let caller = Caller::established(authz::caller(&self.db, &request)?.user);
                 let req = request.into_inner();
                 self.check(&caller, &req.name)?;
                 let prefix = recipes::prefix(&req.name);
-                let lease = recipes::session_lease(&self.db, req.lease).await?;
+                let lease = recipes::session_lease(&self.db, &caller, req.lease).await?;
                 let key = recipes::session_key(&prefix, lease);
-                let joined = recipes::join(&self.db, &key, req.value.clone(), lease).await?;
+                let joined = recipes::join(&self.db, &caller, &key, req.value.clone(), lease).await?;
                 let rev = joined.revision;
-                let withdraw = Withdraw::new(&self.db, key.clone(), rev);
+                let withdraw = Withdraw::new(&self.db, &caller, key.clone(), rev);
                 // A session already campaigning keeps its place and takes the new value.
                 if joined.existing.is_some_and(|kv| kv.value != req.value) {
-                    self.proclaim_value(&key, rev, req.value.clone()).await?;
+                    self.proclaim_value(&caller, &key, rev, req.value.clone()).await?;
                 }
-                recipes::wait_deletes(&self.db, &prefix, rev - 1, &self.stopping).await?;
+                recipes::wait_deletes(&self.db, &caller, &prefix, rev - 1, &self.stopping).await?;
                 withdraw.disarm();
                 let leader = LeaderKey { name: req.name, key, rev, lease };
                 Ok(Response::new(CampaignResponse { header: Some(joined.header), leader: Some(leader) }))
@@ -119,7 +133,7 @@ impl Election for ElectionService {
                 let req = request.into_inner();
                 let leader = req.leader.ok_or_else(missing_leader_key)?;
                 self.check(&caller, &leader.name)?;
-                let resp = self.proclaim_value(&leader.key, leader.rev, req.value).await?;
+                let resp = self.proclaim_value(&caller, &leader.key, leader.rev, req.value).await?;
                 Ok(Response::new(ProclaimResponse { header: resp.header }))
             })
             .await
@@ -130,9 +144,7 @@ impl Election for ElectionService {
             .track("Leader", false, async {
                 let caller = authz::caller(&self.db, &request)?;
                 let req = request.into_inner();
-                let range = KeyRange::prefix(recipes::prefix(&req.name));
-                authz::check(&self.db, &caller, &range, Access::Read)?;
-                let (first, revision) = recipes::first_created(&self.db, &recipes::prefix(&req.name)).await?;
+                let (first, revision) = recipes::first_created(&self.db, &caller, &recipes::prefix(&req.name)).await?;
                 let kv = first.ok_or_else(no_leader)?;
                 Ok(Response::new(LeaderResponse { header: Some(header(&self.db, revision)), kv: Some(kv_to_pb(kv)) }))
             })
@@ -140,15 +152,16 @@ impl Election for ElectionService {
     }
 
     async fn observe(&self, request: Request<LeaderRequest>) -> Result<Response<ObserveStream>, Status> {
-        let caller = authz::caller(&self.db, &request)?;
+        let caller = Caller::established(authz::caller(&self.db, &request)?.user);
         let req = request.into_inner();
         let prefix = recipes::prefix(&req.name);
-        authz::check(&self.db, &caller, &KeyRange::prefix(prefix.clone()), Access::Read)?;
+        // Refused before the stream starts, after the read index.
+        self.db.authorize_read(&caller, &[KeyRange::prefix(prefix.clone())]).await.map_err(to_status)?;
         let (tx, rx) = mpsc::channel(16);
         let (db, stopping) = (self.db.clone(), self.stopping.clone());
         tokio::spawn(async move {
             tokio::select! {
-                ended = observe(&db, &prefix, &tx) => if let Err(e) = ended { let _ = tx.send(Err(e)).await; },
+                ended = observe(&db, &caller, &prefix, &tx) => if let Err(e) = ended { let _ = tx.send(Err(e)).await; },
                 () = recipes::stopped(&stopping) => {}
                 () = tx.closed() => {}
             }
@@ -165,6 +178,7 @@ impl Election for ElectionService {
                 self.check(&caller, &leader.name)?;
                 let resp = recipes::txn(
                     &self.db,
+                    &caller,
                     pb::TxnRequest {
                         compare: vec![recipes::created_at(&leader.key, leader.rev)],
                         success: vec![recipes::delete_op(&leader.key)],
@@ -182,11 +196,12 @@ impl Election for ElectionService {
 /// receiver goes away.
 async fn observe(
     db: &Concord,
+    caller: &Caller,
     prefix: &Bytes,
     tx: &mpsc::Sender<Result<LeaderResponse, Status>>,
 ) -> Result<(), Status> {
     loop {
-        let (first, revision) = recipes::first_created(db, prefix).await?;
+        let (first, revision) = recipes::first_created(db, caller, prefix).await?;
         let (leader, revision) = match first {
             Some(kv) => (kv, revision),
             None => match first_put(db, prefix, revision).await? {

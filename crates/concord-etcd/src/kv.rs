@@ -1,7 +1,6 @@
 //! etcd's KV service: Range, Put, DeleteRange, Txn, Compact.
 
-use concord::auth::Access;
-use concord::{Concord, Consistency, KeyRange};
+use concord::{Concord, Consistency};
 use tonic::{Request, Response, Status};
 
 use crate::header::header;
@@ -31,11 +30,9 @@ impl Kv for KvService {
                 let caller = authz::caller(&self.db, &request)?;
                 let req = request.into_inner();
                 let (engine, post) = convert::range_request(&req)?;
-                if let Some(range) = &engine.range {
-                    authz::check(&self.db, &caller, range, Access::Read)?;
-                }
                 let consistency = if req.serializable { Consistency::Serializable } else { Consistency::Linearizable };
-                let mut resp = self.db.kv().range_request(engine).consistency(consistency).await.map_err(to_status)?;
+                let range = self.db.kv().range_request(engine).consistency(consistency).as_caller(caller);
+                let mut resp = range.await.map_err(to_status)?;
                 post.apply(&mut resp);
                 let revision = resp.revision;
                 Ok(Response::new(convert::range_response(resp, header(&self.db, revision))))
@@ -46,14 +43,9 @@ impl Kv for KvService {
     async fn put(&self, request: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
         self.metrics
             .track("Put", true, async {
-                let (caller, checked_at) = authz::caller_for_write(&self.db, &request)?;
+                let caller = authz::caller(&self.db, &request)?;
                 let req = convert::put_request(request.into_inner())?;
-                let key = KeyRange::key(req.key.clone());
-                authz::check(&self.db, &caller, &key, Access::Write)?;
-                if req.prev_kv {
-                    authz::check(&self.db, &caller, &key, Access::Read)?;
-                }
-                let resp = self.db.kv().put_request(req).auth_checked_at(checked_at).await.map_err(to_status)?;
+                let resp = self.db.kv().put_request(req).as_caller(caller).await.map_err(to_status)?;
                 let revision = resp.revision;
                 Ok(Response::new(convert::put_response(resp, header(&self.db, revision))))
             })
@@ -66,13 +58,9 @@ impl Kv for KvService {
     ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
         self.metrics
             .track("DeleteRange", true, async {
-                let (caller, checked_at) = authz::caller_for_write(&self.db, &request)?;
+                let caller = authz::caller(&self.db, &request)?;
                 let req = convert::delete_request(request.into_inner())?;
-                authz::check(&self.db, &caller, &req.range, Access::Write)?;
-                if req.prev_kv {
-                    authz::check(&self.db, &caller, &req.range, Access::Read)?;
-                }
-                let resp = self.db.kv().delete_request(req).auth_checked_at(checked_at).await.map_err(to_status)?;
+                let resp = self.db.kv().delete_request(req).as_caller(caller).await.map_err(to_status)?;
                 let revision = resp.revision;
                 Ok(Response::new(convert::delete_response(resp, header(&self.db, revision))))
             })
@@ -82,10 +70,9 @@ impl Kv for KvService {
     async fn txn(&self, request: Request<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
         self.metrics
             .track("Txn", true, async {
-                let (caller, checked_at) = authz::caller_for_write(&self.db, &request)?;
+                let caller = authz::caller(&self.db, &request)?;
                 let (txn, post) = convert::txn_request(request.into_inner())?;
-                authz::check_txn(&self.db, &caller, &txn)?;
-                let resp = self.db.txn().request(txn).auth_checked_at(checked_at).await.map_err(to_status)?;
+                let resp = self.db.txn().request(txn).as_caller(caller).await.map_err(to_status)?;
                 let header = header(&self.db, resp.revision);
                 Ok(Response::new(convert::txn_response(resp, &post, header)))
             })
@@ -98,9 +85,9 @@ impl Kv for KvService {
     ) -> Result<Response<pb::CompactionResponse>, Status> {
         self.metrics
             .track("Compact", true, async {
-                authz::caller(&self.db, &request)?;
+                let caller = authz::caller(&self.db, &request)?;
                 let req = request.into_inner();
-                let revision = self.db.kv().compact(req.revision).await.map_err(to_status)?;
+                let revision = self.db.kv().compact_as(req.revision, Some(caller)).await.map_err(to_status)?;
                 Ok(Response::new(pb::CompactionResponse { header: Some(header(&self.db, revision)) }))
             })
             .await

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use concord::auth::Access;
+use concord::auth::Caller;
 use concord::limits::{MAX_TTL_SECS, MIN_TTL_SECS};
 use concord::{Concord, Error};
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -48,14 +48,14 @@ impl Lease for LeaseService {
     ) -> Result<Response<pb::LeaseGrantResponse>, Status> {
         self.metrics
             .track("LeaseGrant", true, async {
-                crate::authz::caller(&self.db, &request)?;
+                let caller = crate::authz::caller(&self.db, &request)?;
                 let req = request.into_inner();
                 if req.ttl > MAX_TTL_SECS {
                     return Err(Status::out_of_range(LEASE_TTL_TOO_LARGE));
                 }
                 // As etcd, a TTL below the minimum is raised to it (but the
                 // minimum is Concord's 1 s, not etcd's 2 s: see MIN_TTL_SECS).
-                let mut grant = self.db.lease().grant(req.ttl.max(MIN_TTL_SECS));
+                let mut grant = self.db.lease().grant(req.ttl.max(MIN_TTL_SECS)).as_caller(caller);
                 if req.id != 0 {
                     grant = grant.id(req.id);
                 }
@@ -76,17 +76,11 @@ impl Lease for LeaseService {
     ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
         self.metrics
             .track("LeaseRevoke", true, async {
-                let (caller, checked_at) = crate::authz::caller_for_write(&self.db, &request)?;
+                // Revoking deletes every attached key: write on each, as
+                // they are when the revoke applies.
+                let caller = crate::authz::caller(&self.db, &request)?;
                 let id = request.into_inner().id;
-                if caller.is_some() {
-                    // Revoking deletes every attached key: write on each.
-                    if let Ok(info) = self.db.lease().info(id).await {
-                        for key in info.keys {
-                            crate::authz::check(&self.db, &caller, &concord::KeyRange::key(key), Access::Write)?;
-                        }
-                    }
-                }
-                let revoked = self.db.lease().revoke(id).auth_checked_at(checked_at).await.map_err(to_status)?;
+                let revoked = self.db.lease().revoke(id).as_caller(caller).await.map_err(to_status)?;
                 Ok(Response::new(pb::LeaseRevokeResponse { header: Some(header(&self.db, revoked.revision)) }))
             })
             .await
@@ -96,7 +90,9 @@ impl Lease for LeaseService {
         &self,
         request: Request<Streaming<pb::LeaseKeepAliveRequest>>,
     ) -> Result<Response<KeepAliveStream>, Status> {
-        crate::authz::caller(&self.db, &request)?;
+        // The stream's user, authenticated when it opened, renews as long
+        // as it exists (each renewal is checked at apply).
+        let user = crate::authz::caller(&self.db, &request)?.user;
         let mut requests = request.into_inner();
         let (tx, rx) = mpsc::channel(KEEP_ALIVES_IN_FLIGHT);
         let db = self.db.clone();
@@ -118,9 +114,9 @@ impl Lease for LeaseService {
                     }
                 };
                 let Ok(permit) = in_flight.clone().acquire_owned().await else { break };
-                let (db, tx, metrics) = (db.clone(), tx.clone(), metrics.clone());
+                let (db, tx, metrics, user) = (db.clone(), tx.clone(), metrics.clone(), user.clone());
                 tokio::spawn(async move {
-                    let resp = metrics.track("LeaseKeepAlive", true, keep_alive(&db, req.id)).await;
+                    let resp = metrics.track("LeaseKeepAlive", true, keep_alive(&db, req.id, user)).await;
                     let _ = tx.send(resp).await;
                     drop(permit);
                 });
@@ -135,9 +131,14 @@ impl Lease for LeaseService {
     ) -> Result<Response<pb::LeaseTimeToLiveResponse>, Status> {
         self.metrics
             .track("LeaseTimeToLive", false, async {
-                crate::authz::caller(&self.db, &request)?;
+                let caller = crate::authz::caller(&self.db, &request)?;
                 let req = request.into_inner();
-                match self.db.lease().info(req.id).await {
+                let mut info = self.db.lease().info(req.id);
+                if req.keys {
+                    // Listing the keys needs read on each (CVE-2023-32082).
+                    info = info.as_caller(caller);
+                }
+                match info.await {
                     Ok(info) => Ok(Response::new(pb::LeaseTimeToLiveResponse {
                         header: Some(current(&self.db)),
                         id: info.id,
@@ -186,14 +187,15 @@ impl Lease for LeaseService {
 /// or the leader changed under it) is retried until the request timeout
 /// instead of ending the client's stream: keep-alive streams survive a
 /// leader change.
-async fn keep_alive(db: &Concord, id: i64) -> Result<pb::LeaseKeepAliveResponse, Status> {
+async fn keep_alive(db: &Concord, id: i64, user: Option<String>) -> Result<pb::LeaseKeepAliveResponse, Status> {
     // The header is taken before renewing, as etcd does.
     let header = current(db);
     let deadline = tokio::time::Instant::now() + db.config().request_timeout;
-    let mut renewed = db.lease().keep_alive(id).await;
+    let renew = || db.lease().keep_alive(id).as_caller(Caller::established(user.clone()));
+    let mut renewed = renew().await;
     while matches!(renewed, Err(Error::NotReady(_) | Error::LeaderChanged)) && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        renewed = db.lease().keep_alive(id).await;
+        renewed = renew().await;
     }
     match renewed {
         Ok(kept) => Ok(pb::LeaseKeepAliveResponse { header: Some(header), id, ttl: kept.ttl }),

@@ -8,7 +8,7 @@
 //! key out of the queue.
 
 use concord::Concord;
-use concord::auth::Access;
+use concord::auth::{Access, Caller};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
@@ -39,18 +39,19 @@ impl Lock for LockService {
     async fn lock(&self, request: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
         self.metrics
             .track("Lock", true, async {
-                let caller = authz::caller(&self.db, &request)?;
+                let caller = Caller::established(authz::caller(&self.db, &request)?.user);
                 let req = request.into_inner();
                 let prefix = recipes::prefix(&req.name);
                 let range = concord::KeyRange::prefix(prefix.clone());
+                // Early refusals (each step is checked where it applies).
                 authz::check(&self.db, &caller, &range, Access::Write)?;
                 authz::check(&self.db, &caller, &range, Access::Read)?;
-                let lease = recipes::session_lease(&self.db, req.lease).await?;
+                let lease = recipes::session_lease(&self.db, &caller, req.lease).await?;
                 let key = recipes::session_key(&prefix, lease);
                 // Join the queue (or find this session already in it).
-                let my_revision = recipes::join(&self.db, &key, Default::default(), lease).await?.revision;
-                let withdraw = Withdraw::new(&self.db, key.clone(), my_revision);
-                let header = recipes::wait_deletes(&self.db, &prefix, my_revision - 1, &self.stopping).await?;
+                let my_revision = recipes::join(&self.db, &caller, &key, Default::default(), lease).await?.revision;
+                let withdraw = Withdraw::new(&self.db, &caller, key.clone(), my_revision);
+                let header = recipes::wait_deletes(&self.db, &caller, &prefix, my_revision - 1, &self.stopping).await?;
                 withdraw.disarm();
                 Ok(Response::new(LockResponse { header: Some(header), key }))
             })
@@ -60,10 +61,9 @@ impl Lock for LockService {
     async fn unlock(&self, request: Request<UnlockRequest>) -> Result<Response<UnlockResponse>, Status> {
         self.metrics
             .track("Unlock", true, async {
-                let (caller, checked_at) = authz::caller_for_write(&self.db, &request)?;
+                let caller = authz::caller(&self.db, &request)?;
                 let req = request.into_inner();
-                authz::check(&self.db, &caller, &concord::KeyRange::key(req.key.clone()), Access::Write)?;
-                let resp = self.db.kv().delete(req.key).auth_checked_at(checked_at).await.map_err(to_status)?;
+                let resp = self.db.kv().delete(req.key).as_caller(caller).await.map_err(to_status)?;
                 Ok(Response::new(UnlockResponse { header: Some(header(&self.db, resp.revision)) }))
             })
             .await

@@ -41,8 +41,9 @@ impl Maintenance for MaintenanceService {
                 // disarming an alarm turns every write off or back on, so
                 // under auth it needs the root role. Listing stays open.
                 let get = pb::alarm_request::AlarmAction::Get as i32;
+                let mut caller = None;
                 if request.get_ref().action != get {
-                    crate::authz::check_maintenance_admin(&self.db, &request)?;
+                    caller = Some(crate::authz::check_maintenance_admin(&self.db, &request)?);
                 }
                 let request = request.into_inner();
                 let kind = alarm_kind(request.alarm);
@@ -53,7 +54,7 @@ impl Maintenance for MaintenanceService {
                     Ok(pb::alarm_request::AlarmAction::Activate) => match kind {
                         Some(kind) => vec![
                             self.db
-                                .raise_alarm(Alarm { member: request.member_id, kind })
+                                .raise_alarm_as(Alarm { member: request.member_id, kind }, caller)
                                 .await
                                 .map_err(crate::status::to_status)?,
                         ],
@@ -62,7 +63,7 @@ impl Maintenance for MaintenanceService {
                     Ok(pb::alarm_request::AlarmAction::Deactivate) => match kind {
                         Some(kind) => self
                             .db
-                            .disarm_alarm(Alarm { member: request.member_id, kind })
+                            .disarm_alarm_as(Alarm { member: request.member_id, kind }, caller)
                             .await
                             .map_err(crate::status::to_status)?
                             .into_iter()

@@ -13,8 +13,17 @@
 //! - a waiter with create revision `r` waits until no key under the prefix
 //!   has a create revision below `r` (`wait_deletes`): it watches only the
 //!   newest older key, so a release wakes one waiter, not all.
+//!
+//! Every step runs as the calling client (etcd runs the recipe with the
+//! caller's credentials): each read and write is checked against the
+//! caller's permissions where it takes effect, on the keys it really
+//! touches — the key a `LeaderKey` names included, whatever name it
+//! claims to belong to. The identity is the one the call authenticated
+//! with ([`Caller::established`]), checked afresh at every step of a wait
+//! that may outlive many auth changes.
 
 use bytes::Bytes;
+use concord::auth::Caller;
 use concord::{Concord, Consistency, EventKind, KeyRange, KeyValue, WatchMessage};
 use tokio::sync::watch;
 use tonic::Status;
@@ -43,17 +52,18 @@ pub fn session_key(prefix: &[u8], lease: i64) -> Bytes {
 }
 
 /// `lease`, or a new lease of [`SESSION_TTL_SECS`] if it is 0.
-pub async fn session_lease(db: &Concord, lease: i64) -> Result<i64, Status> {
+pub async fn session_lease(db: &Concord, caller: &Caller, lease: i64) -> Result<i64, Status> {
     if lease != 0 {
         return Ok(lease);
     }
-    Ok(db.lease().grant(SESSION_TTL_SECS).await.map_err(to_status)?.id)
+    Ok(db.lease().grant(SESSION_TTL_SECS).as_caller(caller.clone()).await.map_err(to_status)?.id)
 }
 
-/// A transaction given as etcd's request, answered as etcd's response.
-pub async fn txn(db: &Concord, req: pb::TxnRequest) -> Result<pb::TxnResponse, Status> {
+/// A transaction given as etcd's request, run as `caller`, answered as
+/// etcd's response.
+pub async fn txn(db: &Concord, caller: &Caller, req: pb::TxnRequest) -> Result<pb::TxnResponse, Status> {
     let (txn, post) = convert::txn_request(req)?;
-    let resp = db.txn().request(txn).await.map_err(to_status)?;
+    let resp = db.txn().request(txn).as_caller(caller.clone()).await.map_err(to_status)?;
     let header = header(db, resp.revision);
     Ok(convert::txn_response(resp, &post, header))
 }
@@ -108,9 +118,10 @@ pub struct Joined {
 
 /// Puts `key` under `lease` unless it exists, as etcd's recipes join a queue
 /// (lock waiters, election candidates); where the caller stands afterwards.
-pub async fn join(db: &Concord, key: &Bytes, value: Bytes, lease: i64) -> Result<Joined, Status> {
+pub async fn join(db: &Concord, caller: &Caller, key: &Bytes, value: Bytes, lease: i64) -> Result<Joined, Status> {
     let resp = txn(
         db,
+        caller,
         pb::TxnRequest {
             compare: vec![created_at(key, 0)],
             success: vec![put_op(key, value, lease, false)],
@@ -125,19 +136,20 @@ pub async fn join(db: &Concord, key: &Bytes, value: Bytes, lease: i64) -> Result
 }
 
 /// Every key under `prefix` (linearizable), with the revision read at.
-pub async fn keys_under(db: &Concord, prefix: &Bytes) -> Result<(Vec<KeyValue>, i64), Status> {
+pub async fn keys_under(db: &Concord, caller: &Caller, prefix: &Bytes) -> Result<(Vec<KeyValue>, i64), Status> {
     let resp = db
         .kv()
         .range(KeyRange::prefix(prefix.clone()))
         .consistency(Consistency::Linearizable)
+        .as_caller(caller.clone())
         .await
         .map_err(to_status)?;
     Ok((resp.kvs, resp.revision))
 }
 
 /// The oldest key under `prefix` (the lock holder, the leader).
-pub async fn first_created(db: &Concord, prefix: &Bytes) -> Result<(Option<KeyValue>, i64), Status> {
-    let (kvs, revision) = keys_under(db, prefix).await?;
+pub async fn first_created(db: &Concord, caller: &Caller, prefix: &Bytes) -> Result<(Option<KeyValue>, i64), Status> {
+    let (kvs, revision) = keys_under(db, caller, prefix).await?;
     Ok((kvs.into_iter().min_by_key(|kv| kv.create_revision), revision))
 }
 
@@ -145,12 +157,13 @@ pub async fn first_created(db: &Concord, prefix: &Bytes) -> Result<(Option<KeyVa
 /// `max_create_revision`; the header of the read that saw none.
 pub async fn wait_deletes(
     db: &Concord,
+    caller: &Caller,
     prefix: &Bytes,
     max_create_revision: i64,
     stopping: &watch::Receiver<bool>,
 ) -> Result<pb::ResponseHeader, Status> {
     loop {
-        let (kvs, revision) = keys_under(db, prefix).await?;
+        let (kvs, revision) = keys_under(db, caller, prefix).await?;
         let newest_older =
             kvs.into_iter().filter(|kv| kv.create_revision <= max_create_revision).max_by_key(|kv| kv.create_revision);
         match newest_older {
@@ -197,6 +210,7 @@ pub fn shutting_down() -> Status {
 /// etcd's recipes do on a cancelled context.
 pub struct Withdraw {
     db: Concord,
+    caller: Caller,
     key: Bytes,
     /// Delete only if the key is still the one created at this revision.
     revision: i64,
@@ -206,8 +220,8 @@ pub struct Withdraw {
 impl Withdraw {
     /// Deletes `key` when dropped unless [`disarm`](Self::disarm)ed, if it
     /// is still the one created at `revision`.
-    pub fn new(db: &Concord, key: Bytes, revision: i64) -> Self {
-        Withdraw { db: db.clone(), key, revision, armed: true }
+    pub fn new(db: &Concord, caller: &Caller, key: Bytes, revision: i64) -> Self {
+        Withdraw { db: db.clone(), caller: caller.clone(), key, revision, armed: true }
     }
 
     /// Keeps the key: the call it guarded succeeded.
@@ -221,7 +235,7 @@ impl Drop for Withdraw {
         if !self.armed {
             return;
         }
-        let (db, key, revision) = (self.db.clone(), self.key.clone(), self.revision);
+        let (db, caller, key, revision) = (self.db.clone(), self.caller.clone(), self.key.clone(), self.revision);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 let req = pb::TxnRequest {
@@ -229,7 +243,7 @@ impl Drop for Withdraw {
                     success: vec![delete_op(&key)],
                     failure: vec![],
                 };
-                if let Err(e) = txn(&db, req).await {
+                if let Err(e) = txn(&db, &caller, req).await {
                     tracing::debug!(error = %e, "could not withdraw a lock or election key");
                 }
             });

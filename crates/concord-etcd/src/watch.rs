@@ -47,7 +47,7 @@ type WatchStream = tonic::codegen::BoxStream<pb::WatchResponse>;
 #[tonic::async_trait]
 impl Watch for WatchService {
     async fn watch(&self, request: Request<Streaming<pb::WatchRequest>>) -> Result<Response<WatchStream>, Status> {
-        let caller = crate::authz::caller(&self.db, &request)?;
+        let user = crate::authz::caller(&self.db, &request)?.user;
         let (out, rx) = mpsc::channel(STREAM_BUFFER);
         let session = Session {
             db: self.db.clone(),
@@ -55,7 +55,7 @@ impl Watch for WatchService {
             out,
             watches: HashMap::new(),
             next_id: 0,
-            caller,
+            user,
         };
         tokio::spawn(session.run(request.into_inner(), self.stopping.clone()));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx).map(Ok)) as WatchStream))
@@ -74,9 +74,9 @@ struct Session {
     out: mpsc::Sender<pb::WatchResponse>,
     watches: HashMap<i64, ActiveWatch>,
     next_id: i64,
-    /// Who opened the stream (`None` while auth is disabled): each watch
-    /// needs read permission on its range.
-    caller: Option<String>,
+    /// Who opened the stream (`None` while auth was disabled): each watch
+    /// needs read permission on its range when it is created.
+    user: Option<String>,
 }
 
 impl Session {
@@ -180,8 +180,11 @@ impl Session {
                 return false;
             }
         };
-        if crate::authz::check(&self.db, &self.caller, &range, concord::auth::Access::Read).is_err() {
-            let _ = self.out.send(refuse("etcdserver: permission denied".into())).await;
+        // After the read index: a member that lags behind a permission
+        // revoke does not start a watch the revoke forbids.
+        let caller = concord::auth::Caller::established(self.user.clone());
+        if let Err(e) = self.db.authorize_read(&caller, std::slice::from_ref(&range)).await {
+            let _ = self.out.send(refuse(crate::status::to_status(e).message().to_string())).await;
             return false;
         }
         let mut builder = self.db.watch(range).from_revision(create.start_revision);

@@ -98,27 +98,47 @@ pub enum Command {
     },
     /// A change to users, roles or permissions (`crate::auth`).
     Auth(crate::auth::AuthCommand),
-    /// A write whose permissions were checked against the auth state at
-    /// `auth_revision` (by the member that received it): applied as
-    /// `command` only if auth is disabled or unchanged since, else refused
-    /// with `AuthError::OldRevision` — etcd's apply-time check, so a write
-    /// racing a permission revoke cannot pass. Wraps a single command,
-    /// never a batch or another check.
+    /// Written by versions before [`Command::Authorized`] (kept so their
+    /// logs still apply): a write whose permissions were checked against
+    /// the auth state at `auth_revision` by the member that received it;
+    /// applied as `command` only if auth is disabled or unchanged since,
+    /// else refused with `AuthError::OldRevision`. Never proposed now.
     AuthChecked {
         /// The auth store's revision the permissions were checked at.
         auth_revision: u64,
         /// The write itself.
         command: Box<Command>,
     },
+    /// A client's write, with who sent it: apply checks `caller`'s
+    /// permissions for `command` against the auth state at this point of
+    /// the log (`state_machine::authorize`) and applies it only if they
+    /// allow it — etcd's apply-time check, so a write cannot race a
+    /// permission revoke, `auth enable` or a lease gaining keys. Every
+    /// write a network front end proposes is wrapped, also while auth is
+    /// disabled. Wraps a single command, never a batch or another wrapper.
+    Authorized {
+        /// Who sent it, and the auth revision its credentials were checked at.
+        caller: crate::auth::Caller,
+        /// The write itself.
+        command: Box<Command>,
+    },
 }
 
 impl Command {
-    /// The command wrapped in an [`Command::AuthChecked`] for `auth_revision`,
-    /// if given.
-    pub fn checked_at(self, auth_revision: Option<u64>) -> Command {
-        match auth_revision {
-            Some(auth_revision) => Command::AuthChecked { auth_revision, command: Box::new(self) },
+    /// The command wrapped in a [`Command::Authorized`] for `caller`, if
+    /// given (`None`: the embedding application's own write, unchecked).
+    pub fn as_caller(self, caller: Option<crate::auth::Caller>) -> Command {
+        match caller {
+            Some(caller) => Command::Authorized { caller, command: Box::new(self) },
             None => self,
+        }
+    }
+
+    /// The command itself, without an authorization wrapper.
+    pub fn unwrapped(&self) -> &Command {
+        match self {
+            Command::AuthChecked { command, .. } | Command::Authorized { command, .. } => command,
+            command => command,
         }
     }
 
@@ -129,7 +149,7 @@ impl Command {
         match self {
             Command::Put(_) | Command::LeaseGrant { .. } => true,
             Command::Txn(txn) => txn_puts(txn),
-            Command::AuthChecked { command, .. } => command.grows_store(),
+            Command::AuthChecked { command, .. } | Command::Authorized { command, .. } => command.grows_store(),
             _ => false,
         }
     }
@@ -140,7 +160,7 @@ impl Command {
             Command::Put(p) => p.key.len() + p.value.as_ref().map_or(0, |v| v.len()),
             Command::Txn(t) => t.success.iter().chain(&t.failure).map(TxnOp::payload_size).sum::<usize>() + 64,
             Command::Batch(commands) => commands.iter().map(Command::payload_size).sum(),
-            Command::AuthChecked { command, .. } => command.payload_size(),
+            Command::AuthChecked { command, .. } | Command::Authorized { command, .. } => command.payload_size(),
             Command::LeaseExpire { leases, .. } => leases.len() * 16,
             Command::LeaseCheckpoint { checkpoints, .. } => checkpoints.len() * 24,
             _ => 64,

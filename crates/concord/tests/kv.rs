@@ -237,30 +237,47 @@ async fn calls_after_shutdown_fail_cleanly() {
     assert_eq!(other.kv().get("k").await.unwrap_err(), Error::Shutdown);
 }
 
-/// A write checked at an auth revision (`auth_checked_at`, what the etcd
-/// front end passes) is refused once auth changed before it applies, and
-/// changes nothing; checked at the current revision it applies.
+/// A write on behalf of a caller (`as_caller`, what the etcd front end
+/// passes) checked at an auth revision is refused once auth changed before
+/// it applies, and changes nothing; checked at the current revision it
+/// applies. Reads and lease listings are checked against the state read.
 #[tokio::test]
-async fn a_write_checked_at_an_old_auth_revision_is_refused() {
-    use concord::auth::{AuthCommand, AuthError};
+async fn a_callers_requests_are_checked_where_they_take_effect() {
+    use concord::auth::{AuthCommand, AuthError, Caller, PermissionKind};
     let m = common::open().await;
     m.db.user_add("root", Some("pw")).await.unwrap();
     m.db.auth_change(AuthCommand::UserGrantRole { user: "root".into(), role: "root".into() }).await.unwrap();
+    m.db.user_add("alice", Some("pw")).await.unwrap();
+    m.db.auth_change(AuthCommand::RoleAdd { name: "e".into() }).await.unwrap();
+    m.db.role_grant_permission("e", PermissionKind::ReadWrite, KeyRange::prefix("e/")).await.unwrap();
+    m.db.auth_change(AuthCommand::UserGrantRole { user: "alice".into(), role: "e".into() }).await.unwrap();
     let checked_at = m.db.auth_change(AuthCommand::Enable).await.unwrap();
-    m.db.kv().put("a", "1").auth_checked_at(Some(checked_at)).await.unwrap();
+    let root = Caller::new(Some("root".into()), checked_at);
+    m.db.kv().put("a", "1").as_caller(root.clone()).await.unwrap();
     m.db.auth_change(AuthCommand::RoleAdd { name: "r".into() }).await.unwrap();
     let old = Error::Auth(AuthError::OldRevision);
-    assert_eq!(m.db.kv().put("b", "1").auth_checked_at(Some(checked_at)).await.unwrap_err(), old);
-    assert_eq!(m.db.kv().delete("a").auth_checked_at(Some(checked_at)).await.unwrap_err(), old);
-    let txn = m.db.txn().and_then([TxnOp::put("b", "1")]).auth_checked_at(Some(checked_at));
+    assert_eq!(m.db.kv().put("b", "1").as_caller(root.clone()).await.unwrap_err(), old);
+    assert_eq!(m.db.kv().delete("a").as_caller(root.clone()).await.unwrap_err(), old);
+    let txn = m.db.txn().and_then([TxnOp::put("b", "1")]).as_caller(root.clone());
     assert_eq!(txn.await.unwrap_err(), old);
     let lease = m.db.lease().grant(60).await.unwrap();
-    assert_eq!(m.db.lease().revoke(lease.id).auth_checked_at(Some(checked_at)).await.unwrap_err(), old);
+    m.db.kv().put("secret/k", "v").lease(lease.id).await.unwrap();
+    assert_eq!(m.db.lease().revoke(lease.id).as_caller(root.clone()).await.unwrap_err(), old);
     assert!(m.db.kv().get("b").await.unwrap().is_none());
     assert!(m.db.kv().get("a").await.unwrap().is_some());
     assert!(m.db.lease().info(lease.id).await.is_ok());
     let now = m.db.auth_status().1;
-    m.db.kv().put("b", "1").auth_checked_at(Some(now)).await.unwrap();
+    m.db.kv().put("b", "1").as_caller(Caller::new(Some("root".into()), now)).await.unwrap();
+
+    let alice = Caller::new(Some("alice".into()), now);
+    let denied = Error::Auth(AuthError::PermissionDenied);
+    assert_eq!(m.db.kv().range(KeyRange::prefix("secret/")).as_caller(alice.clone()).await.unwrap_err(), denied);
+    assert_eq!(m.db.kv().range(KeyRange::from("e/")).as_caller(alice.clone()).await.unwrap_err(), denied);
+    assert!(m.db.kv().range(KeyRange::prefix("e/")).as_caller(alice.clone()).await.is_ok());
+    assert_eq!(m.db.lease().info(lease.id).as_caller(alice.clone()).await.unwrap_err(), denied);
+    assert_eq!(m.db.lease().revoke(lease.id).as_caller(alice.clone()).await.unwrap_err(), denied);
+    assert_eq!(m.db.authorize_read(&alice, &[KeyRange::key("secret/k")]).await.unwrap_err(), denied);
+    assert!(m.db.lease().info(lease.id).await.is_ok());
 }
 
 /// HashKV is a real check that stores did not diverge: two fresh stores

@@ -26,6 +26,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::types::{KeyRange, RangeEnd};
 
+mod caller;
+pub mod tokens;
+pub use caller::Caller;
+
 /// The user and the role that may do everything.
 pub const ROOT: &str = "root";
 

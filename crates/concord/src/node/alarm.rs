@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::Concord;
 use crate::alarm::{Alarm, AlarmKind, KEY_AND_VERSION_OVERHEAD, LEASE_OVERHEAD};
+use crate::auth::Caller;
 use crate::command::{Command, Reply, TxnOp, TxnRequest};
 use crate::error::{Error, Result};
 
@@ -18,7 +19,14 @@ impl Concord {
     /// Raises `alarm` (through the log: every member sees it at the same
     /// point); returns it.
     pub async fn raise_alarm(&self, alarm: Alarm) -> Result<Alarm> {
-        match self.execute(Command::Alarm { activate: true, alarm }, self.default_timeout()).await?.1 {
+        self.raise_alarm_as(alarm, None).await
+    }
+
+    /// [`Self::raise_alarm`] on behalf of `caller` (a network client): it
+    /// must have the root role at apply (see `Command::Authorized`).
+    pub async fn raise_alarm_as(&self, alarm: Alarm, caller: Option<Caller>) -> Result<Alarm> {
+        let command = Command::Alarm { activate: true, alarm }.as_caller(caller);
+        match self.execute(command, self.default_timeout()).await?.1 {
             Reply::Alarm(Some(alarm)) => Ok(alarm),
             other => Err(Error::Storage(format!("unexpected reply to an alarm: {other:?}"))),
         }
@@ -28,7 +36,14 @@ impl Concord {
     /// once no `NoSpace` alarm is left (the next write over the quota raises
     /// it again).
     pub async fn disarm_alarm(&self, alarm: Alarm) -> Result<Option<Alarm>> {
-        match self.execute(Command::Alarm { activate: false, alarm }, self.default_timeout()).await?.1 {
+        self.disarm_alarm_as(alarm, None).await
+    }
+
+    /// [`Self::disarm_alarm`] on behalf of `caller` (a network client): it
+    /// must have the root role at apply (see `Command::Authorized`).
+    pub async fn disarm_alarm_as(&self, alarm: Alarm, caller: Option<Caller>) -> Result<Option<Alarm>> {
+        let command = Command::Alarm { activate: false, alarm }.as_caller(caller);
+        match self.execute(command, self.default_timeout()).await?.1 {
             Reply::Alarm(disarmed) => Ok(disarmed),
             other => Err(Error::Storage(format!("unexpected reply to an alarm: {other:?}"))),
         }
@@ -69,7 +84,7 @@ fn cost(command: &Command) -> u64 {
         }
         Command::Txn(txn) => txn_cost(txn),
         Command::LeaseGrant { .. } => LEASE_OVERHEAD,
-        Command::AuthChecked { command, .. } => cost(command),
+        Command::AuthChecked { command, .. } | Command::Authorized { command, .. } => cost(command),
         _ => 0,
     }
 }

@@ -2,26 +2,28 @@
 //! users and roles through the log, authenticating with a password, the
 //! tokens this member issues, and the checks the etcd front end makes.
 //!
-//! Tokens are etcd's "simple" tokens: random, issued and known by this
-//! member only (a client authenticates with the member it talks to), valid
-//! for [`TOKEN_TTL`] after their last use, and tied to the auth store's
-//! revision when issued: after any change to users, roles or permissions a
-//! token is refused as "old revision" and the client authenticates again
-//! (etcd's clients do so by themselves), so a password change or a revoked
-//! permission takes effect at once.
+//! Tokens are etcd's "simple" tokens (`crate::auth::tokens`): issued and
+//! known by this member only (a client authenticates with the member it
+//! talks to), valid for [`TOKEN_TTL`] after their last use, dropped by any
+//! change to their user and by `auth enable`/`disable`. A token issued
+//! before the last change to users, roles or permissions is also refused
+//! as "old revision" on key-value calls (etcd's clients then authenticate
+//! again by themselves), so a revoked permission takes effect at once.
+//!
+//! What a request may do is decided where it takes effect: writes at apply
+//! and reads after the read index, with the [`Caller`] this module makes
+//! from the request's token (`crate::auth::caller`).
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use super::Concord;
-use crate::auth::{Access, AuthCommand, AuthError, AuthStore, Permission, PermissionKind};
-use crate::command::{Command, Reply};
+use super::{Concord, Consistency};
+use crate::auth::tokens::Issued;
+use crate::auth::{Access, AuthCommand, AuthError, AuthStore, Caller, Permission, PermissionKind};
+use crate::command::{ApplyError, Command, Reply};
 use crate::error::{Error, Result};
 use crate::types::KeyRange;
 
-/// How long a token stays valid after its last use (etcd's
-/// `--auth-token-ttl` default).
-pub const TOKEN_TTL: Duration = Duration::from_secs(300);
+pub use crate::auth::tokens::TOKEN_TTL;
 
 /// bcrypt's cost for stored passwords (etcd's default).
 const BCRYPT_COST: u32 = 10;
@@ -41,18 +43,6 @@ pub enum TokenError {
     OldRevision,
 }
 
-/// The tokens this member issued.
-#[derive(Default)]
-pub(crate) struct Tokens {
-    by_token: parking_lot::Mutex<HashMap<String, Issued>>,
-}
-
-struct Issued {
-    user: String,
-    revision: u64,
-    last_used: Instant,
-}
-
 impl Concord {
     /// The auth store as this member has applied it (a copy).
     pub fn auth_store(&self) -> AuthStore {
@@ -68,7 +58,13 @@ impl Concord {
     /// Applies an auth change through the log; returns the auth revision
     /// after it.
     pub async fn auth_change(&self, command: AuthCommand) -> Result<u64> {
-        match self.execute(Command::Auth(command), self.default_timeout()).await?.1 {
+        self.auth_change_as(command, None).await
+    }
+
+    /// [`Self::auth_change`] on behalf of `caller` (a network client): it
+    /// must have the root role at apply (see `Command::Authorized`).
+    pub async fn auth_change_as(&self, command: AuthCommand, caller: Option<Caller>) -> Result<u64> {
+        match self.execute(Command::Auth(command).as_caller(caller), self.default_timeout()).await?.1 {
             Reply::Auth { revision } => Ok(revision),
             other => Err(Error::Storage(format!("unexpected reply to an auth change: {other:?}"))),
         }
@@ -77,15 +73,30 @@ impl Concord {
     /// Adds a user; `password: None` makes one that cannot authenticate
     /// with a password. The password is hashed here (bcrypt), never logged.
     pub async fn user_add(&self, name: &str, password: Option<&str>) -> Result<u64> {
+        self.user_add_as(name, password, None).await
+    }
+
+    /// [`Self::user_add`] on behalf of `caller` (checked at apply).
+    pub async fn user_add_as(&self, name: &str, password: Option<&str>, caller: Option<Caller>) -> Result<u64> {
         let password_hash = hash_password(password).await?;
-        self.auth_change(AuthCommand::UserAdd { name: name.into(), password_hash }).await
+        self.auth_change_as(AuthCommand::UserAdd { name: name.into(), password_hash }, caller).await
     }
 
     /// Changes a user's password (`None`: the user gets none); the auth
     /// store's revision after it.
     pub async fn user_change_password(&self, name: &str, password: Option<&str>) -> Result<u64> {
+        self.user_change_password_as(name, password, None).await
+    }
+
+    /// [`Self::user_change_password`] on behalf of `caller` (checked at apply).
+    pub async fn user_change_password_as(
+        &self,
+        name: &str,
+        password: Option<&str>,
+        caller: Option<Caller>,
+    ) -> Result<u64> {
         let password_hash = hash_password(password).await?;
-        self.auth_change(AuthCommand::UserChangePassword { name: name.into(), password_hash }).await
+        self.auth_change_as(AuthCommand::UserChangePassword { name: name.into(), password_hash }, caller).await
     }
 
     /// Grants `role` a permission on `range`; the auth store's revision
@@ -103,7 +114,7 @@ impl Concord {
         }
         let hash = store.users.get(name).and_then(|u| u.password_hash.clone());
         let password = password.to_string();
-        let matches = match hash {
+        let matches = match hash.clone() {
             Some(hash) => tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
                 .await
                 .map_err(|e| Error::Storage(e.to_string()))?,
@@ -112,41 +123,72 @@ impl Concord {
         if !matches {
             return Err(Error::Auth(AuthError::AuthFailed));
         }
+        // Issued against the state seen under the table's lock: a change
+        // to the user applied since the password was read either shows
+        // here, or drops the token once it is applied (`Tokens`).
+        let mut tokens = self.shared().tokens.lock();
+        let now = {
+            let applier = self.shared().applier.read();
+            let auth = &applier.machine.state.auth;
+            let unchanged =
+                auth.enabled && auth.users.get(name).and_then(|u| u.password_hash.as_ref()) == hash.as_ref();
+            unchanged.then_some(auth.revision)
+        };
+        let Some(revision) = now else { return Err(Error::Auth(AuthError::AuthFailed)) };
         let token = new_token();
-        let mut tokens = self.inner.tokens.by_token.lock();
         tokens.retain(|_, t| t.last_used.elapsed() < TOKEN_TTL);
-        tokens.insert(token.clone(), Issued { user: name.into(), revision: store.revision, last_used: Instant::now() });
+        tokens.insert(token.clone(), Issued { user: name.into(), revision, last_used: Instant::now() });
         Ok(token)
     }
 
-    /// Who a request is from: `None` while auth is disabled (nothing is
-    /// checked), else the user its token was issued to.
-    pub fn caller(&self, token: Option<&str>) -> std::result::Result<Option<String>, TokenError> {
-        self.token_user(token, true)
+    /// Who a request carrying `token` is from, as a [`Caller`] for the
+    /// checks made where the request takes effect: no user while auth is
+    /// disabled, else the user the token was issued to; with the auth
+    /// revision now. A token issued before the last auth change is refused
+    /// ([`TokenError::OldRevision`]).
+    pub fn caller(&self, token: Option<&str>) -> std::result::Result<Caller, TokenError> {
+        self.token_caller(token, true)
     }
 
-    /// [`Self::caller`] for calls that need the root role (maintenance):
-    /// as etcd, a token issued before the last auth change still names its
-    /// user there (the role check is against the current auth state).
-    pub fn maintenance_caller(&self, token: Option<&str>) -> std::result::Result<Option<String>, TokenError> {
-        self.token_user(token, false)
+    /// [`Self::caller`] for calls that need the root role (maintenance): a
+    /// token from before the last auth change still names its user here if
+    /// nothing changed that user (etcd's rule; the role is checked against
+    /// the current state).
+    pub fn maintenance_caller(&self, token: Option<&str>) -> std::result::Result<Caller, TokenError> {
+        self.token_caller(token, false)
     }
 
-    fn token_user(
+    /// Checks, after the read index (so against a state at least as new
+    /// as any auth change acknowledged before the call), that `caller` may
+    /// read all of each range: for what reads through other paths than a
+    /// range read (a watch being created, say).
+    pub async fn authorize_read(&self, caller: &Caller, ranges: &[KeyRange]) -> Result<()> {
+        self.read(Consistency::Linearizable, self.default_timeout(), |sm| {
+            for range in ranges {
+                sm.state.auth.authorize(caller, range, Access::Read).map_err(ApplyError::Auth)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    fn token_caller(
         &self,
         token: Option<&str>,
         current_revision_only: bool,
-    ) -> std::result::Result<Option<String>, TokenError> {
+    ) -> std::result::Result<Caller, TokenError> {
+        let shared = self.shared();
+        let revision = shared.auth_revision.load(std::sync::atomic::Ordering::Acquire);
         // The common case, auth disabled, without the state's lock.
-        if !self.shared().auth_enabled.load(std::sync::atomic::Ordering::Acquire) {
-            return Ok(None);
+        if !shared.auth_enabled.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(Caller::new(None, revision));
         }
         let (enabled, revision) = self.auth_status();
         if !enabled {
-            return Ok(None);
+            return Ok(Caller::new(None, revision));
         }
         let token = token.filter(|t| !t.is_empty()).ok_or(TokenError::Missing)?;
-        let mut tokens = self.inner.tokens.by_token.lock();
+        let mut tokens = shared.tokens.lock();
         let issued = tokens.get_mut(token).ok_or(TokenError::Invalid)?;
         if issued.last_used.elapsed() >= TOKEN_TTL {
             tokens.remove(token);
@@ -156,7 +198,7 @@ impl Concord {
             return Err(TokenError::OldRevision);
         }
         issued.last_used = Instant::now();
-        Ok(Some(issued.user.clone()))
+        Ok(Caller::new(Some(issued.user.clone()), revision))
     }
 
     /// Whether `caller` (from [`Self::caller`]) may `access` all of `range`.

@@ -10,6 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::{Concord, Consistency};
+use crate::auth::Caller;
 use crate::command::{
     Command, DeleteRequest, DeleteResponse, LeaseChoice, PutRequest, PutResponse, RangeRequest, RangeResponse, Reply,
 };
@@ -35,14 +36,14 @@ impl Kv {
             node: self.node.clone(),
             req: PutRequest { key: key.into(), value: Some(value.into()), lease: LeaseChoice::None, prev_kv: false },
             timeout: self.node.default_timeout(),
-            auth_revision: None,
+            caller: None,
         }
     }
 
     /// A put from a complete request (for front ends translating a wire
     /// request); validated like any other put.
     pub fn put_request(&self, req: PutRequest) -> Put {
-        Put { node: self.node.clone(), req, timeout: self.node.default_timeout(), auth_revision: None }
+        Put { node: self.node.clone(), req, timeout: self.node.default_timeout(), caller: None }
     }
 
     /// A range read from a complete request.
@@ -52,12 +53,13 @@ impl Kv {
             req,
             consistency: Consistency::default(),
             timeout: self.node.default_timeout(),
+            caller: None,
         }
     }
 
     /// A delete from a complete request.
     pub fn delete_request(&self, req: DeleteRequest) -> Delete {
-        Delete { node: self.node.clone(), req, timeout: self.node.default_timeout(), auth_revision: None }
+        Delete { node: self.node.clone(), req, timeout: self.node.default_timeout(), caller: None }
     }
 
     /// Reads one key.
@@ -72,6 +74,7 @@ impl Kv {
             req: RangeRequest { range: Some(range), ..Default::default() },
             consistency: Consistency::default(),
             timeout: self.node.default_timeout(),
+            caller: None,
         }
     }
 
@@ -86,7 +89,7 @@ impl Kv {
             node: self.node.clone(),
             req: DeleteRequest { range, prev_kv: false },
             timeout: self.node.default_timeout(),
-            auth_revision: None,
+            caller: None,
         }
     }
 
@@ -105,10 +108,17 @@ impl Kv {
     /// Forgets history before `revision`: reads at older revisions then fail
     /// with [`Error::Compacted`]. Returns the store revision.
     pub async fn compact(&self, revision: Revision) -> Result<Revision> {
+        self.compact_as(revision, None).await
+    }
+
+    /// [`Self::compact`] on behalf of `caller` (a network client), checked
+    /// at apply (see `Command::Authorized`).
+    pub async fn compact_as(&self, revision: Revision, caller: Option<Caller>) -> Result<Revision> {
         if revision <= 0 {
             return Err(Error::InvalidRequest(format!("cannot compact at revision {revision}")));
         }
-        let (rev, _) = self.node.execute(Command::Compact { revision }, self.node.default_timeout()).await?;
+        let command = Command::Compact { revision }.as_caller(caller);
+        let (rev, _) = self.node.execute(command, self.node.default_timeout()).await?;
         Ok(rev)
     }
 
@@ -129,7 +139,7 @@ pub struct Put {
     node: Concord,
     req: PutRequest,
     timeout: Duration,
-    auth_revision: Option<u64>,
+    caller: Option<Caller>,
 }
 
 impl Put {
@@ -164,12 +174,11 @@ impl Put {
         self
     }
 
-    /// Applies only if auth is disabled or unchanged since `revision`, the
-    /// auth revision the caller checked the permissions at (`None`: no
-    /// check); else fails with `AuthError::OldRevision`. For servers that
-    /// check permissions before proposing, as the etcd front end does.
-    pub fn auth_checked_at(mut self, revision: Option<u64>) -> Self {
-        self.auth_revision = revision;
+    /// Applies on behalf of `caller` (a network client): its permissions
+    /// for this write are checked at apply, against the auth state at that
+    /// point of the log (see `Command::Authorized`).
+    pub fn as_caller(mut self, caller: Caller) -> Self {
+        self.caller = Some(caller);
         self
     }
 
@@ -187,7 +196,7 @@ impl IntoFuture for Put {
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
             self.node.inner.config.limits.check_put(&self.req)?;
-            match self.node.execute(Command::Put(self.req).checked_at(self.auth_revision), self.timeout).await? {
+            match self.node.execute(Command::Put(self.req).as_caller(self.caller), self.timeout).await? {
                 (_, Reply::Put(resp)) => Ok(resp),
                 (_, other) => Err(unexpected(other)),
             }
@@ -202,9 +211,19 @@ pub struct Range {
     req: RangeRequest,
     consistency: Consistency,
     timeout: Duration,
+    caller: Option<Caller>,
 }
 
 impl Range {
+    /// Reads on behalf of `caller` (a network client): its read permission
+    /// on the range is checked after the read index is applied, against
+    /// the same state the read sees (a permission revoked before the read
+    /// began is never missed by a lagging member).
+    pub fn as_caller(mut self, caller: Caller) -> Self {
+        self.caller = Some(caller);
+        self
+    }
+
     /// Reads at a past revision instead of the latest.
     pub fn revision(mut self, revision: Revision) -> Self {
         self.req.revision = revision;
@@ -256,7 +275,7 @@ impl IntoFuture for Range {
             if let Some(range) = &self.req.range {
                 self.node.inner.config.limits.check_range(range)?;
             }
-            self.node.read_range(self.req, self.consistency, self.timeout).await
+            self.node.read_range(self.req, self.consistency, self.timeout, self.caller.as_ref()).await
         })
     }
 }
@@ -304,7 +323,7 @@ pub struct Delete {
     node: Concord,
     req: DeleteRequest,
     timeout: Duration,
-    auth_revision: Option<u64>,
+    caller: Option<Caller>,
 }
 
 impl Delete {
@@ -314,12 +333,11 @@ impl Delete {
         self
     }
 
-    /// Applies only if auth is disabled or unchanged since `revision`, the
-    /// auth revision the caller checked the permissions at (`None`: no
-    /// check); else fails with `AuthError::OldRevision`. For servers that
-    /// check permissions before proposing, as the etcd front end does.
-    pub fn auth_checked_at(mut self, revision: Option<u64>) -> Self {
-        self.auth_revision = revision;
+    /// Applies on behalf of `caller` (a network client): its permissions
+    /// for this write are checked at apply, against the auth state at that
+    /// point of the log (see `Command::Authorized`).
+    pub fn as_caller(mut self, caller: Caller) -> Self {
+        self.caller = Some(caller);
         self
     }
 
@@ -337,8 +355,7 @@ impl IntoFuture for Delete {
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
             self.node.inner.config.limits.check_range(&self.req.range)?;
-            match self.node.execute(Command::DeleteRange(self.req).checked_at(self.auth_revision), self.timeout).await?
-            {
+            match self.node.execute(Command::DeleteRange(self.req).as_caller(self.caller), self.timeout).await? {
                 (_, Reply::Delete(resp)) => Ok(resp),
                 (_, other) => Err(unexpected(other)),
             }

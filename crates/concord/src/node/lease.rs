@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use super::kv::{BoxFuture, unexpected};
 use super::{Concord, Consistency};
+use crate::auth::{Access, Caller};
 use crate::command::{ApplyError, Command, Reply};
 use crate::error::Result;
 use crate::lease::LeaseRecord;
@@ -100,23 +101,23 @@ impl Leases {
 
     /// Grants a lease of `ttl_secs` seconds (1 to 9,000,000,000).
     pub fn grant(&self, ttl_secs: i64) -> Grant {
-        Grant { node: self.node.clone(), ttl: ttl_secs, id: None, timeout: self.node.default_timeout() }
+        Grant { node: self.node.clone(), ttl: ttl_secs, id: None, timeout: self.node.default_timeout(), caller: None }
     }
 
     /// Resets the lease's remaining time to its TTL. Fails with
     /// [`Error::LeaseNotFound`](crate::Error::LeaseNotFound) if it is gone.
     pub fn keep_alive(&self, id: LeaseId) -> KeepAlive {
-        KeepAlive { node: self.node.clone(), id, ttl: None, timeout: self.node.default_timeout() }
+        KeepAlive { node: self.node.clone(), id, ttl: None, timeout: self.node.default_timeout(), caller: None }
     }
 
     /// Revokes the lease, deleting all its keys in one commit.
     pub fn revoke(&self, id: LeaseId) -> Revoke {
-        Revoke { node: self.node.clone(), id, timeout: self.node.default_timeout(), auth_revision: None }
+        Revoke { node: self.node.clone(), id, timeout: self.node.default_timeout(), caller: None }
     }
 
     /// The lease's TTL, remaining time, grant revision and keys.
     pub fn info(&self, id: LeaseId) -> Info {
-        Info { node: self.node.clone(), id, timeout: self.node.default_timeout() }
+        Info { node: self.node.clone(), id, timeout: self.node.default_timeout(), caller: None }
     }
 
     /// Every active lease granted with `grant`, in id order.
@@ -132,9 +133,18 @@ pub struct Grant {
     ttl: i64,
     id: Option<LeaseId>,
     timeout: Duration,
+    caller: Option<Caller>,
 }
 
 impl Grant {
+    /// Applies on behalf of `caller` (a network client): its permissions
+    /// for this write are checked at apply, against the auth state at that
+    /// point of the log (see `Command::Authorized`).
+    pub fn as_caller(mut self, caller: Caller) -> Self {
+        self.caller = Some(caller);
+        self
+    }
+
     /// Uses this id instead of letting the store pick one; fails with
     /// [`Error::LeaseExists`](crate::Error::LeaseExists) if it is taken.
     pub fn id(mut self, id: LeaseId) -> Self {
@@ -159,7 +169,7 @@ impl IntoFuture for Grant {
             if let Some(id) = self.id {
                 check_lease_id(id)?;
             }
-            let command = Command::LeaseGrant { id: self.id, ttl_secs: self.ttl };
+            let command = Command::LeaseGrant { id: self.id, ttl_secs: self.ttl }.as_caller(self.caller);
             match self.node.execute(command, self.timeout).await? {
                 (revision, Reply::LeaseGranted { id, ttl_secs }) => Ok(LeaseGrant { id, ttl: ttl_secs, revision }),
                 (_, other) => Err(unexpected(other)),
@@ -175,9 +185,18 @@ pub struct KeepAlive {
     id: LeaseId,
     ttl: Option<i64>,
     timeout: Duration,
+    caller: Option<Caller>,
 }
 
 impl KeepAlive {
+    /// Applies on behalf of `caller` (a network client): its permissions
+    /// for this write are checked at apply, against the auth state at that
+    /// point of the log (see `Command::Authorized`).
+    pub fn as_caller(mut self, caller: Caller) -> Self {
+        self.caller = Some(caller);
+        self
+    }
+
     /// Also changes the lease's TTL to `secs` from now on.
     pub fn ttl(mut self, secs: i64) -> Self {
         self.ttl = Some(secs);
@@ -201,7 +220,7 @@ impl IntoFuture for KeepAlive {
             if let Some(ttl) = self.ttl {
                 check_ttl(ttl)?;
             }
-            let command = Command::LeaseKeepAlive { id: self.id, ttl_secs: self.ttl };
+            let command = Command::LeaseKeepAlive { id: self.id, ttl_secs: self.ttl }.as_caller(self.caller);
             match self.node.execute(command, self.timeout).await? {
                 (_, Reply::LeaseKeptAlive { id, ttl_secs }) => Ok(LeaseKeepAlive { id, ttl: ttl_secs }),
                 (_, other) => Err(unexpected(other)),
@@ -216,16 +235,15 @@ pub struct Revoke {
     node: Concord,
     id: LeaseId,
     timeout: Duration,
-    auth_revision: Option<u64>,
+    caller: Option<Caller>,
 }
 
 impl Revoke {
-    /// Applies only if auth is disabled or unchanged since `revision`, the
-    /// auth revision the caller checked the permissions at (`None`: no
-    /// check); else fails with `AuthError::OldRevision`. For servers that
-    /// check permissions before proposing, as the etcd front end does.
-    pub fn auth_checked_at(mut self, revision: Option<u64>) -> Self {
-        self.auth_revision = revision;
+    /// Applies on behalf of `caller` (a network client): its permissions
+    /// for this write are checked at apply, against the auth state at that
+    /// point of the log (see `Command::Authorized`).
+    pub fn as_caller(mut self, caller: Caller) -> Self {
+        self.caller = Some(caller);
         self
     }
 
@@ -243,11 +261,7 @@ impl IntoFuture for Revoke {
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
             check_lease_id(self.id)?;
-            match self
-                .node
-                .execute(Command::LeaseRevoke { id: self.id }.checked_at(self.auth_revision), self.timeout)
-                .await?
-            {
+            match self.node.execute(Command::LeaseRevoke { id: self.id }.as_caller(self.caller), self.timeout).await? {
                 (revision, Reply::LeaseRevoked { deleted_keys }) => Ok(LeaseRevoke { deleted_keys, revision }),
                 (_, other) => Err(unexpected(other)),
             }
@@ -261,9 +275,19 @@ pub struct Info {
     node: Concord,
     id: LeaseId,
     timeout: Duration,
+    caller: Option<Caller>,
 }
 
 impl Info {
+    /// Reads on behalf of `caller` (a network client), for an answer that
+    /// lists the lease's keys: the caller must be allowed to read every
+    /// attached key (etcd's fix of CVE-2023-32082), checked after the read
+    /// index against the state the answer comes from.
+    pub fn as_caller(mut self, caller: Caller) -> Self {
+        self.caller = Some(caller);
+        self
+    }
+
     /// Gives up after `timeout` instead of the default.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
@@ -280,9 +304,18 @@ impl IntoFuture for Info {
             let id = self.id;
             check_lease_id(id)?;
             let shared = self.node.shared().clone();
+            let caller = self.caller;
             self.node
                 .read(Consistency::Linearizable, self.timeout, move |sm| {
                     let record = sm.leases().get(id).ok_or(ApplyError::LeaseNotFound(id))?;
+                    if let Some(caller) = &caller {
+                        for key in &record.keys {
+                            sm.state
+                                .auth
+                                .authorize(caller, &crate::KeyRange::key(key.clone()), Access::Read)
+                                .map_err(ApplyError::Auth)?;
+                        }
+                    }
                     Ok(LeaseInfo::from_record(record, &shared, Instant::now()))
                 })
                 .await

@@ -90,8 +90,6 @@ struct Inner {
     cluster_id: u64,
     read_index: read_index::ReadIndexRounds,
     network: crate::replication::network::PeerNetwork,
-    /// The auth tokens this member issued.
-    tokens: auth::Tokens,
     /// Where received snapshots are written as they arrive.
     snapshots: crate::replication::snapshot_store::SnapshotStore,
     /// Held by the leader while it carries out a membership change.
@@ -302,11 +300,15 @@ impl Concord {
         req: crate::command::RangeRequest,
         consistency: Consistency,
         timeout: Duration,
+        caller: Option<&crate::auth::Caller>,
     ) -> Result<crate::command::RangeResponse> {
         let read = async {
             self.confirm_read(consistency, timeout).await?;
             let (at, mut resp) = {
                 let applier = self.inner.shared.applier.read();
+                if let (Some(caller), Some(range)) = (caller, &req.range) {
+                    applier.machine.state.auth.authorize(caller, range, crate::auth::Access::Read)?;
+                }
                 let kv = applier.machine.kv();
                 let at = kv.read_revision(req.revision)?;
                 (at, crate::command::RangeResponse { revision: kv.revision(), ..Default::default() })

@@ -156,7 +156,6 @@ impl Concord {
                 read_index,
                 network: network_handle,
                 snapshots,
-                tokens: Default::default(),
                 membership_lock: tokio::sync::Mutex::new(()),
                 removed: watch::Sender::new(false),
                 stop_peer_server: Mutex::new(None),

@@ -10,6 +10,7 @@ use bytes::Bytes;
 
 use super::Concord;
 use super::kv::{BoxFuture, unexpected};
+use crate::auth::Caller;
 use crate::command::{
     Command, Compare, CompareOp, CompareTarget, DeleteRequest, LeaseChoice, PutRequest, RangeRequest, Reply, TxnOp,
     TxnRequest, TxnResponse,
@@ -23,22 +24,21 @@ pub struct Txn {
     node: Concord,
     req: TxnRequest,
     timeout: Duration,
-    auth_revision: Option<u64>,
+    caller: Option<Caller>,
 }
 
 impl Txn {
     pub(crate) fn new(node: Concord) -> Self {
         let timeout = node.default_timeout();
         let req = TxnRequest { compare: Vec::new(), success: Vec::new(), failure: Vec::new() };
-        Txn { node, req, timeout, auth_revision: None }
+        Txn { node, req, timeout, caller: None }
     }
 
-    /// Applies only if auth is disabled or unchanged since `revision`, the
-    /// auth revision the caller checked the permissions at (`None`: no
-    /// check); else fails with `AuthError::OldRevision`. For servers that
-    /// check permissions before proposing, as the etcd front end does.
-    pub fn auth_checked_at(mut self, revision: Option<u64>) -> Self {
-        self.auth_revision = revision;
+    /// Applies on behalf of `caller` (a network client): its permissions
+    /// for this write are checked at apply, against the auth state at that
+    /// point of the log (see `Command::Authorized`).
+    pub fn as_caller(mut self, caller: Caller) -> Self {
+        self.caller = Some(caller);
         self
     }
 
@@ -86,7 +86,7 @@ impl IntoFuture for Txn {
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
             self.node.inner.config.limits.check_txn(&self.req)?;
-            match self.node.execute(Command::Txn(self.req).checked_at(self.auth_revision), self.timeout).await? {
+            match self.node.execute(Command::Txn(self.req).as_caller(self.caller), self.timeout).await? {
                 (_, Reply::Txn(resp)) => Ok(resp),
                 (_, other) => Err(unexpected(other)),
             }

@@ -53,12 +53,18 @@ pub struct Shared {
     /// quota, as of the last apply: read before every request without the
     /// state's lock (which apply may hold).
     pub auth_enabled: std::sync::atomic::AtomicBool,
+    /// The auth store's revision as of the last apply.
+    pub auth_revision: AtomicU64,
     pub space_used: AtomicU64,
+    /// The auth tokens this member issued: apply drops those an auth
+    /// change ends (`crate::auth::tokens`).
+    pub tokens: crate::auth::tokens::Tokens,
 }
 
 impl Shared {
     /// Publishes what requests read without the lock.
     fn publish_summary(&self, state: &State) {
+        self.auth_revision.store(state.auth.revision, Ordering::Release);
         self.auth_enabled.store(state.auth.enabled, Ordering::Release);
         self.space_used.store(state.quota_bytes(), Ordering::Release);
     }
@@ -114,7 +120,9 @@ impl StateStore {
             applied_index: Arc::new(AtomicU64::new(0)),
             log_bytes_since_snapshot: Arc::new(AtomicU64::new(0)),
             auth_enabled: Default::default(),
+            auth_revision: AtomicU64::new(0),
             space_used: AtomicU64::new(0),
+            tokens: Default::default(),
         });
         shared.reset_deadlines(&shared.applier.read().machine.state, Instant::now());
         shared.publish_summary(&shared.applier.read().machine.state);
@@ -178,6 +186,7 @@ impl RaftStateMachine<TypeConfig> for StateStore {
     {
         let mut effects = Vec::new();
         let mut replies = Vec::new();
+        let mut auth_changes = Vec::new();
         let capture = self.shared.hub.wants_events();
         let (captured, revision) = {
             let mut applier = self.shared.applier.write();
@@ -200,7 +209,13 @@ impl RaftStateMachine<TypeConfig> for StateStore {
                     {
                         Applied { revision: applier.machine.kv().revision(), result: Ok(Reply::Checkpointed) }
                     }
-                    EntryPayload::Normal(command) => applier.machine.apply(&command, &mut effects),
+                    EntryPayload::Normal(command) => {
+                        let applied = applier.machine.apply(&command, &mut effects);
+                        if let (Command::Auth(change), Ok(_)) = (command.unwrapped(), &applied.result) {
+                            auth_changes.push(change.clone());
+                        }
+                        applied
+                    }
                     EntryPayload::Blank => {
                         Applied { revision: applier.machine.kv().revision(), result: Ok(Reply::None) }
                     }
@@ -224,6 +239,11 @@ impl RaftStateMachine<TypeConfig> for StateStore {
             let captured = applier.machine.state.kv.take_captured();
             (captured, applier.machine.kv().revision())
         };
+        // After the change is visible (so `authenticate` cannot issue a
+        // token past it), drop the tokens it ends.
+        for change in &auth_changes {
+            self.shared.tokens.invalidate(change);
+        }
         // Outside the lock: watchers catching up may read the new state
         // first; the hub's revision bookkeeping makes that harmless.
         self.shared.hub.publish(captured, revision);
@@ -285,6 +305,7 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         self.shared.publish_summary(&applier.machine.state);
         let revision = applier.machine.kv().revision();
         drop(applier);
+        self.shared.tokens.invalidate_all();
         // Live watchers cannot know what the snapshot changed: they catch up.
         self.shared.hub.publish(None, revision);
         Ok(())

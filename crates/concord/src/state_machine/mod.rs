@@ -12,6 +12,7 @@
 //! (a transaction, a revoke); expiring several leases in one command gives
 //! each lease its own revision.
 
+mod authorize;
 mod txn;
 mod write;
 
@@ -304,6 +305,15 @@ impl StateMachine {
                     Err(ApplyError::Auth(crate::auth::AuthError::OldRevision))
                 }
                 command => return self.apply(command, effects),
+            },
+            Command::Authorized { caller, command } => match &**command {
+                Command::Batch(_) | Command::AuthChecked { .. } | Command::Authorized { .. } => {
+                    Err(ApplyError::Invalid("an authorization wraps a single command".into()))
+                }
+                command => match self.authorize(caller, command) {
+                    Ok(()) => return self.apply(command, effects),
+                    Err(e) => Err(ApplyError::Auth(e)),
+                },
             },
             Command::Batch(commands) => {
                 let results = commands

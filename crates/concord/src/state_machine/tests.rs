@@ -489,10 +489,10 @@ fn a_raised_nospace_alarm_refuses_only_what_grows_the_store() {
     assert_eq!(sm.kv().quota_bytes(), sm.kv().counted_bytes());
 }
 
-/// A write checked against the auth state at one revision applies only if
-/// auth is disabled or unchanged since; refused, it changes nothing.
+/// Logs written before `Command::Authorized` still apply: an
+/// `AuthChecked` write applies only if auth is disabled or unchanged since.
 #[test]
-fn an_auth_checked_write_is_refused_once_auth_changed() {
+fn a_legacy_auth_checked_write_is_refused_once_auth_changed() {
     use crate::auth::{AuthCommand, AuthError};
     let mut h = Harness::new();
     let auth = |h: &mut Harness, command| h.ok(Command::Auth(command));
@@ -500,29 +500,16 @@ fn an_auth_checked_write_is_refused_once_auth_changed() {
     auth(&mut h, AuthCommand::UserGrantRole { user: "root".into(), role: "root".into() });
     auth(&mut h, AuthCommand::Enable);
     let checked_at = h.sm.state.auth.revision;
-    h.ok(put("a", "1", LeaseChoice::None).checked_at(Some(checked_at)));
+    let legacy = |command: Command, auth_revision| Command::AuthChecked { auth_revision, command: Box::new(command) };
+    h.ok(legacy(put("a", "1", LeaseChoice::None), checked_at));
     assert!(h.value("a").is_some());
-
     auth(&mut h, AuthCommand::RoleAdd { name: "r".into() });
-    let revision = h.sm.kv().revision();
     let state = h.sm.state.clone();
-    for stale in [
-        put("b", "1", LeaseChoice::None),
-        Command::DeleteRange(DeleteRequest { range: KeyRange::key("a"), prev_kv: false }),
-        Command::Txn(TxnRequest { compare: vec![], success: vec![txn_put("b", "1")], failure: vec![] }),
-        Command::LeaseRevoke { id: 1 },
-    ] {
-        let applied = h.apply(stale.checked_at(Some(checked_at)));
-        assert_eq!(applied.result, Err(ApplyError::Auth(AuthError::OldRevision)));
-        assert_eq!(applied.revision, revision);
-    }
+    let applied = h.apply(legacy(put("b", "1", LeaseChoice::None), checked_at));
+    assert_eq!(applied.result, Err(ApplyError::Auth(AuthError::OldRevision)));
     assert_eq!(h.sm.state, state, "a refused write changed the state");
-    h.ok(put("b", "1", LeaseChoice::None).checked_at(Some(h.sm.state.auth.revision)));
-
-    // Disabled, nothing is checked.
-    auth(&mut h, AuthCommand::Disable);
-    h.ok(put("c", "1", LeaseChoice::None).checked_at(Some(checked_at)));
-    // A check wraps one command only.
-    let wrapped = Command::Batch(vec![]).checked_at(Some(0));
+    let wrapped = legacy(Command::Batch(vec![]), 0);
     assert!(matches!(h.apply(wrapped).result, Err(ApplyError::Invalid(_))));
 }
+
+mod authorize;

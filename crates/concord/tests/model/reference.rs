@@ -150,7 +150,7 @@ impl Model {
             Command::Alarm { activate: false, alarm } => Ok(Reply::Alarm(self.alarms.remove(alarm).then_some(*alarm))),
             // Auth has its own tests (src/auth/tests.rs); the generator
             // makes no auth commands.
-            Command::Auth(_) | Command::AuthChecked { .. } => {
+            Command::Auth(_) | Command::AuthChecked { .. } | Command::Authorized { .. } => {
                 Err(ApplyError::Invalid("auth commands are not modelled".into()))
             }
             Command::Put(req) => {
