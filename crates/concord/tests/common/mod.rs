@@ -3,6 +3,7 @@
 
 pub mod child;
 pub mod disk;
+pub mod disk_cluster;
 
 use std::time::Duration;
 
