@@ -8,37 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Server, stderr, stdout};
-
-fn free_peer_url() -> String {
-    format!("http://127.0.0.1:{}", common::free_port())
-}
-
-/// Starts `n` members of a new cluster and waits until each is healthy.
-fn start_cluster(n: usize) -> (Vec<Server>, Vec<Vec<String>>) {
-    let peers: Vec<String> = (0..n).map(|_| free_peer_url()).collect();
-    let initial = peers.iter().enumerate().map(|(i, p)| format!("m{i}={p}")).collect::<Vec<_>>().join(",");
-    let token = format!("test-{}", std::process::id());
-    let args: Vec<Vec<String>> = (0..n)
-        .map(|i| {
-            vec![
-                format!("--name=m{i}"),
-                format!("--listen-peer-urls={}", peers[i]),
-                format!("--initial-advertise-peer-urls={}", peers[i]),
-                format!("--initial-cluster={initial}"),
-                format!("--initial-cluster-token={token}"),
-            ]
-        })
-        .collect();
-    let mut servers: Vec<Server> = args
-        .iter()
-        .map(|a| Server::spawn_in(tempfile::tempdir().unwrap(), &a.iter().map(String::as_str).collect::<Vec<_>>()))
-        .collect();
-    for s in &mut servers {
-        s.wait_ready();
-    }
-    (servers, args)
-}
+use common::{Server, start_cluster, stderr, stdout};
 
 fn ok(out: std::process::Output) -> String {
     assert!(out.status.success(), "etcdctl failed: {}\n{}", stdout(&out), stderr(&out));

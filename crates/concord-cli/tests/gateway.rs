@@ -8,7 +8,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Server, run_bounded};
+use common::{Server, b64, run_bounded};
 use serde_json::Value;
 
 /// `curl -X POST` of `body` to `path`: (HTTP status, the JSON answer).
@@ -30,23 +30,6 @@ fn post(server: &Server, path: &str, body: &str) -> (u16, Value) {
     let (json, code) = text.rsplit_once('\n').unwrap_or_else(|| panic!("curl {path}: {text:?}"));
     let value = serde_json::from_str(json).unwrap_or(Value::String(json.to_string()));
     (code.parse().unwrap(), value)
-}
-
-fn b64(text: &str) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let bytes = text.as_bytes();
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (*b as u32) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// etcd's error body and status for a refused request.

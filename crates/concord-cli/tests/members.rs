@@ -7,11 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Server, assert_shape, stderr, stdout};
-
-fn free_peer_url() -> String {
-    format!("http://127.0.0.1:{}", common::free_port())
-}
+use common::{Server, assert_shape, free_peer_url, stderr, stdout};
 
 fn ok(out: std::process::Output) -> String {
     assert!(out.status.success(), "command failed: {}\n{}", stdout(&out), stderr(&out));

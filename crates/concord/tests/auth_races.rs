@@ -167,23 +167,23 @@ async fn old_tokens_lose_root_after_a_password_change_or_a_re_added_user() {
     let root_token = db.authenticate("root", "pw").await.unwrap();
     let bob_token = db.authenticate("bob", "pw").await.unwrap();
     let alice_token = db.authenticate("alice", "pw").await.unwrap();
-    assert!(db.maintenance_caller(Some(&root_token)).is_ok());
+    assert!(db.caller(Some(&root_token)).is_ok());
 
     db.user_change_password("root", Some("new")).await.unwrap();
-    assert_eq!(db.maintenance_caller(Some(&root_token)).unwrap_err(), TokenError::Invalid);
+    assert_eq!(db.caller(Some(&root_token)).unwrap_err(), TokenError::Invalid);
     assert_eq!(db.caller(Some(&root_token)).unwrap_err(), TokenError::Invalid);
     // Others' tokens still name their users (maintenance checks the role now).
-    assert_eq!(db.maintenance_caller(Some(&bob_token)).unwrap().user.as_deref(), Some("bob"));
+    assert_eq!(db.caller(Some(&bob_token)).unwrap().user.as_deref(), Some("bob"));
 
     db.auth_change(AuthCommand::UserDelete { name: "alice".into() }).await.unwrap();
     db.user_add("alice", Some("pw")).await.unwrap();
-    assert_eq!(db.maintenance_caller(Some(&alice_token)).unwrap_err(), TokenError::Invalid);
+    assert_eq!(db.caller(Some(&alice_token)).unwrap_err(), TokenError::Invalid);
 
     let root_token = db.authenticate("root", "new").await.unwrap();
     let root = db.caller(Some(&root_token)).unwrap();
     db.auth_change_as(AuthCommand::Disable, Some(root)).await.unwrap();
     db.auth_change(AuthCommand::Enable).await.unwrap();
-    assert_eq!(db.maintenance_caller(Some(&root_token)).unwrap_err(), TokenError::Invalid);
-    assert_eq!(db.maintenance_caller(Some(&bob_token)).unwrap_err(), TokenError::Invalid);
+    assert_eq!(db.caller(Some(&root_token)).unwrap_err(), TokenError::Invalid);
+    assert_eq!(db.caller(Some(&bob_token)).unwrap_err(), TokenError::Invalid);
     shutdown(members).await;
 }

@@ -308,3 +308,53 @@ pub fn assert_shape(text: &str, pattern: &str) {
     let re = regex::Regex::new(&format!("^(?s:{pattern})$")).unwrap();
     assert!(re.is_match(text), "output:\n{text}\ndoes not match:\n{pattern}");
 }
+
+/// A peer URL on a free loopback port.
+pub fn free_peer_url() -> String {
+    format!("http://127.0.0.1:{}", free_port())
+}
+
+/// Starts `n` members of a new cluster and waits until each is healthy;
+/// the members and each one's arguments (to start it again).
+pub fn start_cluster(n: usize) -> (Vec<Server>, Vec<Vec<String>>) {
+    let peers: Vec<String> = (0..n).map(|_| free_peer_url()).collect();
+    let initial = peers.iter().enumerate().map(|(i, p)| format!("m{i}={p}")).collect::<Vec<_>>().join(",");
+    let token = format!("test-{}", std::process::id());
+    let args: Vec<Vec<String>> = (0..n)
+        .map(|i| {
+            vec![
+                format!("--name=m{i}"),
+                format!("--listen-peer-urls={}", peers[i]),
+                format!("--initial-advertise-peer-urls={}", peers[i]),
+                format!("--initial-cluster={initial}"),
+                format!("--initial-cluster-token={token}"),
+            ]
+        })
+        .collect();
+    let mut servers: Vec<Server> = args
+        .iter()
+        .map(|a| Server::spawn_in(tempfile::tempdir().unwrap(), &a.iter().map(String::as_str).collect::<Vec<_>>()))
+        .collect();
+    for s in &mut servers {
+        s.wait_ready();
+    }
+    (servers, args)
+}
+
+/// Standard base64 of `bytes` (etcd's JSON carries keys and values so).
+pub fn b64(bytes: impl AsRef<[u8]>) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes = bytes.as_ref();
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (*b as u32) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}

@@ -31,8 +31,7 @@ use axum::routing::post;
 use prost_reflect::{DescriptorPool, MethodDescriptor, Value};
 use tonic::service::Routes;
 
-/// The etcd protos' descriptors, written by `build.rs`.
-const DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/etcd_descriptors.bin"));
+use crate::DESCRIPTORS;
 
 /// Prefixes the gateway answers under: etcd 3.4's, and the older ones that
 /// clients written for etcd 3.2 and 3.3 use.
@@ -61,7 +60,7 @@ pub fn routes(grpc: Routes, max_body: usize) -> Router {
 /// Every method with a `google.api.http` POST path, with that path (a
 /// method may have more than one: etcd keeps `/v3/kv/lease/…` beside
 /// `/v3/lease/…`).
-fn http_paths(pool: &DescriptorPool) -> Vec<(String, MethodDescriptor)> {
+pub fn http_paths(pool: &DescriptorPool) -> Vec<(String, MethodDescriptor)> {
     let Some(http) = pool.get_extension_by_name("google.api.http") else {
         return Vec::new();
     };

@@ -234,6 +234,10 @@ impl AuthStore {
             // etcd answers a repeated grant as done, changing nothing.
             return Ok(());
         }
+        if matches!((command, self.enabled), (AuthCommand::Enable, true) | (AuthCommand::Disable, false)) {
+            // Likewise enabling what is enabled, disabling what is not.
+            return Ok(());
+        }
         match command {
             AuthCommand::Enable => self.enabled = true,
             AuthCommand::Disable => self.enabled = false,

@@ -113,3 +113,19 @@ fn access_needs_the_whole_range_covered() {
     assert!(s.permits(ROOT, &KeyRange::all(), Access::Write));
     assert!(s.is_root(ROOT) && !s.is_root("u"));
 }
+
+/// As etcd: enabling auth while it is on, or disabling it while it is off,
+/// is answered as done and changes nothing (no new revision, so no token
+/// is ended by it).
+#[test]
+fn enabling_what_is_enabled_changes_nothing() {
+    let mut s = AuthStore::default();
+    s.apply(&AuthCommand::Disable).unwrap();
+    assert_eq!(s.revision, 0);
+    s.apply(&AuthCommand::UserAdd { name: "root".into(), password_hash: None }).unwrap();
+    s.apply(&AuthCommand::UserGrantRole { user: "root".into(), role: "root".into() }).unwrap();
+    s.apply(&AuthCommand::Enable).unwrap();
+    let before = s.clone();
+    s.apply(&AuthCommand::Enable).unwrap();
+    assert_eq!(s, before);
+}

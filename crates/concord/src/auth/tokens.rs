@@ -2,7 +2,7 @@
 //! this member only, valid for [`TOKEN_TTL`] after their last use.
 //!
 //! Invariants:
-//! - a token names one user and the auth revision it was issued at;
+//! - a token names one user;
 //! - a change to that user's credentials applied on this member —
 //!   password, deletion (and re-adding under the same name) — and
 //!   `auth enable` / `auth disable` drop the token *after* the change is
@@ -34,8 +34,6 @@ pub struct Tokens {
 pub struct Issued {
     /// Its user.
     pub user: String,
-    /// The auth revision it was issued at.
-    pub revision: u64,
     /// When it was last used.
     pub last_used: Instant,
 }
@@ -58,9 +56,7 @@ impl Tokens {
             | AuthCommand::UserChangePassword { name, .. } => name,
             // Roles and permissions are checked against the current state
             // on every call (maintenance included): a change to them takes
-            // effect at once without ending tokens, as in etcd (key-value
-            // calls refuse an older token as "old revision" anyway, and
-            // etcd's clients then authenticate again).
+            // effect at once without ending tokens, as in etcd.
             AuthCommand::UserGrantRole { .. }
             | AuthCommand::UserRevokeRole { .. }
             | AuthCommand::RoleAdd { .. }

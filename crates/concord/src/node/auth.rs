@@ -4,11 +4,10 @@
 //!
 //! Tokens are etcd's "simple" tokens (`crate::auth::tokens`): issued and
 //! known by this member only (a client authenticates with the member it
-//! talks to), valid for [`TOKEN_TTL`] after their last use, dropped by any
-//! change to their user and by `auth enable`/`disable`. A token issued
-//! before the last change to users, roles or permissions is also refused
-//! as "old revision" on key-value calls (etcd's clients then authenticate
-//! again by themselves), so a revoked permission takes effect at once.
+//! talks to), valid for [`TOKEN_TTL`] after their last use, ended by a
+//! change to their user's credentials (password, deletion) and by
+//! `auth enable`/`disable`. A change to roles or permissions takes effect
+//! at once through the checks, which read the current state.
 //!
 //! What a request may do is decided where it takes effect: writes at apply
 //! and reads after the read index, with the [`Caller`] this module makes
@@ -35,12 +34,9 @@ pub enum TokenError {
     /// Auth is enabled and the request carries no token.
     #[error("user name is empty")]
     Missing,
-    /// Unknown or expired.
+    /// Unknown, expired, or ended by a change to its user.
     #[error("invalid auth token")]
     Invalid,
-    /// Issued before the last change to users, roles or permissions.
-    #[error("revision of auth store is old")]
-    OldRevision,
 }
 
 impl Concord {
@@ -127,35 +123,45 @@ impl Concord {
         // to the user applied since the password was read either shows
         // here, or drops the token once it is applied (`Tokens`).
         let mut tokens = self.shared().tokens.lock();
-        let now = {
+        let unchanged = {
             let applier = self.shared().applier.read();
             let auth = &applier.machine.state.auth;
-            let unchanged =
-                auth.enabled && auth.users.get(name).and_then(|u| u.password_hash.as_ref()) == hash.as_ref();
-            unchanged.then_some(auth.revision)
+            auth.enabled && auth.users.get(name).and_then(|u| u.password_hash.as_ref()) == hash.as_ref()
         };
-        let Some(revision) = now else { return Err(Error::Auth(AuthError::AuthFailed)) };
+        if !unchanged {
+            return Err(Error::Auth(AuthError::AuthFailed));
+        }
         let token = new_token();
         tokens.retain(|_, t| t.last_used.elapsed() < TOKEN_TTL);
-        tokens.insert(token.clone(), Issued { user: name.into(), revision, last_used: Instant::now() });
+        tokens.insert(token.clone(), Issued { user: name.into(), last_used: Instant::now() });
         Ok(token)
     }
 
     /// Who a request carrying `token` is from, as a [`Caller`] for the
     /// checks made where the request takes effect: no user while auth is
-    /// disabled, else the user the token was issued to; with the auth
-    /// revision now. A token issued before the last auth change is refused
-    /// ([`TokenError::OldRevision`]).
+    /// disabled, else the user the token was issued to, with the auth
+    /// revision now (as etcd's simple tokens: a change to roles or
+    /// permissions takes effect through the checks, not by ending tokens;
+    /// a change to the user's credentials ends them, `auth::tokens`).
     pub fn caller(&self, token: Option<&str>) -> std::result::Result<Caller, TokenError> {
-        self.token_caller(token, true)
-    }
-
-    /// [`Self::caller`] for calls that need the root role (maintenance): a
-    /// token from before the last auth change still names its user here if
-    /// nothing changed that user (etcd's rule; the role is checked against
-    /// the current state).
-    pub fn maintenance_caller(&self, token: Option<&str>) -> std::result::Result<Caller, TokenError> {
-        self.token_caller(token, false)
+        let shared = self.shared();
+        // The common case, auth disabled, without the state's lock.
+        if !shared.auth_enabled.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(Caller::new(None, shared.auth_revision.load(std::sync::atomic::Ordering::Acquire)));
+        }
+        let (enabled, revision) = self.auth_status();
+        if !enabled {
+            return Ok(Caller::new(None, revision));
+        }
+        let token = token.filter(|t| !t.is_empty()).ok_or(TokenError::Missing)?;
+        let mut tokens = shared.tokens.lock();
+        let issued = tokens.get_mut(token).ok_or(TokenError::Invalid)?;
+        if issued.last_used.elapsed() >= TOKEN_TTL {
+            tokens.remove(token);
+            return Err(TokenError::Invalid);
+        }
+        issued.last_used = Instant::now();
+        Ok(Caller::new(Some(issued.user.clone()), revision))
     }
 
     /// Checks, after the read index (so against a state at least as new
@@ -170,35 +176,6 @@ impl Concord {
             Ok(())
         })
         .await
-    }
-
-    fn token_caller(
-        &self,
-        token: Option<&str>,
-        current_revision_only: bool,
-    ) -> std::result::Result<Caller, TokenError> {
-        let shared = self.shared();
-        let revision = shared.auth_revision.load(std::sync::atomic::Ordering::Acquire);
-        // The common case, auth disabled, without the state's lock.
-        if !shared.auth_enabled.load(std::sync::atomic::Ordering::Acquire) {
-            return Ok(Caller::new(None, revision));
-        }
-        let (enabled, revision) = self.auth_status();
-        if !enabled {
-            return Ok(Caller::new(None, revision));
-        }
-        let token = token.filter(|t| !t.is_empty()).ok_or(TokenError::Missing)?;
-        let mut tokens = shared.tokens.lock();
-        let issued = tokens.get_mut(token).ok_or(TokenError::Invalid)?;
-        if issued.last_used.elapsed() >= TOKEN_TTL {
-            tokens.remove(token);
-            return Err(TokenError::Invalid);
-        }
-        if current_revision_only && issued.revision < revision {
-            return Err(TokenError::OldRevision);
-        }
-        issued.last_used = Instant::now();
-        Ok(Caller::new(Some(issued.user.clone()), revision))
     }
 
     /// Whether `caller` (from [`Self::caller`]) may `access` all of `range`.

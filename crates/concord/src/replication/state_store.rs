@@ -210,8 +210,11 @@ impl RaftStateMachine<TypeConfig> for StateStore {
                         Applied { revision: applier.machine.kv().revision(), result: Ok(Reply::Checkpointed) }
                     }
                     EntryPayload::Normal(command) => {
+                        let auth_revision = applier.machine.state.auth.revision;
                         let applied = applier.machine.apply(&command, &mut effects);
-                        if let (Command::Auth(change), Ok(_)) = (command.unwrapped(), &applied.result) {
+                        if let Command::Auth(change) = command.unwrapped()
+                            && applier.machine.state.auth.revision != auth_revision
+                        {
                             auth_changes.push(change.clone());
                         }
                         applied

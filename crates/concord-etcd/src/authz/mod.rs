@@ -18,6 +18,10 @@
 //! - early refusals that save work (a lock's or election's name), which
 //!   the engine's checks repeat.
 
+mod rules;
+
+pub use rules::{RULES, Rule, SERVED_SERVICES, rule};
+
 use concord::auth::{Access, AuthError, Caller};
 use concord::{Concord, KeyRange, TokenError};
 use tonic::{Request, Status};
@@ -40,21 +44,20 @@ fn token<T>(request: &Request<T>) -> Option<&str> {
 /// it ("rpc error: code = Unknown desc = auth: permission denied"). The
 /// caller, for what the call then proposes.
 pub fn check_maintenance_admin<T>(db: &Concord, request: &Request<T>) -> Result<Caller, Status> {
-    let caller = db.maintenance_caller(token(request)).map_err(|e| {
+    let caller = db.caller(token(request)).map_err(|e| {
         Status::unknown(match e {
             TokenError::Missing => "auth: user name is empty",
-            TokenError::Invalid | TokenError::OldRevision => "auth: invalid auth token",
+            TokenError::Invalid => "auth: invalid auth token",
         })
     })?;
     if db.is_admin(caller.user.as_deref()) { Ok(caller) } else { Err(Status::unknown("auth: permission denied")) }
 }
 
-/// etcd's answers for a missing, unknown or outdated token.
+/// etcd's answers for a missing or unknown token.
 pub fn token_status(e: TokenError) -> Status {
     match e {
         TokenError::Missing => Status::invalid_argument("etcdserver: user name is empty"),
         TokenError::Invalid => Status::unauthenticated("etcdserver: invalid auth token"),
-        TokenError::OldRevision => Status::invalid_argument("etcdserver: revision of auth store is old"),
     }
 }
 
