@@ -19,6 +19,25 @@
 //! every page below the high-water mark is reachable exactly once (a node
 //! larger than a page takes `overflow` following pages); keys in a bucket
 //! are strictly increasing; a branch element's key is its child's first key.
+//!
+//! Invariants of the reader, whatever the file holds (a backup is untrusted
+//! input: `concord snapshot status` / `restore` take any file):
+//! - every size, count, offset and page id read from the file is checked
+//!   against the file's length (or the page holding it) before anything is
+//!   allocated or indexed: the meta page's page count against the file's
+//!   length, a page's overflow against that page count, an element's key
+//!   and value against its page — so no buffer is larger than the file, and
+//!   a bad value is an error naming it, never a panic or an abort;
+//! - no page is reached twice, from any bucket (checked once for the whole
+//!   file when it is opened, and again by each walk): a cycle of branch
+//!   pages, two buckets sharing a subtree or a page inside another's
+//!   overflow is refused, so every walk reads each page at most once and
+//!   ends;
+//! - a leaf's keys and values together fit the bytes after its elements, so
+//!   what a visitor copies out of a leaf is never more than the leaf.
+//!
+//! Walks are loops over an explicit stack (no recursion), so a deep or
+//! crafted tree cannot exhaust the thread's stack.
 
 use std::io::Write;
 
@@ -194,28 +213,7 @@ impl<'a> BoltWriter<'a> {
     fn write_node(&mut self, flags: u16, node: &Node) -> std::io::Result<u64> {
         let count = node.entries.len();
         let id = self.next_page;
-        let mut body = Vec::with_capacity(node.size);
-        let mut data_at = count * ELEMENT;
-        for (i, (element_flags, key, value)) in node.entries.iter().enumerate() {
-            let pos = (data_at - i * ELEMENT) as u32;
-            if flags == LEAF_PAGE {
-                body.extend_from_slice(&element_flags.to_le_bytes());
-                body.extend_from_slice(&pos.to_le_bytes());
-                body.extend_from_slice(&(key.len() as u32).to_le_bytes());
-                body.extend_from_slice(&(value.len() as u32).to_le_bytes());
-            } else {
-                body.extend_from_slice(&pos.to_le_bytes());
-                body.extend_from_slice(&(key.len() as u32).to_le_bytes());
-                body.extend_from_slice(value); // the child's page id
-            }
-            data_at += key.len() + if flags == LEAF_PAGE { value.len() } else { 0 };
-        }
-        for (_, key, value) in &node.entries {
-            body.extend_from_slice(key);
-            if flags == LEAF_PAGE {
-                body.extend_from_slice(value);
-            }
-        }
+        let body = node_body(flags, node);
         let pages = (PAGE_HEADER + body.len()).div_ceil(PAGE_SIZE as usize).max(1) as u64;
         let count = u16::try_from(count).map_err(|_| std::io::Error::other("too many elements in one bolt page"))?;
         let overflow = u32::try_from(pages - 1).map_err(|_| std::io::Error::other("a bolt value is too large"))?;
@@ -226,6 +224,35 @@ impl<'a> BoltWriter<'a> {
         self.next_page += pages;
         Ok(id)
     }
+}
+
+/// A node's elements and then its keys (and a leaf's values): what follows
+/// the page header.
+fn node_body(flags: u16, node: &Node) -> Vec<u8> {
+    let count = node.entries.len();
+    let mut body = Vec::with_capacity(node.size);
+    let mut data_at = count * ELEMENT;
+    for (i, (element_flags, key, value)) in node.entries.iter().enumerate() {
+        let pos = (data_at - i * ELEMENT) as u32;
+        if flags == LEAF_PAGE {
+            body.extend_from_slice(&element_flags.to_le_bytes());
+            body.extend_from_slice(&pos.to_le_bytes());
+            body.extend_from_slice(&(key.len() as u32).to_le_bytes());
+            body.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        } else {
+            body.extend_from_slice(&pos.to_le_bytes());
+            body.extend_from_slice(&(key.len() as u32).to_le_bytes());
+            body.extend_from_slice(value); // the child's page id
+        }
+        data_at += key.len() + if flags == LEAF_PAGE { value.len() } else { 0 };
+    }
+    for (_, key, value) in &node.entries {
+        body.extend_from_slice(key);
+        if flags == LEAF_PAGE {
+            body.extend_from_slice(value);
+        }
+    }
+    body
 }
 
 /// One page: the header and `body`, padded to the page size.
@@ -269,86 +296,280 @@ pub type EntryVisitor<'a> = dyn FnMut(u32, &[u8], &[u8]) -> Result<(), String> +
 pub struct BoltFile {
     file: std::fs::File,
     root: u64,
+    /// The meta page's page count, checked against the file's length: every
+    /// page id and overflow read later is checked against it.
     pages: u64,
 }
 
-/// One page with its overflow, as read.
-struct PageNode {
+/// A page's header, as read: its flags, element count and overflow pages.
+#[derive(Debug, Clone, Copy)]
+struct PageHeader {
     flags: u16,
     count: usize,
+    overflow: u64,
+}
+
+impl PageHeader {
+    fn parse(header: &[u8; PAGE_HEADER]) -> Self {
+        PageHeader {
+            flags: u16::from_le_bytes([header[8], header[9]]),
+            count: usize::from(u16::from_le_bytes([header[10], header[11]])),
+            overflow: u64::from(u32::from_le_bytes([header[12], header[13], header[14], header[15]])),
+        }
+    }
+
+    fn is_leaf(&self) -> bool {
+        self.flags & LEAF_PAGE != 0
+    }
+}
+
+/// One page with its overflow, as read (or an inline bucket's page).
+struct PageNode {
+    /// The page's id; `None` for an inline bucket's page.
+    id: Option<u64>,
+    header: PageHeader,
     bytes: Vec<u8>,
+}
+
+/// The `N` bytes of `bytes` at `at`, if it has them.
+fn array_at<const N: usize>(bytes: &[u8], at: usize) -> Option<[u8; N]> {
+    bytes.get(at..at.checked_add(N)?)?.try_into().ok()
 }
 
 impl PageNode {
     /// An inline bucket's page, as its parent's value holds it.
     fn inline(page: &[u8]) -> Result<PageNode, String> {
-        let header = page.get(..PAGE_HEADER).ok_or("an inline bolt bucket is short")?;
-        let flags = u16::from_le_bytes([header[8], header[9]]);
-        let count = u16::from_le_bytes([header[10], header[11]]) as usize;
-        Ok(PageNode { flags, count, bytes: page.to_vec() })
+        let header: [u8; PAGE_HEADER] =
+            array_at(page, 0).ok_or("an inline bolt bucket is shorter than a page header")?;
+        Ok(PageNode { id: None, header: PageHeader::parse(&header), bytes: page.to_vec() })
+    }
+
+    /// What the page is, for errors.
+    fn name(&self) -> String {
+        match self.id {
+            Some(id) => format!("bolt page {id}"),
+            None => "an inline bolt bucket".into(),
+        }
     }
 
     /// Element `i`'s key and (for a leaf) flags and value, or (for a
-    /// branch) the child's page id in the value's place.
+    /// branch) the child's page id in the value's place. Every position
+    /// and length is checked against the page before it is used.
     fn element(&self, i: usize) -> Result<(u32, &[u8], &[u8]), String> {
-        let at = PAGE_HEADER + i * ELEMENT;
-        let field = |o: usize| -> Result<u32, String> {
-            let b = self.bytes.get(at + o..at + o + 4).ok_or("a bolt element lies outside its page")?;
-            Ok(u32::from_le_bytes(b.try_into().expect("4 bytes")))
+        let past = || {
+            format!("{}: element {i} of {} lies past its {} bytes", self.name(), self.header.count, self.bytes.len())
         };
-        let slice =
-            |from: usize, len: usize| self.bytes.get(from..from + len).ok_or("a bolt key lies outside its page");
-        if self.flags & LEAF_PAGE != 0 {
-            let (flags, pos, ksize, vsize) = (field(0)?, field(4)? as usize, field(8)? as usize, field(12)? as usize);
-            Ok((flags, slice(at + pos, ksize)?, slice(at + pos + ksize, vsize)?))
+        let at = i.checked_mul(ELEMENT).and_then(|o| o.checked_add(PAGE_HEADER)).ok_or_else(past)?;
+        let header: [u8; ELEMENT] = array_at(&self.bytes, at).ok_or_else(past)?;
+        let u32_at = |o: usize| u32::from_le_bytes([header[o], header[o + 1], header[o + 2], header[o + 3]]);
+        let usize_at = |o: usize| u32_at(o) as usize;
+        // `pos` counts from the element's own start.
+        let slice = |pos: Option<usize>, len: usize, what: &str| {
+            pos.and_then(|pos| at.checked_add(pos))
+                .and_then(|from| self.bytes.get(from..from.checked_add(len)?))
+                .ok_or_else(|| {
+                    format!(
+                        "{}: the {len}-byte {what} of element {i} lies outside its {} bytes",
+                        self.name(),
+                        self.bytes.len()
+                    )
+                })
+        };
+        if self.header.is_leaf() {
+            let (flags, pos, ksize, vsize) = (u32_at(0), usize_at(4), usize_at(8), usize_at(12));
+            let key = slice(Some(pos), ksize, "key")?;
+            let value = slice(pos.checked_add(ksize), vsize, "value")?;
+            Ok((flags, key, value))
         } else {
-            let (pos, ksize) = (field(0)? as usize, field(4)? as usize);
-            Ok((0, slice(at + pos, ksize)?, slice(at + 8, 8)?))
+            let (pos, ksize) = (usize_at(0), usize_at(4));
+            Ok((0, slice(Some(pos), ksize, "key")?, slice(Some(8), 8, "child page id")?))
         }
+    }
+
+    /// How many elements the page has, checked to fit it.
+    fn count(&self) -> Result<usize, String> {
+        let count = self.header.count;
+        match count.checked_mul(ELEMENT).and_then(|e| e.checked_add(PAGE_HEADER)) {
+            Some(end) if end <= self.bytes.len() => Ok(count),
+            _ => Err(format!("{} claims {count} elements, more than its {} bytes hold", self.name(), self.bytes.len())),
+        }
+    }
+
+    /// Branch element `i`'s child page.
+    fn child(&self, i: usize) -> Result<u64, String> {
+        let (_, _, child) = self.element(i)?;
+        let child = child.try_into().map_err(|_| format!("{}: element {i} is short", self.name()))?;
+        Ok(u64::from_le_bytes(child))
+    }
+
+    /// Calls `f` with each entry of a leaf. Their keys and values together
+    /// must fit the bytes after the elements (as in any file bbolt wrote,
+    /// where they follow one another): entries pointing at the same bytes
+    /// would have `f` copy more than the page holds.
+    fn for_each_entry(&self, f: &mut EntryVisitor<'_>) -> Result<(), String> {
+        if !self.header.is_leaf() {
+            return Err(format!("{} is a leaf of its bucket but not a leaf page", self.name()));
+        }
+        let count = self.count()?;
+        // `count` checked that the elements fit.
+        let data = self.bytes.len() - PAGE_HEADER - count * ELEMENT;
+        let mut claimed = 0usize;
+        for i in 0..count {
+            let (flags, key, value) = self.element(i)?;
+            claimed = claimed.saturating_add(key.len()).saturating_add(value.len());
+            if claimed > data {
+                return Err(format!(
+                    "{}: the keys and values of its first {} elements take {claimed} bytes, \
+                     more than the {data} it has for them",
+                    self.name(),
+                    i + 1
+                ));
+            }
+            f(flags, key, value)?;
+        }
+        Ok(())
+    }
+}
+
+/// The pages a walk has reached (each with its overflow): none may be
+/// reached twice.
+struct Reached(Vec<bool>);
+
+impl Reached {
+    fn new(pages: u64) -> Result<Self, String> {
+        let pages = usize::try_from(pages).map_err(|_| format!("a bolt file of {pages} pages is too large"))?;
+        Ok(Reached(vec![false; pages]))
+    }
+
+    /// Marks page `id` and its overflow, which [`BoltFile::header`] checked
+    /// lie within the file.
+    fn mark(&mut self, id: u64, header: &PageHeader) -> Result<(), String> {
+        for page in id..=id + header.overflow {
+            match usize::try_from(page).ok().and_then(|p| self.0.get_mut(p)) {
+                Some(seen) if *seen => return Err(format!("bolt page {page} is reached twice")),
+                Some(seen) => *seen = true,
+                None => return Err(format!("bolt page {page} is past the end of the file")),
+            }
+        }
+        Ok(())
     }
 }
 
 impl BoltFile {
     /// Opens `file` if it starts with a valid bolt meta page (the newer of
-    /// the two that check out); `Ok(None)` if it is not a bolt file.
+    /// the two that check out); `Ok(None)` if it is not a bolt file. The
+    /// meta page's page count must lie within the file, and no page of any
+    /// bucket may be reached twice (`check_pages`).
     pub fn open(file: std::fs::File) -> Result<Option<Self>, String> {
-        let mut best: Option<(u64, u64, u64)> = None;
+        let len = file.metadata().map_err(|e| format!("cannot read the bolt file: {e}"))?.len();
+        let mut best: Option<(u64, u64, u64, u64)> = None;
         for id in 0..2u64 {
-            let mut bytes = vec![0u8; PAGE_HEADER + 64];
+            let mut bytes = [0u8; PAGE_HEADER + 64];
             if read_at(&file, id * PAGE_SIZE, &mut bytes).is_err() {
                 continue;
             }
             let meta = &bytes[PAGE_HEADER..];
-            let u32_at = |o: usize| u32::from_le_bytes(meta[o..o + 4].try_into().expect("4 bytes"));
-            let u64_at = |o: usize| u64::from_le_bytes(meta[o..o + 8].try_into().expect("8 bytes"));
+            let u32_at = |o: usize| array_at(meta, o).map(u32::from_le_bytes).unwrap_or_default();
+            let u64_at = |o: usize| array_at(meta, o).map(u64::from_le_bytes).unwrap_or_default();
             let valid = u32_at(0) == MAGIC
                 && u32_at(4) == VERSION
                 && u64::from(u32_at(8)) == PAGE_SIZE
                 && fnv1a64(&meta[..56]) == u64_at(56);
-            if valid && best.is_none_or(|(txid, _, _)| u64_at(48) > txid) {
-                best = Some((u64_at(48), u64_at(16), u64_at(40)));
+            if valid && best.is_none_or(|(_, txid, _, _)| u64_at(48) > txid) {
+                best = Some((id, u64_at(48), u64_at(16), u64_at(40)));
             }
         }
-        Ok(best.map(|(_, root, pages)| BoltFile { file, root, pages }))
+        let Some((meta, _, root, pages)) = best else { return Ok(None) };
+        // Checked before anything trusts it: every later bound rests on it.
+        if pages > len / PAGE_SIZE {
+            return Err(format!(
+                "bolt meta page {meta} claims {pages} pages of {PAGE_SIZE} bytes, past the end of the {len}-byte file"
+            ));
+        }
+        let db = BoltFile { file, root, pages };
+        db.check_pages()?;
+        Ok(Some(db))
+    }
+
+    /// Walks every bucket's pages from the root bucket (branches read
+    /// whole, a bucket's leaves by their headers), refusing a page reached
+    /// twice: afterwards no two buckets share a page and no page lies in
+    /// another's overflow, so a walk of every bucket reads the file at most
+    /// once more.
+    fn check_pages(&self) -> Result<(), String> {
+        let mut reached = Reached::new(self.pages)?;
+        let mut trees = vec![(self.root, true)];
+        let mut stack = Vec::new();
+        while let Some((root, is_root_bucket)) = trees.pop() {
+            stack.push(root);
+            while let Some(id) = stack.pop() {
+                let header = self.header(id)?;
+                reached.mark(id, &header)?;
+                if header.is_leaf() && !is_root_bucket {
+                    continue;
+                }
+                let node = self.read_node(id, header)?;
+                if !header.is_leaf() {
+                    for i in 0..node.count()? {
+                        stack.push(node.child(i)?);
+                    }
+                    continue;
+                }
+                node.for_each_entry(&mut |flags, _, value| {
+                    if flags & BUCKET_ELEMENT != 0
+                        && let Some(root) = Bucket::root_page(value)
+                        && root != 0
+                    {
+                        trees.push((root, false));
+                    }
+                    Ok(())
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The header of page `id`, which must be a leaf or branch page whose
+    /// overflow lies within the file.
+    fn header(&self, id: u64) -> Result<PageHeader, String> {
+        // Pages 0 and 1 are the meta pages; any other may hold a node (in a
+        // file bbolt wrote, the freelist moves and page 2 is reused).
+        if id < 2 {
+            return Err(format!("bolt page {id} is a meta page, not a leaf or branch"));
+        }
+        if id >= self.pages {
+            return Err(format!("bolt page {id} is past the file's {} pages", self.pages));
+        }
+        let mut bytes = [0u8; PAGE_HEADER];
+        read_at(&self.file, id * PAGE_SIZE, &mut bytes)?;
+        let header = PageHeader::parse(&bytes);
+        if header.flags & (LEAF_PAGE | BRANCH_PAGE) == 0 {
+            return Err(format!("bolt page {id} is not a leaf or branch page (flags {:#x})", header.flags));
+        }
+        // `id < pages`, so `pages - id` does not wrap.
+        if header.overflow >= self.pages - id {
+            return Err(format!(
+                "bolt page {id} claims {} overflow pages, past the end of the {}-byte database ({} pages)",
+                header.overflow,
+                self.size(),
+                self.pages
+            ));
+        }
+        Ok(header)
+    }
+
+    /// Page `id` whole (`header` is [`Self::header`]'s): never more than the
+    /// file holds, as `header` checked its overflow.
+    fn read_node(&self, id: u64, header: PageHeader) -> Result<PageNode, String> {
+        let len = usize::try_from((header.overflow + 1) * PAGE_SIZE)
+            .map_err(|_| format!("bolt page {id} with {} overflow pages is too large", header.overflow))?;
+        let mut bytes = buffer(len);
+        read_at(&self.file, id * PAGE_SIZE, &mut bytes)?;
+        Ok(PageNode { id: Some(id), header, bytes })
     }
 
     fn node(&self, id: u64) -> Result<PageNode, String> {
-        // Pages 0 and 1 are the meta pages; any other may hold a node (in a
-        // file bbolt wrote, the freelist moves and page 2 is reused).
-        if id < 2 || id >= self.pages {
-            return Err(format!("bolt page {id} is out of bounds"));
-        }
-        let mut header = [0u8; PAGE_HEADER];
-        read_at(&self.file, id * PAGE_SIZE, &mut header)?;
-        let flags = u16::from_le_bytes([header[8], header[9]]);
-        let count = u16::from_le_bytes([header[10], header[11]]) as usize;
-        let overflow = u64::from(u32::from_le_bytes(header[12..16].try_into().expect("4 bytes")));
-        if id + overflow >= self.pages || flags & (LEAF_PAGE | BRANCH_PAGE) == 0 {
-            return Err(format!("bolt page {id} is not a leaf or branch page within the file"));
-        }
-        let mut bytes = vec![0u8; ((overflow + 1) * PAGE_SIZE) as usize];
-        read_at(&self.file, id * PAGE_SIZE, &mut bytes)?;
-        Ok(PageNode { flags, count, bytes })
+        self.read_node(id, self.header(id)?)
     }
 
     /// The top-level bucket `name`, if there is one.
@@ -369,7 +590,8 @@ impl BoltFile {
         Ok(buckets)
     }
 
-    /// The database's size in bytes (its pages; a checksum after them is not part of it).
+    /// The database's size in bytes (its pages; a checksum after them is
+    /// not part of it). No more than the file's length.
     pub fn size(&self) -> u64 {
         self.pages * PAGE_SIZE
     }
@@ -382,20 +604,19 @@ impl BoltFile {
         };
         let mut leaves = Vec::new();
         let mut stack = vec![root];
-        // A damaged or crafted file could point back up the tree.
-        let mut seen = std::collections::HashSet::new();
+        // A damaged or crafted file could point back up the tree, or into
+        // another page's overflow.
+        let mut reached = Reached::new(self.pages)?;
         while let Some(id) = stack.pop() {
-            if !seen.insert(id) {
-                return Err(format!("bolt page {id} is reached twice"));
-            }
-            let node = self.node(id)?;
-            if node.flags & LEAF_PAGE != 0 {
+            let header = self.header(id)?;
+            reached.mark(id, &header)?;
+            if header.is_leaf() {
                 leaves.push(Leaf::Page(id));
                 continue;
             }
-            for i in (0..node.count).rev() {
-                let (_, _, child) = node.element(i)?;
-                stack.push(u64::from_le_bytes(child.try_into().map_err(|_| "a bolt branch element is short")?));
+            let node = self.read_node(id, header)?;
+            for i in (0..node.count()?).rev() {
+                stack.push(node.child(i)?);
             }
         }
         Ok(leaves)
@@ -403,18 +624,11 @@ impl BoltFile {
 
     /// Calls `f` with each entry of `leaf`: flags, key, value.
     pub fn for_each_in_leaf(&self, leaf: &Leaf, f: &mut EntryVisitor<'_>) -> Result<(), String> {
-        let node = match leaf {
+        match leaf {
             Leaf::Page(id) => self.node(*id)?,
             Leaf::Inline(page) => PageNode::inline(page)?,
-        };
-        if node.flags & LEAF_PAGE == 0 {
-            return Err("a bolt leaf is not a leaf page".into());
         }
-        for i in 0..node.count {
-            let (flags, key, value) = node.element(i)?;
-            f(flags, key, value)?;
-        }
-        Ok(())
+        .for_each_entry(f)
     }
 
     /// Calls `f` with each entry of `bucket`, in key order.
@@ -440,11 +654,15 @@ impl Bucket {
     /// A bucket header (root page, sequence) and, for root page 0, the
     /// inline page after it.
     fn from_value(value: &[u8]) -> Option<Bucket> {
-        let root = u64::from_le_bytes(value.get(..8)?.try_into().ok()?);
-        match root {
+        match Self::root_page(value)? {
             0 => Some(Bucket::Inline(value.get(16..)?.to_vec())),
             root => Some(Bucket::Pages(root)),
         }
+    }
+
+    /// The root page a bucket header names (0: the bucket is inline).
+    fn root_page(value: &[u8]) -> Option<u64> {
+        array_at(value, 0).map(u64::from_le_bytes)
     }
 }
 
@@ -457,126 +675,50 @@ pub enum Leaf {
     Inline(Vec<u8>),
 }
 
+/// A zeroed buffer for `len` bytes of the file; every caller bounded `len`
+/// by the file's length first.
+fn buffer(len: usize) -> Vec<u8> {
+    #[cfg(test)]
+    probe::allocating(len);
+    vec![0u8; len]
+}
+
 fn read_at(file: &std::fs::File, offset: u64, buf: &mut [u8]) -> Result<(), String> {
+    #[cfg(test)]
+    probe::reading(buf.len());
     std::os::unix::fs::FileExt::read_exact_at(file, buf, offset).map_err(|e| format!("cannot read the bolt file: {e}"))
 }
 
+/// What the reader did on this thread, for tests to bound: the largest
+/// buffer it asked for and the bytes it read.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(super) mod probe {
+    use std::cell::Cell;
 
-    type Entries = Vec<(Vec<u8>, Vec<u8>)>;
-
-    fn write(buckets: &[(&[u8], Entries)]) -> Vec<u8> {
-        let run = |summary: BoltSummary, out: &mut Vec<u8>| {
-            let mut w = BoltWriter::new(out, summary).unwrap();
-            for (name, entries) in buckets {
-                w.begin_bucket();
-                for (k, v) in entries {
-                    w.put(k, v).unwrap();
-                }
-                w.end_bucket(name).unwrap();
-            }
-            w.finish().unwrap()
-        };
-        let summary = run(BoltSummary::default(), &mut Vec::new());
-        let mut out = Vec::new();
-        assert_eq!(run(summary, &mut out), summary, "the second pass lays out the same pages");
-        assert_eq!(out.len() as u64, summary.bytes());
-        out
+    thread_local! {
+        static LARGEST: Cell<usize> = const { Cell::new(0) };
+        static READ: Cell<u64> = const { Cell::new(0) };
     }
 
-    fn read_back(bytes: &[u8], name: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
-        let path = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(path.path(), bytes).unwrap();
-        let file = BoltFile::open(std::fs::File::open(path.path()).unwrap()).unwrap().unwrap();
-        let root = file.bucket(name).unwrap()?;
-        let mut entries = Vec::new();
-        for leaf in file.leaves(&root).unwrap() {
-            file.for_each_in_leaf(&leaf, &mut |_, k, v| {
-                entries.push((k.to_vec(), v.to_vec()));
-                Ok(())
-            })
-            .unwrap();
-        }
-        Some(entries)
+    pub(super) fn allocating(len: usize) {
+        LARGEST.with(|l| l.set(l.get().max(len)));
     }
 
-    #[test]
-    fn buckets_of_many_pages_and_large_values_read_back_in_order() {
-        let many: Vec<_> =
-            (0u32..20_000).map(|i| (i.to_be_bytes().to_vec(), vec![i as u8; (i % 300) as usize])).collect();
-        let large = vec![(b"a".to_vec(), vec![7u8; 3 * PAGE_SIZE as usize + 5]), (b"b".to_vec(), vec![1u8; 10])];
-        let bytes = write(&[(b"many", many.clone()), (b"empty", vec![]), (b"large", large.clone())]);
-        assert_eq!(read_back(&bytes, b"many").unwrap(), many);
-        assert_eq!(read_back(&bytes, b"large").unwrap(), large);
-        assert_eq!(read_back(&bytes, b"empty").unwrap(), vec![]);
-        assert!(read_back(&bytes, b"missing").is_none());
+    pub(super) fn reading(len: usize) {
+        READ.with(|r| r.set(r.get().saturating_add(len as u64)));
     }
 
-    #[test]
-    fn every_page_below_the_high_water_mark_is_reached_exactly_once() {
-        let many: Vec<_> = (0u32..5_000).map(|i| (i.to_be_bytes().to_vec(), vec![0u8; 100])).collect();
-        let bytes = write(&[(b"k", many), (b"v", vec![(b"x".to_vec(), vec![0u8; 9000])])]);
-        let path = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(path.path(), &bytes).unwrap();
-        let file = BoltFile::open(std::fs::File::open(path.path()).unwrap()).unwrap().unwrap();
-        let mut seen = vec![0u32; file.pages as usize];
-        seen[0] += 1;
-        seen[1] += 1;
-        seen[2] += 1;
-        let mut visit = |id: u64| {
-            let node = file.node(id).unwrap();
-            let overflow = node.bytes.len() as u64 / PAGE_SIZE;
-            (id..id + overflow).for_each(|p| seen[p as usize] += 1);
-            node
-        };
-        let mut stack = vec![file.root];
-        while let Some(id) = stack.pop() {
-            let node = visit(id);
-            for i in 0..node.count {
-                let (flags, _, value) = node.element(i).unwrap();
-                if node.flags & BRANCH_PAGE != 0 {
-                    stack.push(u64::from_le_bytes(value.try_into().unwrap()));
-                } else if flags & BUCKET_ELEMENT != 0 {
-                    stack.push(u64::from_le_bytes(value[..8].try_into().unwrap()));
-                }
-            }
-        }
-        assert!(seen.iter().all(|&n| n == 1), "pages seen other than once: {seen:?}");
+    /// Starts counting afresh.
+    pub(in crate::backup) fn reset() {
+        LARGEST.with(|l| l.set(0));
+        READ.with(|r| r.set(0));
     }
 
-    #[test]
-    fn keys_out_of_order_are_refused() {
-        let mut out = Vec::new();
-        let mut w = BoltWriter::new(&mut out, BoltSummary::default()).unwrap();
-        w.begin_bucket();
-        w.put(b"b", b"").unwrap();
-        assert!(w.put(b"a", b"").is_err());
-        assert!(w.put(b"b", b"").is_err());
-    }
-
-    #[test]
-    fn a_branch_that_points_back_up_is_refused() {
-        let many: Vec<_> = (0u32..2_000).map(|i| (i.to_be_bytes().to_vec(), vec![0u8; 100])).collect();
-        let mut bytes = write(&[(b"k", many)]);
-        let path = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(path.path(), &bytes).unwrap();
-        let file = BoltFile::open(std::fs::File::open(path.path()).unwrap()).unwrap().unwrap();
-        let Some(Bucket::Pages(root)) = file.bucket(b"k").unwrap() else { panic!("a paged bucket") };
-        // Point the root branch's first child at the root itself.
-        let at = (root * PAGE_SIZE) as usize + PAGE_HEADER + 8;
-        bytes[at..at + 8].copy_from_slice(&root.to_le_bytes());
-        std::fs::write(path.path(), &bytes).unwrap();
-        let file = BoltFile::open(std::fs::File::open(path.path()).unwrap()).unwrap().unwrap();
-        let refused = file.leaves(&Bucket::Pages(root)).unwrap_err();
-        assert!(refused.contains("reached twice"), "{refused}");
-    }
-
-    #[test]
-    fn a_file_that_is_not_bolt_is_told_apart() {
-        let path = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(path.path(), b"concord-backup/1 and more bytes than that").unwrap();
-        assert!(BoltFile::open(std::fs::File::open(path.path()).unwrap()).unwrap().is_none());
+    /// The largest buffer asked for and the bytes read since [`reset`].
+    pub(in crate::backup) fn seen() -> (usize, u64) {
+        (LARGEST.with(Cell::get), READ.with(Cell::get))
     }
 }
+
+#[cfg(test)]
+pub(super) mod tests;

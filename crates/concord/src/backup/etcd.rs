@@ -193,8 +193,8 @@ pub(super) fn status(db: &BoltFile) -> Result<EtcdStatus, String> {
         db.for_each_leaf(&root, &mut |_, key, value| {
             hash = crc32c::crc32c_append(hash, key);
             hash = crc32c::crc32c_append(hash, value);
-            if is_key && key.len() >= 8 {
-                status.revision = i64::from_be_bytes(key[..8].try_into().expect("8 bytes"));
+            if is_key && let Some(main) = key.get(..8).and_then(|main| <[u8; 8]>::try_from(main).ok()) {
+                status.revision = i64::from_be_bytes(main);
             }
             status.total_keys += 1;
             Ok(())

@@ -106,9 +106,19 @@ fn entries(db: &BoltFile, name: &[u8]) -> Result<Entries, String> {
     Ok(entries)
 }
 
+/// The first 8 bytes of `bytes`, if it has them.
+fn first_8(bytes: &[u8]) -> Option<[u8; 8]> {
+    bytes.get(..8)?.try_into().ok()
+}
+
+/// An 8-byte big-endian counter (`consistent_index`, `authRevision`); 0
+/// if it is anything else, as etcd reads it.
+fn counter(bytes: Option<&Vec<u8>>) -> u64 {
+    bytes.filter(|b| b.len() == 8).and_then(|b| first_8(b)).map_or(0, u64::from_be_bytes)
+}
+
 fn main_revision(bytes: &[u8]) -> Result<Revision, String> {
-    let main = bytes.get(..8).ok_or("a revision key is shorter than 8 bytes")?;
-    Ok(i64::from_be_bytes(main.try_into().expect("8 bytes")))
+    first_8(bytes).map(i64::from_be_bytes).ok_or_else(|| "a revision key is shorter than 8 bytes".into())
 }
 
 /// The keys of a bolt file's `key` bucket, with the compaction point from
@@ -138,10 +148,7 @@ pub(super) fn read_kv(db: &BoltFile) -> Result<KvStore, String> {
 /// The state an etcd snapshot holds, and a header describing it.
 pub(super) fn read(db: &BoltFile) -> Result<(BackupHeader, State), String> {
     let meta: BTreeMap<Vec<u8>, Vec<u8>> = entries(db, b"meta")?.into_iter().collect();
-    let raft_index = match meta.get(b"consistent_index".as_slice()) {
-        Some(bytes) if bytes.len() == 8 => u64::from_be_bytes(bytes.as_slice().try_into().expect("8 bytes")),
-        _ => 0,
-    };
+    let raft_index = counter(meta.get(b"consistent_index".as_slice()));
     let kv = read_kv(db)?;
 
     let mut leases = Lessor::default();
@@ -152,7 +159,8 @@ pub(super) fn read(db: &BoltFile) -> Result<(BackupHeader, State), String> {
             .map_err(|e| format!("lease {:x}: {e}", lease.id))?;
         let generation = record.generation;
         if lease.remaining_ttl > 0 {
-            leases.checkpoint(lease.id, generation, lease.remaining_ttl as u64 * 1000);
+            // Any i64 the file holds: saturating, as `lease::ttl_ms`.
+            leases.checkpoint(lease.id, generation, (lease.remaining_ttl as u64).saturating_mul(1000));
         }
     }
     for key in kv.live_in(&KeyRange::all()) {
@@ -180,10 +188,7 @@ fn read_auth(db: &BoltFile) -> Result<AuthStore, String> {
     let flags: BTreeMap<Vec<u8>, Vec<u8>> = entries(db, b"auth")?.into_iter().collect();
     let mut auth = AuthStore {
         enabled: flags.get(b"authEnabled".as_slice()).is_some_and(|v| v.first() == Some(&1)),
-        revision: match flags.get(b"authRevision".as_slice()) {
-            Some(bytes) if bytes.len() == 8 => u64::from_be_bytes(bytes.as_slice().try_into().expect("8 bytes")),
-            _ => 0,
-        },
+        revision: counter(flags.get(b"authRevision".as_slice())),
         ..AuthStore::default()
     };
     for (_, value) in entries(db, b"authRoles")? {

@@ -395,9 +395,13 @@ fn read_header(path: &Path) -> Result<(BackupHeader, Box<dyn Read>, bool)> {
     };
     let mut len = [0u8; 4];
     payload.read_exact(&mut len).map_err(|_| not_backup())?;
-    let len = u32::from_be_bytes(len).min(1 << 20);
-    let mut header = vec![0u8; len as usize];
-    payload.read_exact(&mut header).map_err(|_| not_backup())?;
+    // Read, not allocated ahead: the length is the file's to claim.
+    let len = u64::from(u32::from_be_bytes(len).min(1 << 20));
+    let mut header = Vec::new();
+    (&mut payload).take(len).read_to_end(&mut header).map_err(|_| not_backup())?;
+    if header.len() as u64 != len {
+        return Err(not_backup());
+    }
     let header = postcard::from_bytes(&header).map_err(|_| not_backup())?;
     Ok((header, payload, keys_apart))
 }
@@ -487,6 +491,9 @@ async fn restore_checked(backup: &Path, config: &Config, check_hash: bool) -> Re
     }
     Ok(Restored { header, member_id, cluster_id })
 }
+
+#[cfg(test)]
+mod fuzz_tests;
 
 #[cfg(test)]
 mod tests {
