@@ -41,6 +41,9 @@ enum Who {
     Root,
 }
 
+/// The longest a call may take (the server's own request timeout is 5 s).
+const CALL_LIMIT: Duration = Duration::from_secs(15);
+
 const EVERYONE: [Who; 5] = [Who::Anonymous, Who::Stale, Who::Unprivileged, Who::Permitted, Who::Root];
 
 /// How a call ended: through authorization (answered, or refused for a
@@ -291,9 +294,14 @@ async fn grpc(m: &Member, method: &MethodDescriptor, body: Value, token: Option<
             Err(status) => Outcome::Refused(status.code(), status.message().to_string()),
         };
     }
-    // The request stream stays open, as a client's would.
-    let requests = tokio_stream::StreamExt::chain(tokio_stream::iter([message]), tokio_stream::pending());
-    let answers = match grpc.streaming(with_token(tonic::Request::new(requests), token), path, RawCodec).await {
+    let answers = if method.is_client_streaming() {
+        // The request stream stays open, as a client's would.
+        let requests = tokio_stream::StreamExt::chain(tokio_stream::iter([message]), tokio_stream::pending());
+        grpc.streaming(with_token(tonic::Request::new(requests), token), path, RawCodec).await
+    } else {
+        grpc.server_streaming(with_token(tonic::Request::new(message), token), path, RawCodec).await
+    };
+    let answers = match answers {
         Ok(answers) => answers,
         Err(status) => return Outcome::Refused(status.code(), status.message().to_string()),
     };
@@ -315,6 +323,7 @@ async fn grpc(m: &Member, method: &MethodDescriptor, body: Value, token: Option<
 fn gateway(endpoint: &str, path: &str, body: &Value, token: Option<&str>) -> Outcome {
     let mut stream = TcpStream::connect(endpoint).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    stream.set_write_timeout(Some(CALL_LIMIT)).unwrap();
     let body = body.to_string();
     let auth = token.map(|t| format!("Authorization: {t}\r\n")).unwrap_or_default();
     let request = format!(
@@ -464,11 +473,15 @@ async fn run(matrix: &mut Matrix, m: &Member, via_gateway: bool) -> Vec<String> 
                 }
                 continue;
             };
+            eprintln!("{method} as {who:?} ({})", if via_gateway { "gateway" } else { "gRPC" });
             let outcome = if via_gateway {
                 let Some((_, path)) = paths.iter().find(|(name, _)| *name == method) else { continue };
                 gateway(&m.endpoint, path, &body, m.token(who))
             } else {
-                grpc(m, &descriptor, body, m.token(who)).await
+                let call = grpc(m, &descriptor, body, m.token(who));
+                tokio::time::timeout(CALL_LIMIT, call)
+                    .await
+                    .unwrap_or_else(|_| Outcome::Refused(Code::DeadlineExceeded, "no answer in time".into()))
             };
             matrix.checked += 1;
             if let Err(e) = check(rule, who, &outcome) {
