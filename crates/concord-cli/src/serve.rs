@@ -238,7 +238,7 @@ impl TlsFiles {
         })
     }
 
-    fn load(&self) -> Result<tokio_rustls::TlsAcceptor, String> {
+    fn load(&self) -> Result<concord_etcd::tls::ClientTlsAcceptor, String> {
         let read = |path: &PathBuf, flag: &str| {
             std::fs::read(path).map_err(|e| format!("cannot read {flag} {}: {e}", path.display()))
         };

@@ -15,8 +15,8 @@ use common::{free_port, run_bounded, stderr, stdout};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 
 /// PEM files in `dir`: ca.pem, server.pem/server.key, client.pem/client.key,
-/// and other-ca.pem (a CA that signed nothing here).
-fn certificates(dir: &Path) {
+/// and other-ca.pem (a CA that signed nothing here). The CA, to sign more.
+fn certificates(dir: &Path) -> (rcgen::Certificate, KeyPair) {
     let ca = |name: &str| {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -26,16 +26,28 @@ fn certificates(dir: &Path) {
         std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
         (cert, key)
     };
-    let (ca_cert, ca_key) = ca("ca");
+    let signer = ca("ca");
     ca("other-ca");
-    for (name, sans) in [("server", vec!["127.0.0.1".to_string(), "localhost".into()]), ("client", vec![])] {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(sans).unwrap();
-        params.distinguished_name.push(rcgen::DnType::CommonName, name);
-        let cert = params.signed_by(&key, &ca_cert, &ca_key).unwrap();
-        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
-        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+    signed(dir, &signer, "server", vec!["127.0.0.1".to_string(), "localhost".into()], Some("server"));
+    signed(dir, &signer, "client", vec![], Some("client"));
+    signer
+}
+
+/// `dir/name.pem` and `dir/name.key`: a certificate for `sans`, with
+/// `common_name` (or none) as its subject's CN, signed by `ca`.
+fn signed(dir: &Path, ca: &(rcgen::Certificate, KeyPair), name: &str, sans: Vec<String>, common_name: Option<&str>) {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(sans).unwrap();
+    // rcgen's default subject is a CN of its own ("rcgen self signed cert").
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    if let Some(cn) = common_name {
+        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    } else {
+        params.distinguished_name.push(rcgen::DnType::OrganizationName, "no common name");
     }
+    let cert = params.signed_by(&key, &ca.0, &ca.1).unwrap();
+    std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+    std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
 }
 
 struct TlsServer {
@@ -172,6 +184,98 @@ fn client_cert_auth_admits_only_clients_the_ca_signed() {
     let by_concord = s.concord(&with_cert, &["get", "ready"]);
     assert_eq!(stdout(&by_concord).trim_end(), "ready\nyes", "{}", stderr(&by_concord));
     assert!(!s.concord(&["--cacert={dir}/ca.pem"], &["get", "ready"]).status.success());
+}
+
+/// Under `--client-cert-auth`, a request that carries no token is from the
+/// user its client certificate's common name names, as etcd has it: no
+/// password, that user's permissions (a root certificate administers); a
+/// certificate without a CN, or naming no user, gets nothing; a token
+/// (`--user`) wins over the certificate. The JSON gateway counts only
+/// tokens, as etcd's.
+#[test]
+fn a_client_certificates_common_name_is_the_user_under_client_cert_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = certificates(dir.path());
+    for (name, common_name) in
+        [("alice", Some("alice")), ("root", Some("root")), ("nameless", None), ("mallory", Some("mallory"))]
+    {
+        signed(dir.path(), &ca, name, vec![], common_name);
+    }
+    let ca_flag = format!("--trusted-ca-file={}", dir.path().join("ca.pem").display());
+    let mut s = TlsServer::start(dir.path(), &[ca_flag, "--client-cert-auth".into()]);
+    let tls = |name: &str| {
+        ["--cacert={dir}/ca.pem".to_string(), format!("--cert={{dir}}/{name}.pem"), format!("--key={{dir}}/{name}.key")]
+    };
+    let client = tls("client");
+    s.wait_ready(&client.iter().map(String::as_str).collect::<Vec<_>>());
+    let with = |name: &str, args: &[&str]| {
+        let tls = tls(name);
+        s.etcdctl(&tls.iter().map(String::as_str).collect::<Vec<_>>(), args)
+    };
+    let ok = |out: std::process::Output| {
+        assert!(out.status.success(), "etcdctl failed: {}{}", stdout(&out), stderr(&out));
+        stdout(&out)
+    };
+    let refused = |out: std::process::Output| {
+        assert!(!out.status.success(), "expected a refusal, got: {}", stdout(&out));
+        stderr(&out).lines().filter(|l| l.starts_with("Error:")).collect::<Vec<_>>().join("\n")
+    };
+    for args in [
+        &["user", "add", "root", "--new-user-password=rootpw"][..],
+        &["user", "add", "alice", "--new-user-password=alicepw"],
+        &["role", "add", "e"],
+        &["role", "grant-permission", "e", "readwrite", "e/", "--prefix"],
+        &["user", "grant-role", "alice", "e"],
+        &["put", "secret/x", "0"],
+        &["auth", "enable"],
+    ] {
+        ok(with("client", args));
+    }
+
+    // alice's certificate: alice, without a password.
+    assert_eq!(ok(with("alice", &["put", "e/x", "1"])), "OK\n");
+    assert_eq!(ok(with("alice", &["get", "e/x", "--print-value-only"])), "1\n");
+    assert_eq!(refused(with("alice", &["put", "secret/x", "1"])), "Error: etcdserver: permission denied");
+    assert_eq!(refused(with("alice", &["get", "secret/", "--prefix"])), "Error: etcdserver: permission denied");
+    assert_eq!(refused(with("alice", &["user", "list"])), "Error: etcdserver: permission denied");
+    let backup = dir.path().join("backup.db");
+    let backup = backup.to_str().unwrap();
+    assert!(refused(with("alice", &["snapshot", "save", backup])).contains("auth: permission denied"));
+    // root's certificate administers.
+    assert_eq!(ok(with("root", &["user", "list"])), "alice\nroot\n");
+    assert!(ok(with("root", &["snapshot", "save", backup])).contains("Snapshot saved"));
+    assert_eq!(ok(with("root", &["get", "secret/x", "--print-value-only"])), "0\n");
+    // A certificate without a common name, or naming no user, is no one.
+    assert_eq!(refused(with("nameless", &["get", "e/x"])), "Error: etcdserver: permission denied");
+    assert_eq!(refused(with("nameless", &["user", "list"])), "Error: etcdserver: user name is empty");
+    assert!(refused(with("nameless", &["snapshot", "save", backup])).contains("auth: user name is empty"));
+    assert_eq!(refused(with("mallory", &["put", "e/x", "2"])), "Error: etcdserver: permission denied");
+    assert_eq!(refused(with("mallory", &["user", "list"])), "Error: etcdserver: user name not found");
+    assert!(refused(with("mallory", &["snapshot", "save", backup])).contains("auth: user name not found"));
+    // A token wins over the certificate, either way.
+    assert_eq!(ok(with("alice", &["--user=root:rootpw", "put", "secret/x", "3"])), "OK\n");
+    assert_eq!(
+        refused(with("root", &["--user=alice:alicepw", "put", "secret/x", "4"])),
+        "Error: etcdserver: permission denied"
+    );
+    assert_eq!(ok(with("root", &["get", "secret/x", "--print-value-only"])), "3\n");
+
+    // The JSON gateway: the token only, as etcd's.
+    let curl = |name: &str, path: &str, extra: &[&str], body: &str| {
+        let file = |ext: &str| dir.path().join(format!("{name}.{ext}")).display().to_string();
+        let ca = dir.path().join("ca.pem").display().to_string();
+        let (cert, key) = (file("pem"), file("key"));
+        let url = format!("{}{path}", s.endpoint);
+        let args = ["-sS", "--max-time", "5", "--cacert", &ca, "--cert", &cert, "--key", &key, "-X", "POST"];
+        stdout(&run_bounded(Command::new("curl").args(args).args(extra).args(["-d", body, &url])))
+    };
+    let range = r#"{"key":"ZS94"}"#; // e/x
+    let anonymous = curl("root", "/v3/kv/range", &[], range);
+    assert!(anonymous.contains("user name is empty"), "{anonymous}");
+    let token = curl("alice", "/v3/auth/authenticate", &[], r#"{"name":"alice","password":"alicepw"}"#);
+    let token = token.split(r#""token":""#).nth(1).and_then(|t| t.split('"').next()).expect(&token).to_string();
+    let by_token = curl("root", "/v3/kv/range", &["-H", &format!("Authorization: {token}")], range);
+    assert!(by_token.contains(r#""value":"MQ=="#), "{by_token}");
 }
 
 #[test]

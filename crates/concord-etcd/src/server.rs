@@ -7,7 +7,6 @@ use std::time::Duration;
 use concord::Concord;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 use tokio_stream::StreamExt;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
@@ -29,6 +28,7 @@ use crate::pb::etcdserverpb::maintenance_server::MaintenanceServer;
 use crate::pb::etcdserverpb::watch_server::WatchServer;
 use crate::pb::v3electionpb::election_server::ElectionServer;
 use crate::pb::v3lockpb::lock_server::LockServer;
+use crate::tls::ClientTlsAcceptor;
 use crate::watch::WatchService;
 
 /// gRPC adds framing around a request; etcd allows this much on top of its
@@ -50,7 +50,7 @@ pub struct ServerOptions {
     /// This member's URLs, as the Cluster service reports them.
     pub urls: MemberUrls,
     /// Serve over TLS (an `https` client URL) with this.
-    pub tls: Option<TlsAcceptor>,
+    pub tls: Option<ClientTlsAcceptor>,
 }
 
 impl std::fmt::Debug for ServerOptions {

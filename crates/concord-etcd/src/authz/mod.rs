@@ -9,7 +9,8 @@
 //! let a request through. The front end itself checks only:
 //! - credentials: while auth is enabled every request needs a token
 //!   (`token` metadata, as etcd's clients send it) from this member's
-//!   `Authenticate` — etcd's texts for a missing, unknown or outdated one;
+//!   `Authenticate` — etcd's texts for a missing, unknown or outdated one —
+//!   or, under `--client-cert-auth`, a client certificate (below);
 //! - the root role for what never reaches the key space: membership
 //!   changes, and the maintenance calls (Snapshot, Hash, HashKV,
 //!   Defragment, and raising or disarming an alarm, beyond etcd 3.4),
@@ -17,6 +18,20 @@
 //!   Unknown);
 //! - early refusals that save work (a lock's or election's name), which
 //!   the engine's checks repeat.
+//!
+//! Client certificates as identity (etcd's `AuthInfoFromCtx`, then
+//! `AuthInfoFromTLS`): under `--client-cert-auth`, a request that carries
+//! no token is from the user its connection's certificate names — the
+//! common name of the certificate the TLS handshake verified (`tls.rs`) —
+//! at the auth revision now, with no password checked; its permissions
+//! decide as any user's (a root certificate is root). A token, when there
+//! is one, wins over the certificate. A certificate without a common name
+//! is no user: refused ("permission denied" on keys, "user name is empty"
+//! for what needs the root role), as is a name that is no user ("user name
+//! not found" for the root role's calls). The JSON gateway's calls count
+//! only their token, as etcd's gateway (its own loopback client, whose
+//! certificate etcd ignores): they are made in process without the
+//! connection's extensions.
 
 mod rules;
 
@@ -27,15 +42,27 @@ use concord::{Concord, KeyRange, TokenError};
 use tonic::{Request, Status};
 
 use crate::status::to_status;
+use crate::tls::TlsClientInfo;
 
-/// Who `request` is from (no user while auth is disabled).
+/// Who `request` is from (no user while auth is disabled): its token's
+/// user, else its client certificate's (see the module docs).
 pub fn caller<T>(db: &Concord, request: &Request<T>) -> Result<Caller, Status> {
-    db.caller(token(request)).map_err(token_status)
+    match (token(request), certificate_user(request)) {
+        (None, Some(user)) => Ok(db.certificate_caller(user)),
+        (token, _) => db.caller(token).map_err(token_status),
+    }
 }
 
+/// The request's token; an empty one is none.
 fn token<T>(request: &Request<T>) -> Option<&str> {
     let token = request.metadata().get("token").or_else(|| request.metadata().get("authorization"));
-    token.and_then(|t| t.to_str().ok())
+    token.and_then(|t| t.to_str().ok()).filter(|t| !t.is_empty())
+}
+
+/// Under `--client-cert-auth`, the user the connection's certificate
+/// names (empty without a common name).
+fn certificate_user<T>(request: &Request<T>) -> Option<&str> {
+    request.extensions().get::<TlsClientInfo>()?.certificate_user.as_deref()
 }
 
 /// The root role, for etcd's maintenance calls (Snapshot, Hash, HashKV,
@@ -44,13 +71,21 @@ fn token<T>(request: &Request<T>) -> Option<&str> {
 /// it ("rpc error: code = Unknown desc = auth: permission denied"). The
 /// caller, for what the call then proposes.
 pub fn check_maintenance_admin<T>(db: &Concord, request: &Request<T>) -> Result<Caller, Status> {
-    let caller = db.caller(token(request)).map_err(|e| {
-        Status::unknown(match e {
-            TokenError::Missing => "auth: user name is empty",
-            TokenError::Invalid => "auth: invalid auth token",
-        })
-    })?;
-    if db.is_admin(caller.user.as_deref()) { Ok(caller) } else { Err(Status::unknown("auth: permission denied")) }
+    let caller = match (token(request), certificate_user(request)) {
+        (None, Some(user)) => db.certificate_caller(user),
+        (token, _) => db.caller(token).map_err(|e| {
+            Status::unknown(match e {
+                TokenError::Missing => "auth: user name is empty",
+                TokenError::Invalid => "auth: invalid auth token",
+            })
+        })?,
+    };
+    match db.admin_permitted(caller.user.as_deref()) {
+        Ok(()) => Ok(caller),
+        Err(AuthError::UserEmpty) => Err(Status::unknown("auth: user name is empty")),
+        Err(AuthError::UserNotFound) => Err(Status::unknown("auth: user name not found")),
+        Err(_) => Err(Status::unknown("auth: permission denied")),
+    }
 }
 
 /// etcd's answers for a missing or unknown token.
@@ -71,7 +106,8 @@ pub fn check(db: &Concord, caller: &Caller, range: &KeyRange, access: Access) ->
     if db.permits(caller.user.as_deref(), range, access) { Ok(()) } else { Err(denied()) }
 }
 
-/// The root role (or auth disabled).
+/// The root role (or auth disabled); refused with etcd's reason (no user,
+/// no such user, not root).
 pub fn check_admin(db: &Concord, caller: &Caller) -> Result<(), Status> {
-    if db.is_admin(caller.user.as_deref()) { Ok(()) } else { Err(denied()) }
+    db.admin_permitted(caller.user.as_deref()).map_err(|e| to_status(concord::Error::Auth(e)))
 }

@@ -17,7 +17,10 @@
 //! - errors: `{"error", "message", "code"}` with the HTTP status
 //!   grpc-gateway v1 gives the gRPC code;
 //! - the `Authorization` header, passed on as the `token` metadata etcd's
-//!   services read.
+//!   services read. Only the token: a gateway call is a new request,
+//!   without the client connection's extensions, so a client certificate
+//!   never names its user (under `--client-cert-auth`), as in etcd, whose
+//!   gateway is a loopback client whose certificate it ignores.
 
 mod call;
 mod json;

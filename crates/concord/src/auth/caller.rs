@@ -38,11 +38,11 @@ impl Caller {
         Caller { user, auth_revision }
     }
 
-    /// A caller whose identity was established otherwise or earlier: a
-    /// client certificate's common name (etcd's `--client-cert-auth`), a
-    /// long-lived stream's user (a keep-alive stream renews as long as
-    /// its user exists and may). Its permissions are checked against the
-    /// auth state wherever its requests take effect, at any revision.
+    /// A caller whose identity was established earlier: a long-lived
+    /// call's user (a keep-alive stream renews, a lock or a campaign
+    /// waits, as long as its user exists and may). Its permissions are
+    /// checked against the auth state wherever its requests take effect,
+    /// at any revision.
     pub fn established(user: Option<String>) -> Self {
         Caller { user, auth_revision: u64::MAX }
     }

@@ -164,6 +164,24 @@ impl Concord {
         Ok(Caller::new(Some(issued.user.clone()), revision))
     }
 
+    /// Who a request without a token is from when a client certificate
+    /// names its user (the certificate's common name, under etcd's
+    /// `--client-cert-auth`; etcd's `AuthInfoFromTLS`): that user, with no
+    /// password checked (the TLS handshake verified the certificate), at
+    /// the auth revision now, as a fresh token's; no user while auth is
+    /// disabled. Its permissions are checked as a token user's, where its
+    /// requests take effect; a name that is no user (an empty one, say) is
+    /// refused there as "permission denied", as etcd refuses it.
+    pub fn certificate_caller(&self, user: &str) -> Caller {
+        let shared = self.shared();
+        let revision = shared.auth_revision.load(std::sync::atomic::Ordering::Acquire);
+        if !shared.auth_enabled.load(std::sync::atomic::Ordering::Acquire) {
+            return Caller::new(None, revision);
+        }
+        let (enabled, revision) = self.auth_status();
+        Caller::new(enabled.then(|| user.to_string()), revision)
+    }
+
     /// Checks, after the read index (so against a state at least as new
     /// as any auth change acknowledged before the call), that `caller` may
     /// read all of each range: for what reads through other paths than a
@@ -192,6 +210,23 @@ impl Concord {
         let applier = self.shared().applier.read();
         let auth = &applier.machine.state.auth;
         !auth.enabled || caller.is_some_and(|user| auth.is_root(user))
+    }
+
+    /// [`Self::is_admin`] with etcd's reason for a refusal (its
+    /// `IsAdminPermitted`): no or an empty user name
+    /// ([`AuthError::UserEmpty`]), a name that is no user
+    /// ([`AuthError::UserNotFound`]; only a client certificate names one),
+    /// or a user without the root role ([`AuthError::PermissionDenied`]).
+    pub fn admin_permitted(&self, caller: Option<&str>) -> std::result::Result<(), AuthError> {
+        let applier = self.shared().applier.read();
+        let auth = &applier.machine.state.auth;
+        match caller {
+            _ if !auth.enabled => Ok(()),
+            None | Some("") => Err(AuthError::UserEmpty),
+            Some(user) if !auth.users.contains_key(user) => Err(AuthError::UserNotFound),
+            Some(user) if auth.is_root(user) => Ok(()),
+            Some(_) => Err(AuthError::PermissionDenied),
+        }
     }
 }
 
