@@ -95,7 +95,7 @@ const FLAGS: &[(&str, Kind)] = &[
     ("enable-pprof", NoEffect { switch: true, why: "no pprof endpoints; profile with perf" }),
     ("metrics", NoEffect { switch: false, why: "/metrics serves one set of metrics" }),
     ("strict-reconfig-check", NoEffect { switch: true, why: "membership changes are always checked strictly" }),
-    ("auth-token", NoEffect { switch: false, why: "Concord issues its own signed tokens" }),
+    ("auth-token", NoEffect { switch: false, why: "Concord issues etcd's simple tokens only" }),
     ("bcrypt-cost", NoEffect { switch: false, why: "passwords are hashed at Concord's bcrypt cost" }),
     ("cipher-suites", NoEffect { switch: false, why: "rustls' TLS 1.2/1.3 AEAD suites are used" }),
     ("enable-grpc-gateway", NoEffect { switch: true, why: "the JSON gateway is always served" }),

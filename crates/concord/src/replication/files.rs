@@ -128,13 +128,19 @@ impl StorageBackend for DynBackend {
     }
 }
 
-/// Creates `dir` if it does not exist. Returns the parent whose entry for
-/// it is new (to be fsynced once the files exist), if it was created.
+/// Creates `dir` if it does not exist, readable by its owner only (as
+/// etcd's: it holds every key and the users' password hashes). Returns
+/// the parent whose entry for it is new (to be fsynced once the files
+/// exist), if it was created.
 pub(crate) fn create_data_dir(dir: &Path) -> Result<Option<PathBuf>, String> {
     if dir.is_dir() {
         return Ok(None);
     }
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let parent = match dir.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -146,4 +152,20 @@ pub(crate) fn create_data_dir(dir: &Path) -> Result<Option<PathBuf>, String> {
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), String> {
     let handle = std::fs::File::open(dir).map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
     handle.sync_all().map_err(|e| format!("cannot sync {}: {e}", dir.display()))
+}
+
+#[cfg(all(test, unix))]
+mod data_dir_tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    /// The data directory holds every key and the users' password hashes:
+    /// a new one is its owner's only.
+    #[test]
+    fn a_new_data_dir_is_readable_by_its_owner_only() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("data");
+        assert!(super::create_data_dir(&dir).unwrap().is_some());
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{mode:o}");
+    }
 }
