@@ -5,9 +5,7 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{Server, b64, run_bounded, stderr, stdout};
+use common::{Server, b64, stderr, stdout};
 use concord_etcd::pb::etcdserverpb as pb;
 use serde_json::Value;
 
@@ -39,25 +37,9 @@ fn server() -> Server {
     s
 }
 
-/// `curl -X POST` to the gateway with alice's token: (HTTP status, JSON).
+/// `curl -X POST` to the gateway with `token`: (HTTP status, JSON).
 fn post_as(s: &Server, token: &str, path: &str, body: &str) -> (u16, Value) {
-    let url = format!("http://{}{path}", s.endpoint);
-    let header = format!("Authorization: {token}");
-    let out = run_bounded(Command::new("curl").args([
-        "-s",
-        "-m",
-        "10",
-        "-H",
-        &header,
-        "-w",
-        "\n%{http_code}",
-        "-d",
-        body,
-        &url,
-    ]));
-    let text = String::from_utf8(out.stdout).unwrap();
-    let (json, code) = text.rsplit_once('\n').unwrap();
-    (code.parse().unwrap(), serde_json::from_str(json).unwrap_or(Value::String(json.into())))
+    common::gateway_post(s, Some(token).filter(|t| !t.is_empty()), path, body)
 }
 
 fn gateway_token(s: &Server, user: &str, password: &str) -> String {

@@ -13,23 +13,7 @@ use serde_json::Value;
 
 /// `curl -X POST` of `body` to `path`: (HTTP status, the JSON answer).
 fn post(server: &Server, path: &str, body: &str) -> (u16, Value) {
-    let url = format!("http://{}{path}", server.endpoint);
-    let out = run_bounded(Command::new("curl").args([
-        "-s",
-        "-m",
-        "10",
-        "-X",
-        "POST",
-        "-w",
-        "\n%{http_code}",
-        "-d",
-        body,
-        &url,
-    ]));
-    let text = String::from_utf8(out.stdout).unwrap();
-    let (json, code) = text.rsplit_once('\n').unwrap_or_else(|| panic!("curl {path}: {text:?}"));
-    let value = serde_json::from_str(json).unwrap_or(Value::String(json.to_string()));
-    (code.parse().unwrap(), value)
+    common::gateway_post(server, None, path, body)
 }
 
 /// etcd's error body and status for a refused request.

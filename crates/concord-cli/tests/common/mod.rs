@@ -376,3 +376,19 @@ pub fn b64_decode(text: &str) -> Vec<u8> {
     }
     out
 }
+
+/// `curl -X POST` of `body` to the JSON gateway's `path`, with `token` in
+/// the `Authorization` header if given: (HTTP status, the JSON answer).
+pub fn gateway_post(server: &Server, token: Option<&str>, path: &str, body: &str) -> (u16, serde_json::Value) {
+    let url = format!("http://{}{path}", server.endpoint);
+    let mut curl = Command::new("curl");
+    curl.args(["-s", "-m", "10", "-X", "POST", "-w", "\n%{http_code}", "-d", body, &url]);
+    if let Some(token) = token {
+        curl.args(["-H", &format!("Authorization: {token}")]);
+    }
+    let out = run_bounded(&mut curl);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (json, code) = text.rsplit_once('\n').unwrap_or_else(|| panic!("curl {path}: {text:?}"));
+    let value = serde_json::from_str(json).unwrap_or(serde_json::Value::String(json.to_string()));
+    (code.parse().unwrap(), value)
+}

@@ -95,9 +95,10 @@ fn token_metadata(headers: &HeaderMap) -> tonic::metadata::MetadataMap {
 }
 
 /// Messages as their encoded bytes: the gateway transcodes JSON to and
-/// from those itself.
-#[derive(Clone, Copy)]
-struct RawCodec;
+/// from those itself (with the descriptors), as can any caller of the
+/// services that works from descriptors rather than generated types.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawCodec;
 
 impl Codec for RawCodec {
     type Encode = Bytes;

@@ -25,6 +25,8 @@
 mod call;
 mod json;
 
+pub use call::RawCodec;
+
 use std::sync::Arc;
 
 use axum::Router;

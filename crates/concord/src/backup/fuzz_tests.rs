@@ -62,20 +62,7 @@ fn concord_backup() -> &'static [u8] {
 /// An etcd snapshot of [`state`]: etcd's buckets and the SHA-256.
 fn etcd_snapshot() -> &'static [u8] {
     static FILE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-    FILE.get_or_init(|| {
-        let state = state();
-        let write = |plan: BoltSummary, out: &mut dyn Write| {
-            let mut db = BoltWriter::new(out, plan).unwrap();
-            etcd::write_buckets(&mut db, &state, 7).unwrap();
-            db.finish().unwrap()
-        };
-        let plan = write(BoltSummary::default(), &mut std::io::sink());
-        let mut bytes = Vec::new();
-        write(plan, &mut bytes);
-        let digest = Sha256::digest(&bytes);
-        bytes.extend_from_slice(&digest);
-        bytes
-    })
+    FILE.get_or_init(|| super::tests::etcd_snapshot_bytes(&state()))
 }
 
 /// Recomputes the SHA-256 the file ends with.

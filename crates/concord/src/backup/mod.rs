@@ -562,6 +562,11 @@ mod tests {
     /// etcd's buckets alone for `state`, and their checksum: what an etcd
     /// snapshot holds.
     fn write_etcd_snapshot(path: &Path, state: &State) {
+        std::fs::write(path, etcd_snapshot_bytes(state)).unwrap();
+    }
+
+    /// The bytes of an etcd snapshot of `state` (see `write_etcd_snapshot`).
+    pub(super) fn etcd_snapshot_bytes(state: &State) -> Vec<u8> {
         let write = |plan: BoltSummary, out: &mut dyn Write| {
             let mut db = BoltWriter::new(out, plan).unwrap();
             etcd::write_buckets(&mut db, state, 7).unwrap();
@@ -572,7 +577,7 @@ mod tests {
         write(plan, &mut bytes);
         let digest = Sha256::digest(&bytes);
         bytes.extend_from_slice(&digest);
-        std::fs::write(path, &bytes).unwrap();
+        bytes
     }
 
     /// An etcd snapshot (etcd's buckets only, as etcd writes them) reads
