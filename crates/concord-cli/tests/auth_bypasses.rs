@@ -175,3 +175,48 @@ fn a_range_whose_end_passes_the_callers_grant_is_refused() {
     assert_eq!(ok(s.etcdctl(&["--user=alice:alicepw", "get", "e/", "--prefix", "--print-value-only"])), "mine\n");
     assert_eq!(ok(s.etcdctl(&["--user=root:rootpw", "get", "other", "--print-value-only"])), "secret\n");
 }
+
+/// A stream keeps its credentials, not just its user's name: once the
+/// token is ended (its user's password changed), the stream can create no
+/// watch and renew no lease, though it was opened while the token was good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_loses_its_rights_when_its_token_ends() {
+    use tokio_stream::wrappers::ReceiverStream;
+    let s = server();
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", s.endpoint)).unwrap().connect().await.unwrap();
+    let mut auth = pb::auth_client::AuthClient::new(channel.clone());
+    let login = pb::AuthenticateRequest { name: "alice".into(), password: "alicepw".into() };
+    let token = auth.authenticate(login).await.unwrap().into_inner().token;
+
+    let (watches, requests) = tokio::sync::mpsc::channel(4);
+    let mut watch = pb::watch_client::WatchClient::new(channel.clone());
+    let mut answers = watch.watch(with(&token, ReceiverStream::new(requests))).await.unwrap().into_inner();
+    let create = |key: &str, end: &str| pb::WatchRequest {
+        request_union: Some(pb::watch_request::RequestUnion::CreateRequest(pb::WatchCreateRequest {
+            key: key.as_bytes().to_vec().into(),
+            range_end: end.as_bytes().to_vec().into(),
+            ..Default::default()
+        })),
+    };
+    watches.send(create("e/", "e0")).await.unwrap();
+    let first = answers.message().await.unwrap().unwrap();
+    assert!(first.created && !first.canceled, "{first:?}");
+
+    let (renewals, renewal_requests) = tokio::sync::mpsc::channel(4);
+    let mut lease = pb::lease_client::LeaseClient::new(channel.clone());
+    let granted = lease.lease_grant(with(&token, pb::LeaseGrantRequest { ttl: 60, id: 0 })).await.unwrap().into_inner();
+    let mut kept =
+        lease.lease_keep_alive(with(&token, ReceiverStream::new(renewal_requests))).await.unwrap().into_inner();
+    renewals.send(pb::LeaseKeepAliveRequest { id: granted.id }).await.unwrap();
+    assert_eq!(kept.message().await.unwrap().unwrap().ttl, 60);
+
+    ok(s.etcdctl_stdin(&["--user=root:rootpw", "user", "passwd", "alice", "--interactive=false"], Some("new\n")));
+    watches.send(create("e/", "e0")).await.unwrap();
+    let refused = answers.message().await.unwrap().unwrap();
+    assert!(refused.created && refused.canceled, "{refused:?}");
+    assert_eq!(refused.cancel_reason, "etcdserver: invalid auth token");
+    renewals.send(pb::LeaseKeepAliveRequest { id: granted.id }).await.unwrap();
+    let ended = kept.message().await.unwrap_err();
+    assert_eq!((ended.code(), ended.message()), (tonic::Code::Unauthenticated, "etcdserver: invalid auth token"));
+}

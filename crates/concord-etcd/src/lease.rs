@@ -90,9 +90,10 @@ impl Lease for LeaseService {
         &self,
         request: Request<Streaming<pb::LeaseKeepAliveRequest>>,
     ) -> Result<Response<KeepAliveStream>, Status> {
-        // The stream's user, authenticated when it opened, renews as long
-        // as it exists (each renewal is checked at apply).
-        let user = crate::authz::caller(&self.db, &request)?.user;
+        // Each renewal checks the stream's credentials again (a token ended
+        // meanwhile ends its rights) and is checked at apply.
+        let credentials = crate::authz::Credentials::of(&request);
+        credentials.caller(&self.db)?;
         let mut requests = request.into_inner();
         let (tx, rx) = mpsc::channel(KEEP_ALIVES_IN_FLIGHT);
         let db = self.db.clone();
@@ -114,9 +115,9 @@ impl Lease for LeaseService {
                     }
                 };
                 let Ok(permit) = in_flight.clone().acquire_owned().await else { break };
-                let (db, tx, metrics, user) = (db.clone(), tx.clone(), metrics.clone(), user.clone());
+                let (db, tx, metrics, credentials) = (db.clone(), tx.clone(), metrics.clone(), credentials.clone());
                 tokio::spawn(async move {
-                    let resp = metrics.track("LeaseKeepAlive", true, keep_alive(&db, req.id, user)).await;
+                    let resp = metrics.track("LeaseKeepAlive", true, keep_alive(&db, req.id, &credentials)).await;
                     let _ = tx.send(resp).await;
                     drop(permit);
                 });
@@ -187,7 +188,12 @@ impl Lease for LeaseService {
 /// or the leader changed under it) is retried until the request timeout
 /// instead of ending the client's stream: keep-alive streams survive a
 /// leader change.
-async fn keep_alive(db: &Concord, id: i64, user: Option<String>) -> Result<pb::LeaseKeepAliveResponse, Status> {
+async fn keep_alive(
+    db: &Concord,
+    id: i64,
+    credentials: &crate::authz::Credentials,
+) -> Result<pb::LeaseKeepAliveResponse, Status> {
+    let user = credentials.caller(db)?.user;
     // The header is taken before renewing, as etcd does.
     let header = current(db);
     let deadline = tokio::time::Instant::now() + db.config().request_timeout;

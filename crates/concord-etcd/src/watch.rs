@@ -47,7 +47,8 @@ type WatchStream = tonic::codegen::BoxStream<pb::WatchResponse>;
 #[tonic::async_trait]
 impl Watch for WatchService {
     async fn watch(&self, request: Request<Streaming<pb::WatchRequest>>) -> Result<Response<WatchStream>, Status> {
-        let user = crate::authz::caller(&self.db, &request)?.user;
+        let credentials = crate::authz::Credentials::of(&request);
+        credentials.caller(&self.db)?;
         let (out, rx) = mpsc::channel(STREAM_BUFFER);
         let session = Session {
             db: self.db.clone(),
@@ -55,7 +56,7 @@ impl Watch for WatchService {
             out,
             watches: HashMap::new(),
             next_id: 0,
-            user,
+            credentials,
         };
         tokio::spawn(session.run(request.into_inner(), self.stopping.clone()));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx).map(Ok)) as WatchStream))
@@ -74,9 +75,9 @@ struct Session {
     out: mpsc::Sender<pb::WatchResponse>,
     watches: HashMap<i64, ActiveWatch>,
     next_id: i64,
-    /// Who opened the stream (`None` while auth was disabled): each watch
-    /// needs read permission on its range when it is created.
-    user: Option<String>,
+    /// What the stream opened with: checked again for every watch it
+    /// creates, which needs read permission on its range.
+    credentials: crate::authz::Credentials,
 }
 
 impl Session {
@@ -180,9 +181,17 @@ impl Session {
                 return false;
             }
         };
-        // After the read index: a member that lags behind a permission
-        // revoke does not start a watch the revoke forbids.
-        let caller = concord::auth::Caller::established(self.user.clone());
+        // Credentials still valid now, then permission after the read
+        // index: a member that lags behind a permission revoke does not
+        // start a watch the revoke forbids.
+        let user = match self.credentials.caller(&self.db) {
+            Ok(caller) => caller.user,
+            Err(status) => {
+                let _ = self.out.send(refuse(status.message().to_string())).await;
+                return false;
+            }
+        };
+        let caller = concord::auth::Caller::established(user);
         if let Err(e) = self.db.authorize_read(&caller, std::slice::from_ref(&range)).await {
             let _ = self.out.send(refuse(crate::status::to_status(e).message().to_string())).await;
             return false;

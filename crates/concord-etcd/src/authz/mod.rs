@@ -47,9 +47,35 @@ use crate::tls::TlsClientInfo;
 /// Who `request` is from (no user while auth is disabled): its token's
 /// user, else its client certificate's (see the module docs).
 pub fn caller<T>(db: &Concord, request: &Request<T>) -> Result<Caller, Status> {
-    match (token(request), certificate_user(request)) {
-        (None, Some(user)) => Ok(db.certificate_caller(user)),
-        (token, _) => db.caller(token).map_err(token_status),
+    Credentials::of(request).caller(db)
+}
+
+/// The credentials a request came with, kept by a stream (Watch,
+/// LeaseKeepAlive) to check again at every step: a token ended while the
+/// stream is open (its user's password changed, the user deleted, auth
+/// disabled) ends the stream's rights, as etcd checks the token of each
+/// watch it creates.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    token: Option<String>,
+    certificate_user: Option<String>,
+}
+
+impl Credentials {
+    /// The credentials `request` carries.
+    pub fn of<T>(request: &Request<T>) -> Self {
+        Credentials {
+            token: token(request).map(str::to_string),
+            certificate_user: certificate_user(request).map(str::to_string),
+        }
+    }
+
+    /// Who they name now (a token wins over a certificate).
+    pub fn caller(&self, db: &Concord) -> Result<Caller, Status> {
+        match (&self.token, &self.certificate_user) {
+            (None, Some(user)) => Ok(db.certificate_caller(user)),
+            (token, _) => db.caller(token.as_deref()).map_err(token_status),
+        }
     }
 }
 
