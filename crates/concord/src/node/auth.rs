@@ -110,12 +110,19 @@ impl Concord {
         }
         let hash = store.users.get(name).and_then(|u| u.password_hash.clone());
         let password = password.to_string();
-        let matches = match hash.clone() {
-            Some(hash) => tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
-                .await
-                .map_err(|e| Error::Storage(e.to_string()))?,
-            None => false,
-        };
+        // A name that is no user (or has no password) costs the same
+        // bcrypt work as a wrong password: the answer's timing does not
+        // tell which names exist.
+        let known = hash.clone();
+        let matches = tokio::task::spawn_blocking(move || match known {
+            Some(hash) => bcrypt::verify(password, &hash).unwrap_or(false),
+            None => {
+                let _ = bcrypt::verify(password, unknown_user_hash());
+                false
+            }
+        })
+        .await
+        .map_err(|e| Error::Storage(e.to_string()))?;
         if !matches {
             return Err(Error::Auth(AuthError::AuthFailed));
         }
@@ -239,10 +246,30 @@ async fn hash_password(password: Option<&str>) -> Result<Option<String>> {
         .map_err(|e| Error::InvalidRequest(format!("cannot hash the password: {e}")))
 }
 
+/// A hash no password is checked against for real: what a name that is no
+/// user is verified against, for the same cost as a user's.
+fn unknown_user_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| bcrypt::hash(new_token(), BCRYPT_COST).unwrap_or_default())
+}
+
 /// etcd's simple-token shape: 16 random letters, a dot, a number.
 fn new_token() -> String {
     use rand::Rng;
     let mut rng = rand::rng();
     let letters: String = (0..16).map(|_| rng.sample(rand::distr::Alphanumeric) as char).collect();
     format!("{letters}.{}", rng.random::<u32>())
+}
+
+#[cfg(test)]
+mod tests {
+    /// A name that is no user is checked against a real bcrypt hash (so
+    /// it costs as much as a wrong password), which no password matches.
+    #[test]
+    fn an_unknown_user_costs_a_real_bcrypt_check() {
+        let hash = super::unknown_user_hash();
+        assert!(hash.starts_with("$2"), "{hash}");
+        assert_eq!(bcrypt::verify("", hash).ok(), Some(false));
+        assert_eq!(bcrypt::verify("root", hash).ok(), Some(false));
+    }
 }
