@@ -21,6 +21,9 @@ async fn keep_alive_after_the_deadline_does_not_resurrect_the_lease() {
     m.db.lease().keep_alive(lease.id).await.expect("renewal before the deadline works");
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(m.db.lease().keep_alive(lease.id).await.unwrap_err(), Error::LeaseNotFound(lease.id));
+    // A network client's renewal (proposed with its caller) neither.
+    let client = concord::auth::Caller::established(None);
+    assert_eq!(m.db.lease().keep_alive(lease.id).as_caller(client).await.unwrap_err(), Error::LeaseNotFound(lease.id));
     assert!(m.db.lease().info(lease.id).await.unwrap().remaining.is_zero());
 }
 

@@ -24,7 +24,7 @@ use crate::types::KeyRange;
 /// Who a request is from: the authenticated user (`None` while auth was
 /// disabled) and the auth store's revision when its credentials were
 /// checked. Build it with `Concord::caller`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Caller {
     /// The user the request's token (or client certificate) names.
     pub user: Option<String>,

@@ -102,25 +102,40 @@ async fn run(raft: ConcordRaft, mut batches: Batches<Command>, in_flight: Arc<Se
 type ReplyTo = tokio::sync::oneshot::Sender<Result<Applied, Error>>;
 
 /// Folds plain renewals of one lease into the first: the proposals to make,
-/// and the callers who get the answer of the proposal at an index.
+/// and the callers who get the answer of the proposal at an index. Only
+/// renewals on behalf of the same caller fold (its authorization is the
+/// answer's too).
 fn fold_renewals(batch: Vec<Proposal>) -> (Vec<Proposal>, Vec<(usize, ReplyTo)>) {
     let mut kept: Vec<Proposal> = Vec::with_capacity(batch.len());
     let mut riders = Vec::new();
-    let mut renewing: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
+    let mut renewing: std::collections::HashMap<(i64, Option<crate::auth::Caller>), usize> =
+        std::collections::HashMap::new();
     for proposal in batch {
-        match proposal.request {
-            Command::LeaseKeepAlive { id, ttl_secs: None } => {
-                if let Some(&at) = renewing.get(&id) {
+        match plain_renewal(&proposal.request) {
+            Some(key) => {
+                if let Some(&at) = renewing.get(&key) {
                     riders.push((at, proposal.reply));
                     continue;
                 }
-                renewing.insert(id, kept.len());
+                renewing.insert(key, kept.len());
             }
-            _ => renewing.clear(),
+            None => renewing.clear(),
         }
         kept.push(proposal);
     }
     (kept, riders)
+}
+
+/// The lease and caller of a renewal that changes no TTL.
+fn plain_renewal(command: &Command) -> Option<(i64, Option<crate::auth::Caller>)> {
+    match command {
+        Command::LeaseKeepAlive { id, ttl_secs: None } => Some((*id, None)),
+        Command::Authorized { caller, command } => match **command {
+            Command::LeaseKeepAlive { id, ttl_secs: None } => Some((id, Some(caller.clone()))),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 async fn propose_batch(raft: &ConcordRaft, batch: Vec<Proposal>) {
@@ -197,5 +212,20 @@ mod tests {
             ]
         );
         assert_eq!(riders.iter().map(|(at, _)| *at).collect::<Vec<_>>(), vec![0]);
+    }
+
+    /// A client's renewals (wrapped with its caller) fold too, but only
+    /// with renewals on behalf of the same caller.
+    #[test]
+    fn a_callers_renewals_fold_with_the_same_callers_only() {
+        use crate::auth::Caller;
+        let as_caller = |user: &str| {
+            let command = Command::LeaseKeepAlive { id: 1, ttl_secs: None };
+            Waiting::new(command.as_caller(Some(Caller::established(Some(user.into())))), Duration::from_secs(1)).0
+        };
+        let batch = vec![as_caller("alice"), as_caller("bob"), as_caller("alice"), renewal(1, None), as_caller("bob")];
+        let (kept, riders) = fold_renewals(batch);
+        assert_eq!(kept.len(), 3, "alice's, bob's and the unwrapped renewal");
+        assert_eq!(riders.iter().map(|(at, _)| *at).collect::<Vec<_>>(), vec![0, 1]);
     }
 }

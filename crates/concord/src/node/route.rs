@@ -90,8 +90,9 @@ impl Concord {
     /// before appending it, and answers one whose entry it truncated —
     /// never committed — the same way).
     async fn propose_here(&self, command: Command, timeout: Duration) -> Result<Applied> {
-        if let Command::LeaseKeepAlive { id, .. } = command {
-            self.refuse_expired_renewal(id, timeout).await?;
+        // A client's renewal (wrapped with its caller) included.
+        if let Command::LeaseKeepAlive { id, .. } = command.unwrapped() {
+            self.refuse_expired_renewal(*id, timeout).await?;
         }
         self.inner.proposer.propose(command, timeout).await
     }
