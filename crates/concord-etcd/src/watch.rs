@@ -182,8 +182,9 @@ impl Session {
             }
         };
         // Credentials still valid now, then permission after the read
-        // index: a member that lags behind a permission revoke does not
-        // start a watch the revoke forbids.
+        // index when the cluster gives one (`authorize_watch`): a member
+        // that lags behind a permission revoke does not start a watch the
+        // revoke forbids, and a partitioned one still creates watches.
         let user = match self.credentials.caller(&self.db) {
             Ok(caller) => caller.user,
             Err(status) => {
@@ -192,7 +193,7 @@ impl Session {
             }
         };
         let caller = concord::auth::Caller::established(user);
-        if let Err(e) = self.db.authorize_read(&caller, std::slice::from_ref(&range)).await {
+        if let Err(e) = self.db.authorize_watch(&caller, std::slice::from_ref(&range)).await {
             let _ = self.out.send(refuse(crate::status::to_status(e).message().to_string())).await;
             return false;
         }

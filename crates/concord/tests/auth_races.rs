@@ -187,3 +187,38 @@ async fn old_tokens_lose_root_after_a_password_change_or_a_re_added_user() {
     assert_eq!(db.caller(Some(&bob_token)).unwrap_err(), TokenError::Invalid);
     shutdown(members).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_watch_through_a_member_behind_a_permission_revoke_is_refused() {
+    let (members, leader, follower) = cluster().await;
+    let alice = Caller::established(Some("alice".into()));
+    let secret = [KeyRange::prefix("secret/")];
+    members[follower].db.authorize_watch(&alice, &secret).await.unwrap();
+    let stalled = members[follower].disk.stall_syncs();
+    let revoke = AuthCommand::RoleRevokePermission { role: "app".into(), range: KeyRange::prefix("secret/") };
+    members[leader].db.auth_change(revoke).await.unwrap();
+
+    let db = members[follower].db.clone();
+    let check = tokio::spawn(async move { db.authorize_watch(&alice, &secret).await });
+    tokio::time::sleep(HELD).await;
+    drop(stalled);
+    assert_eq!(refused(check.await.unwrap()), AuthError::PermissionDenied);
+    shutdown(members).await;
+}
+
+/// Watches are served from a member's own state: one cut off from every
+/// other member still creates them (checked against its state, as a
+/// serializable read), and still refuses what its state forbids.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_without_a_leader_still_checks_and_creates_watches() {
+    let (mut members, _, _) = cluster().await;
+    let alone = members.pop().unwrap();
+    shutdown(members).await;
+    let alice = Caller::established(Some("alice".into()));
+    let started = std::time::Instant::now();
+    alone.db.authorize_watch(&alice, &[KeyRange::prefix("e/")]).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(3), "waited {:?} for a leader", started.elapsed());
+    let denied = alone.db.authorize_watch(&alice, &[KeyRange::prefix("other")]).await;
+    assert_eq!(refused(denied), AuthError::PermissionDenied);
+    let _ = alone.db.shutdown().await;
+}

@@ -87,6 +87,11 @@ pub async fn watcher(
                 Ok(Some(response)) => response,
                 _ => break,
             };
+            // A watch the member could not create (its permission check
+            // found no settled state in time): try another member.
+            if response.canceled && response.compact_revision == 0 {
+                break;
+            }
             if response.compact_revision > 0 {
                 problems.push(format!("watcher {id}: revision {next} was compacted"));
                 watcher.complete_to = next - 1;

@@ -203,6 +203,43 @@ impl Concord {
         .await
     }
 
+    /// [`Self::authorize_read`] for a watch being created, which is served
+    /// from this member's applied state like a serializable read and must
+    /// not depend on a leader (etcd creates watches on a partitioned
+    /// member): if the cluster gives a read index within about an election
+    /// timeout, the check waits until this member applied it (a member
+    /// lagging behind a permission revoke checks against the revoke; one
+    /// that cannot catch up refuses); if no leader answers in that time,
+    /// the check is made against this member's state, as a serializable
+    /// read's would be.
+    pub async fn authorize_watch(&self, caller: &Caller, ranges: &[KeyRange]) -> Result<()> {
+        let bound = self.inner.config.election_timeout.max(std::time::Duration::from_millis(200));
+        let timeout = self.default_timeout();
+        match self.leader() {
+            Some(leader) if leader == self.inner.member_id => {
+                let _ = self.inner.read_index.confirm_as_leader(bound).await;
+            }
+            Some(_) => {
+                if let Ok(index) = self.inner.read_index.read_index(bound).await {
+                    self.inner
+                        .raft
+                        .wait(Some(timeout))
+                        .applied_index_at_least(Some(index), "a watch's permission check")
+                        .await
+                        .map_err(|_| Error::Timeout(timeout))?;
+                }
+            }
+            None => {}
+        }
+        self.read(Consistency::Serializable, timeout, |sm| {
+            for range in ranges {
+                sm.state.auth.authorize(caller, range, Access::Read).map_err(ApplyError::Auth)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Whether `caller` (from [`Self::caller`]) may `access` all of `range`.
     pub fn permits(&self, caller: Option<&str>, range: &KeyRange, access: Access) -> bool {
         match caller {
