@@ -1,6 +1,7 @@
 //! Authentication and authorization on a member (`crate::auth`): managing
 //! users and roles through the log, authenticating with a password, the
-//! tokens this member issues, and the checks the etcd front end makes.
+//! tokens this member issues, and the callers and checks the etcd front
+//! end uses.
 //!
 //! Tokens are etcd's "simple" tokens (`crate::auth::tokens`): issued and
 //! known by this member only (a client authenticates with the member it
