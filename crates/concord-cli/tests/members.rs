@@ -146,3 +146,89 @@ fn etcdctl_grows_updates_and_shrinks_a_cluster() {
     ok(second.etcdctl(&["put", "after", "2"]));
     assert_eq!(ok(first.etcdctl(&["get", "after", "--print-value-only"])), "2\n");
 }
+
+/// The operator's sequence that once left the new member outside forever:
+/// grow 1→3 (a voter, then a learner promoted), remove the leader, add a
+/// fourth — under a light write load. The fourth catches up from the start
+/// of the log, whose first configuration holds only the removed leader.
+#[test]
+fn a_member_added_after_the_leader_was_removed_serves_the_data() {
+    let token = format!("members-after-{}", std::process::id());
+    let p1 = free_peer_url();
+    let mut m1 = Server::spawn_in(
+        tempfile::tempdir().unwrap(),
+        &[
+            "--name=m1",
+            &format!("--listen-peer-urls={p1}"),
+            &format!("--initial-advertise-peer-urls={p1}"),
+            &format!("--initial-cluster=m1={p1}"),
+            &format!("--initial-cluster-token={token}"),
+        ],
+    );
+    m1.wait_ready();
+    let printed = ok(m1.etcdctl(&["member", "add", "m2", &format!("--peer-urls={}", free_peer_url())]));
+    let m2 = start_from(&printed, &token);
+    until("m2 to vote", || members(&m1).iter().all(|(_, name, learner)| !name.is_empty() && !learner));
+
+    // A light write load through m2 from here on: one put at a time.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writing = {
+        let (stop, endpoint) = (stop.clone(), m2.endpoint.clone());
+        std::thread::spawn(move || {
+            let mut acked = Vec::new();
+            for i in 0.. {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let key = format!("w{i:05}");
+                if common::etcdctl_at(&endpoint, &["put", &key, "v"]).status.success() {
+                    acked.push(key);
+                }
+            }
+            acked
+        })
+    };
+
+    let printed = ok(m1.etcdctl(&["member", "add", "m3", &format!("--peer-urls={}", free_peer_url()), "--learner"]));
+    let m3 = start_from(&printed, &token);
+    let learner = members(&m1).into_iter().find(|(_, _, learner)| *learner).expect("a learner").0;
+    until("the learner to catch up and be promoted", || {
+        m1.etcdctl(&["member", "promote", &format!("{learner:x}")]).status.success()
+    });
+
+    // Remove the leader (m1: it has led since it started alone).
+    let m1_id = members(&m1).into_iter().find(|(_, name, _)| name == "m1").unwrap().0;
+    ok(m2.etcdctl(&["member", "remove", &format!("{m1_id:x}")]));
+    assert!(m1.wait_exit(Duration::from_secs(20)).success(), "the removed leader exits with 0");
+
+    // Until m2 and m3 elect a leader, etcd's "no leader".
+    let (p4, mut printed) = (free_peer_url(), String::new());
+    until("a new leader to add m4", || {
+        let out = m2.etcdctl(&["member", "add", "m4", &format!("--peer-urls={p4}")]);
+        printed = stdout(&out);
+        out.status.success() || !stderr(&out).contains("no leader") && panic!("{}", stderr(&out))
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acked = writing.join().unwrap();
+    assert!(!acked.is_empty(), "the writer made progress");
+    let started = Instant::now();
+    let m4 = start_from(&printed, &token);
+    let last = acked.last().unwrap();
+    while stdout(&m4.etcdctl(&["get", last, "--print-value-only", "--consistency=s"])) != "v\n" {
+        assert!(started.elapsed() < Duration::from_secs(5), "m4 does not serve the data; log:\n{}", m4.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let keys = ok(m4.etcdctl(&["get", "w", "--prefix", "--keys-only", "--consistency=s"]));
+    let served: std::collections::HashSet<&str> = keys.lines().filter(|l| !l.is_empty()).collect();
+    for key in &acked {
+        assert!(served.contains(key.as_str()), "m4 lacks acknowledged key {key}");
+    }
+    // A leader refused by a member retries it a few times a second at most
+    // (it once retried ~2,700 times a second).
+    let refusals = m2.log().matches("is not in this cluster's configuration").count()
+        + m3.log().matches("is not in this cluster's configuration").count();
+    assert!(refusals < 50, "{refusals} refusals logged");
+    until("m4 to vote", || members(&m2).iter().all(|(_, name, learner)| !name.is_empty() && !learner));
+    ok(m4.etcdctl(&["put", "after", "m4"]));
+    assert_eq!(ok(m3.etcdctl(&["get", "after", "--print-value-only"])), "m4\n");
+}

@@ -181,22 +181,7 @@ impl Server {
     }
 
     pub fn etcdctl_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut child = Command::new(etcdctl_path())
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={}", self.endpoint))
-            .arg("--command-timeout=10s")
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run etcdctl");
-        let mut input = child.stdin.take().unwrap();
-        if let Some(text) = stdin {
-            input.write_all(text.as_bytes()).unwrap();
-        }
-        drop(input);
-        wait_bounded(child, CLIENT_LIMIT, &format!("etcdctl {args:?}"))
+        etcdctl_stdin_at(&self.endpoint, args, stdin)
     }
 
     /// Starts a long-running client command (etcdctl or concord) whose
@@ -391,4 +376,29 @@ pub fn gateway_post(server: &Server, token: Option<&str>, path: &str, body: &str
     let (json, code) = text.rsplit_once('\n').unwrap_or_else(|| panic!("curl {path}: {text:?}"));
     let value = serde_json::from_str(json).unwrap_or(serde_json::Value::String(json.to_string()));
     (code.parse().unwrap(), value)
+}
+
+/// Runs the real etcdctl against `endpoint` (from a thread that holds no
+/// `Server`).
+pub fn etcdctl_at(endpoint: &str, args: &[&str]) -> Output {
+    etcdctl_stdin_at(endpoint, args, None)
+}
+
+fn etcdctl_stdin_at(endpoint: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(etcdctl_path())
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .arg("--command-timeout=10s")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run etcdctl");
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    wait_bounded(child, CLIENT_LIMIT, &format!("etcdctl {args:?}"))
 }

@@ -94,6 +94,7 @@ impl Concord {
         let raft = ConcordRaft::new(member_id, raft_config, network.clone(), log, state_store)
             .await
             .map_err(|e| Error::Storage(format!("raft failed to start: {e}")))?;
+        network.set_metrics(raft.server_metrics());
         let initialized = raft.is_initialized().await.map_err(|e| Error::Storage(e.to_string()))?;
         // Waiting for the leader to send the log (or a snapshot): a member
         // that joined, also when it restarts before it got anything.

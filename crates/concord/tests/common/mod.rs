@@ -4,6 +4,7 @@
 pub mod child;
 pub mod disk;
 pub mod disk_cluster;
+pub mod members;
 
 use std::time::Duration;
 

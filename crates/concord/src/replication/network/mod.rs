@@ -93,7 +93,12 @@ struct PeerNetworkInner {
     handover: Mutex<Option<(MemberId, std::time::Instant)>>,
     /// How `https` peer URLs are dialled.
     tls: Option<tls::PeerTls>,
+    /// This member's Raft metrics once Raft runs: every request carries
+    /// the log index of its membership (`PeerRequest::membership_index`).
+    metrics: std::sync::OnceLock<tokio::sync::watch::Receiver<RaftMetrics>>,
 }
+
+type RaftMetrics = openraft::metrics::RaftServerMetrics<MemberId, Member>;
 
 /// How long a leader's word that it hands leadership over is believed.
 const HANDOVER_NOTICE: Duration = Duration::from_secs(10);
@@ -104,7 +109,8 @@ impl PeerNetwork {
         let channels = Mutex::new(HashMap::new());
         let refused_at = tokio::sync::watch::Sender::new(0);
         let handover = Mutex::new(None);
-        let inner = PeerNetworkInner { cluster_id, me, refused_at, channels, dial_map, handover, tls };
+        let metrics = std::sync::OnceLock::new();
+        let inner = PeerNetworkInner { cluster_id, me, refused_at, channels, dial_map, handover, tls, metrics };
         PeerNetwork { inner: Arc::new(inner) }
     }
 
@@ -151,6 +157,17 @@ impl PeerNetwork {
 
     fn cluster_id(&self) -> u64 {
         self.inner.cluster_id.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// From now on, requests say which membership this member has.
+    pub(crate) fn set_metrics(&self, metrics: tokio::sync::watch::Receiver<RaftMetrics>) {
+        let _ = self.inner.metrics.set(metrics);
+    }
+
+    /// The log index of this member's membership (0 before Raft runs).
+    fn membership_index(&self) -> u64 {
+        let Some(metrics) = self.inner.metrics.get() else { return 0 };
+        metrics.borrow().membership_config.log_id().as_ref().map_or(0, |id| id.index)
     }
 
     /// The channel to `target` at its first peer URL (created on first use;
@@ -218,6 +235,7 @@ impl PeerNetwork {
             from: self.inner.me,
             payload,
             timeout_ms: timeout.as_millis() as u64,
+            membership_index: self.membership_index(),
         });
         request.set_timeout(timeout);
         request
@@ -325,7 +343,10 @@ fn unreachable(message: &str) -> Unreachable {
 fn transport_error<E: std::error::Error>(status: &tonic::Status) -> RPCError<MemberId, Member, E> {
     let message = format!("{}: {}", status.code(), status.message());
     match status.code() {
-        tonic::Code::Unavailable => RPCError::Unreachable(unreachable(&message)),
+        // A peer that cannot be reached, or that refuses this member as
+        // outside its configuration: openraft backs off before trying it
+        // again (a refusing peer is not hammered with retries).
+        tonic::Code::Unavailable | tonic::Code::FailedPrecondition => RPCError::Unreachable(unreachable(&message)),
         tonic::Code::ResourceExhausted if status.message().contains("message length") => {
             RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(1))
         }
@@ -360,6 +381,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         let mut client = self.network.client(self.target, &self.member).map_err(|e| unreachable(&e))?;
         let header = encode(&(vote, snapshot.meta.clone()));
         let (cluster_id, target, from) = (self.network.cluster_id(), self.target, self.network.inner.me);
+        let membership_index = self.network.membership_index();
         let total_bytes = snapshot.snapshot.len();
         // Read from the store a few chunks ahead of the wire, never whole.
         let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
@@ -388,6 +410,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
             header: if std::mem::take(&mut first) { header.clone() } else { Bytes::new() },
             data,
             total_bytes,
+            membership_index,
         });
         // An empty snapshot is one message: the header.
         let chunks = tokio_stream::iter((total_bytes == 0).then(|| pb::SnapshotChunk {
@@ -397,6 +420,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
             header: encode(&(vote, snapshot.meta.clone())),
             data: Bytes::new(),
             total_bytes,
+            membership_index,
         }))
         .chain(chunks);
         let mut request = tonic::Request::new(chunks);

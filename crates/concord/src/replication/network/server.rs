@@ -5,6 +5,17 @@
 //! is not in this member's configuration (a removed member still talking),
 //! is refused with `FailedPrecondition`; a malformed payload with
 //! `InvalidArgument`. Every refusal is logged and changes nothing.
+//!
+//! The configuration check only holds where this member knows as much as
+//! the sender: a sender whose membership is newer (its log index, carried
+//! on every request) is taken even when it is outside this member's — a
+//! member catching up from the start of the log has the cluster's first
+//! configuration, in which today's leader may never have been, and learns
+//! the rest from the entries that leader sends. A member with no
+//! configuration at all (one waiting to join) takes messages from anyone
+//! of its cluster. The check keeps removed members from disturbing the
+//! cluster and tells them they were removed; it is no defence against a
+//! hostile peer (peer TLS is: `docs/security.md`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -78,7 +89,7 @@ impl PeerService {
             .max_encoding_message_size(MAX_PEER_MESSAGE)
     }
 
-    fn check(&self, cluster_id: u64, target: MemberId, from: MemberId) -> Result<(), Status> {
+    fn check(&self, cluster_id: u64, target: MemberId, from: MemberId, from_membership: u64) -> Result<(), Status> {
         if cluster_id != self.cluster_id {
             tracing::warn!(from = %format!("{from:x}"), cluster = %format!("{cluster_id:x}"), "peer message for another cluster refused");
             return Err(Status::failed_precondition(format!(
@@ -91,13 +102,17 @@ impl PeerService {
             return Err(Status::failed_precondition(format!("this is member {:x}, not {target:x}", self.me)));
         }
         // A member that has no configuration yet (one waiting to join)
-        // takes messages from anyone of its cluster.
+        // takes messages from anyone of its cluster; one whose
+        // configuration is older than the sender's, from the sender.
         let (known, membership_index) = {
             let metrics = self.membership.borrow();
             let config = &metrics.membership_config;
             let membership = config.membership();
-            let known = membership.nodes().next().is_none() || membership.get_node(&from).is_some();
-            (known, config.log_id().map_or(0, |id| id.index))
+            let membership_index = config.log_id().map_or(0, |id| id.index);
+            let known = membership.nodes().next().is_none()
+                || membership.get_node(&from).is_some()
+                || from_membership > membership_index;
+            (known, membership_index)
         };
         if !known {
             tracing::warn!(from = %format!("{from:x}"), "peer message from a member outside the configuration refused");
@@ -116,7 +131,7 @@ impl PeerService {
 
     fn open<T: serde::de::DeserializeOwned>(&self, request: Request<PeerRequest>) -> Result<(T, PeerRequest), Status> {
         let request = request.into_inner();
-        self.check(request.cluster_id, request.target, request.from)?;
+        self.check(request.cluster_id, request.target, request.from, request.membership_index)?;
         let payload = decode(&request.payload).map_err(|e| {
             tracing::warn!(from = %format!("{:x}", request.from), error = %e, "malformed peer message refused");
             Status::invalid_argument(e)
@@ -150,7 +165,7 @@ impl Peer for PeerService {
         let (mut sink, mut received, mut total) = (self.snapshots.receive(), 0u64, 0u64);
         while let Some(chunk) = chunks.next().await {
             let chunk = chunk?;
-            self.check(chunk.cluster_id, chunk.target, chunk.from)?;
+            self.check(chunk.cluster_id, chunk.target, chunk.from, chunk.membership_index)?;
             if header.is_none() {
                 let decoded: (openraft::Vote<MemberId>, SnapshotMeta<MemberId, Member>) =
                     decode(&chunk.header).map_err(|e| {
