@@ -317,6 +317,17 @@ pub struct Applied {
     pub result: Result<Reply, ApplyError>,
 }
 
+/// An applied command and the log index of the entry it was written in
+/// (the same on every member): a member that handed the write to the
+/// leader answers its client once it has applied that far itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Written {
+    /// What applying it gave.
+    pub applied: Applied,
+    /// Its entry's log index.
+    pub index: u64,
+}
+
 /// What an applied command answers, one variant per kind of command.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Reply {

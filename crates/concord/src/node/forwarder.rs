@@ -1,5 +1,6 @@
 //! Group commit for forwarded writes: a follower hands its clients' writes
-//! to the leader in batches.
+//! to the leader in batches, and answers each once it has applied the
+//! entry it was written in (the leader says which).
 //!
 //! One peer call per write costs as much CPU on both members as the write
 //! itself (an HTTP/2 stream each side, a task, a protobuf frame). The
@@ -29,7 +30,7 @@ use tokio::time::Instant;
 
 use super::waiting::{Batches, Queue, Waiting, bounded_queue};
 use crate::cluster::MemberId;
-use crate::command::{Applied, Command};
+use crate::command::{Command, Written};
 use crate::error::Error;
 use crate::replication::ConcordRaft;
 use crate::replication::network::PeerNetwork;
@@ -56,7 +57,7 @@ struct Link {
 /// Handle for forwarding writes to the leader; cheap to clone.
 #[derive(Clone)]
 pub(super) struct Forwarder {
-    queue: Queue<Forward>,
+    queue: Queue<Forward, Written>,
     link: Link,
     in_flight: Arc<Semaphore>,
 }
@@ -77,23 +78,35 @@ impl Forwarder {
     }
 
     /// Hands `command` to `leader`, which proposes it (never forwarding it
-    /// again); resolves with the leader's answer.
-    pub async fn forward(&self, leader: MemberId, command: Command, timeout: Duration) -> Result<Applied, Error> {
+    /// again); resolves with the leader's answer once this member has
+    /// applied the entry too (read-your-writes through this member; a
+    /// write the leader applied and this member cannot catch up with
+    /// within `timeout` answers `Timeout`, its outcome unknown to the
+    /// client, as etcd's would).
+    pub async fn forward(&self, leader: MemberId, command: Command, timeout: Duration) -> Result<Written, Error> {
         if timeout.is_zero() {
             return Err(Error::Timeout(timeout));
         }
+        let deadline = Instant::now() + timeout;
         let (waiting, answer) = Waiting::new(Forward { leader, command }, timeout);
-        if self.queue.is_empty()
+        let written = if self.queue.is_empty()
             && let Ok(slot) = self.in_flight.clone().try_acquire_owned()
         {
             send(self.link.clone(), vec![waiting], slot).await;
-            return answer.await.map_err(|_| Error::Shutdown)?;
-        }
-        self.queue.submit(waiting, answer).await
+            answer.await.map_err(|_| Error::Shutdown)??
+        } else {
+            self.queue.submit(waiting, answer).await?
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        let wait = self.link.raft.wait(Some(left));
+        wait.applied_index_at_least(Some(written.index), "a forwarded write")
+            .await
+            .map_err(|_| Error::Timeout(timeout))?;
+        Ok(written)
     }
 }
 
-async fn run(link: Link, mut batches: Batches<Forward>, in_flight: Arc<Semaphore>) {
+async fn run(link: Link, mut batches: Batches<Forward, Written>, in_flight: Arc<Semaphore>) {
     while let Some(first) = batches.first().await {
         let Ok(slot) = in_flight.clone().acquire_owned().await else { return };
         let batch = batches.gather(first, |f| f.command.payload_size());
@@ -105,7 +118,7 @@ async fn run(link: Link, mut batches: Batches<Forward>, in_flight: Arc<Semaphore
 
 /// Sends `batch` (holding an in-flight slot until answered), one call per
 /// leader named in it — one, unless the leader changed while it gathered.
-async fn send(link: Link, mut batch: Vec<Waiting<Forward>>, slot: OwnedSemaphorePermit) {
+async fn send(link: Link, mut batch: Vec<Waiting<Forward, Written>>, slot: OwnedSemaphorePermit) {
     while !batch.is_empty() {
         let leader = batch[0].request.leader;
         let (to_leader, rest): (Vec<_>, Vec<_>) = batch.into_iter().partition(|w| w.request.leader == leader);

@@ -271,7 +271,7 @@ impl Concord {
         self.check_not_removed()?;
         match tokio::time::timeout(timeout, self.route_write(command, timeout)).await {
             Err(_) => Err(Error::Timeout(timeout)),
-            Ok(result) => result,
+            Ok(result) => result.map(|written| written.applied),
         }
     }
 

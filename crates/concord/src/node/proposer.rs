@@ -35,19 +35,19 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
-use crate::command::{Applied, Command, Reply};
+use crate::command::{Command, Reply, Written};
 use crate::error::Error;
 use crate::replication::ConcordRaft;
 
 use super::waiting::{Batches, Queue, Waiting, bounded_queue};
 use super::write_error;
 
-type Proposal = Waiting<Command>;
+type Proposal = Waiting<Command, Written>;
 
 /// Handle for proposing commands; cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Proposer {
-    queue: Queue<Command>,
+    queue: Queue<Command, Written>,
     raft: ConcordRaft,
     /// One permit: held by whoever has a proposal in flight.
     in_flight: Arc<Semaphore>,
@@ -63,16 +63,17 @@ impl Proposer {
     }
 
     /// Proposes `command` unless `timeout` runs out first; resolves once it
-    /// is durable and applied. The caller bounds the wait itself; here the
-    /// deadline only decides whether the command is still worth proposing.
-    pub async fn propose(&self, command: Command, timeout: Duration) -> Result<Applied, Error> {
+    /// is durable and applied, with the index of its entry. The caller
+    /// bounds the wait itself; here the deadline only decides whether the
+    /// command is still worth proposing.
+    pub async fn propose(&self, command: Command, timeout: Duration) -> Result<Written, Error> {
         if timeout.is_zero() {
             return Err(Error::Timeout(timeout));
         }
         if self.queue.is_empty()
             && let Ok(_slot) = self.in_flight.clone().try_acquire_owned()
         {
-            return self.raft.client_write(command).await.map(|r| r.data).map_err(write_error);
+            return self.raft.client_write(command).await.map(written).map_err(write_error);
         }
         let (proposal, answer) = Waiting::new(command, timeout);
         self.queue.submit(proposal, answer).await
@@ -85,7 +86,7 @@ impl Proposer {
     }
 }
 
-async fn run(raft: ConcordRaft, mut batches: Batches<Command>, in_flight: Arc<Semaphore>) {
+async fn run(raft: ConcordRaft, mut batches: Batches<Command, Written>, in_flight: Arc<Semaphore>) {
     while let Some(first) = batches.first().await {
         // Wait for a proposal made directly by a caller to finish.
         let Ok(_slot) = in_flight.acquire().await else { return };
@@ -99,7 +100,7 @@ async fn run(raft: ConcordRaft, mut batches: Batches<Command>, in_flight: Arc<Se
 }
 
 /// Where one caller's answer goes.
-type ReplyTo = tokio::sync::oneshot::Sender<Result<Applied, Error>>;
+type ReplyTo = tokio::sync::oneshot::Sender<Result<Written, Error>>;
 
 /// Folds plain renewals of one lease into the first: the proposals to make,
 /// and the callers who get the answer of the proposal at an index. Only
@@ -138,11 +139,16 @@ fn plain_renewal(command: &Command) -> Option<(i64, Option<crate::auth::Caller>)
     }
 }
 
+/// A write's answer and its entry's index.
+fn written(response: openraft::raft::ClientWriteResponse<crate::replication::TypeConfig>) -> Written {
+    Written { applied: response.data, index: response.log_id.index }
+}
+
 async fn propose_batch(raft: &ConcordRaft, batch: Vec<Proposal>) {
     let (mut batch, riders) = fold_renewals(batch);
     if batch.len() == 1 {
         let p = batch.pop().expect("one proposal");
-        let result = raft.client_write(p.request).await.map(|r| r.data).map_err(write_error);
+        let result = raft.client_write(p.request).await.map(written).map_err(write_error);
         for (_, rider) in riders {
             let _ = rider.send(result.clone());
         }
@@ -153,11 +159,12 @@ async fn propose_batch(raft: &ConcordRaft, batch: Vec<Proposal>) {
     match raft.client_write(Command::Batch(commands)).await {
         Ok(resp) => match resp.data.result {
             Ok(Reply::Batch(results)) if results.len() == replies.len() => {
+                let index = resp.log_id.index;
                 for (at, rider) in riders {
-                    let _ = rider.send(Ok(results[at].clone()));
+                    let _ = rider.send(Ok(Written { applied: results[at].clone(), index }));
                 }
-                for (reply, result) in replies.into_iter().zip(results) {
-                    let _ = reply.send(Ok(result));
+                for (reply, applied) in replies.into_iter().zip(results) {
+                    let _ = reply.send(Ok(Written { applied, index }));
                 }
             }
             other => {

@@ -2,8 +2,12 @@
 //! reads confirm with it.
 //!
 //! - A write on the leader is proposed here (group commit). A write on a
-//!   follower is handed to the leader over the peer protocol, once: the
-//!   leader proposes it or refuses it, it never forwards it again — save
+//!   follower is handed to the leader over the peer protocol, once, and
+//!   answered once this member has applied it too (`forwarder.rs`) — so a
+//!   client that wrote through a member and then reads from it,
+//!   serializable, or starts a watch there, sees its write (etcd's members
+//!   too answer only what they applied). The leader proposes it or refuses
+//!   it, it never forwards it again — save
 //!   while it hands leadership over on purpose (`transfer.rs`): a write it
 //!   held back and that was refused unproposed goes on to the new leader.
 //!   With no leader known the write fails at once with `NotReady` (etcd's
@@ -20,11 +24,11 @@
 use std::time::Duration;
 
 use super::{Concord, Consistency, leader_error};
-use crate::command::{Applied, Command};
+use crate::command::{Command, Written};
 use crate::error::{Error, Result};
 
 impl Concord {
-    pub(super) async fn route_write(&self, command: Command, timeout: Duration) -> Result<Applied> {
+    pub(super) async fn route_write(&self, command: Command, timeout: Duration) -> Result<Written> {
         let leader = match self.leader() {
             Some(leader) => leader,
             None => self.leader_after_handover(timeout).await.ok_or_else(|| Error::NotReady("no leader".into()))?,
@@ -62,7 +66,7 @@ impl Concord {
     /// the same deadline). A copy is kept for that (cheap: keys and values
     /// are shared buffers), since a write may already be waiting here when
     /// the transfer starts.
-    pub(super) async fn write_as_leader(&self, command: Command, timeout: Duration) -> Result<Applied> {
+    pub(super) async fn write_as_leader(&self, command: Command, timeout: Duration) -> Result<Written> {
         let leader_changed = || Error::NotReady("leader changed".into());
         let deadline = tokio::time::Instant::now() + timeout;
         let copy = command.clone();
@@ -89,7 +93,7 @@ impl Concord {
     /// unproposed (openraft refuses a write on a member that does not lead
     /// before appending it, and answers one whose entry it truncated —
     /// never committed — the same way).
-    async fn propose_here(&self, command: Command, timeout: Duration) -> Result<Applied> {
+    async fn propose_here(&self, command: Command, timeout: Duration) -> Result<Written> {
         // A client's renewal (wrapped with its caller) included.
         if let Command::LeaseKeepAlive { id, .. } = command.unwrapped() {
             self.refuse_expired_renewal(*id, timeout).await?;

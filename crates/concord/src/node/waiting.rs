@@ -27,17 +27,17 @@ pub(super) const MAX_BATCH_COMMANDS: usize = 512;
 /// not ride with hundreds of others in a giant entry or message.
 pub(super) const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 
-/// One caller's request and where its answer goes.
-pub(super) struct Waiting<T> {
+/// One caller's request and where its answer (`A`) goes.
+pub(super) struct Waiting<T, A = Applied> {
     pub request: T,
     pub deadline: Instant,
     pub timeout: Duration,
-    pub reply: oneshot::Sender<Result<Applied, Error>>,
+    pub reply: oneshot::Sender<Result<A, Error>>,
 }
 
-impl<T> Waiting<T> {
+impl<T, A> Waiting<T, A> {
     /// A waiting request with `timeout` from now, and the receiver of its answer.
-    pub fn new(request: T, timeout: Duration) -> (Self, oneshot::Receiver<Result<Applied, Error>>) {
+    pub fn new(request: T, timeout: Duration) -> (Self, oneshot::Receiver<Result<A, Error>>) {
         let (reply, rx) = oneshot::channel();
         (Waiting { request, deadline: Instant::now() + timeout, timeout, reply }, rx)
     }
@@ -56,27 +56,27 @@ impl<T> Waiting<T> {
 }
 
 /// A bounded queue to a batching task: the callers' side and the task's side.
-pub(super) fn bounded_queue<T>(max_pending: usize) -> (Queue<T>, Batches<T>) {
+pub(super) fn bounded_queue<T, A>(max_pending: usize) -> (Queue<T, A>, Batches<T, A>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let queued = Arc::new(AtomicUsize::new(0));
     (Queue { tx, queued: queued.clone(), max_pending: max_pending.max(1) }, Batches { rx, queued })
 }
 
 /// The callers' side of a batching queue; cheap to clone.
-pub(super) struct Queue<T> {
-    tx: mpsc::UnboundedSender<Waiting<T>>,
+pub(super) struct Queue<T, A = Applied> {
+    tx: mpsc::UnboundedSender<Waiting<T, A>>,
     /// Requests sent to the batching task and not yet taken by it.
     queued: Arc<AtomicUsize>,
     max_pending: usize,
 }
 
-impl<T> Clone for Queue<T> {
+impl<T, A> Clone for Queue<T, A> {
     fn clone(&self) -> Self {
         Queue { tx: self.tx.clone(), queued: self.queued.clone(), max_pending: self.max_pending }
     }
 }
 
-impl<T> Queue<T> {
+impl<T, A> Queue<T, A> {
     /// Whether no request waits for the batching task (a caller may then
     /// go straight, if nothing is in flight either).
     pub fn is_empty(&self) -> bool {
@@ -87,9 +87,9 @@ impl<T> Queue<T> {
     /// `answer`; refused at once when `max_pending` requests wait already.
     pub async fn submit(
         &self,
-        waiting: Waiting<T>,
-        answer: oneshot::Receiver<Result<Applied, Error>>,
-    ) -> Result<Applied, Error> {
+        waiting: Waiting<T, A>,
+        answer: oneshot::Receiver<Result<A, Error>>,
+    ) -> Result<A, Error> {
         let pending = self.queued.fetch_add(1, Ordering::AcqRel);
         if pending >= self.max_pending {
             self.queued.fetch_sub(1, Ordering::AcqRel);
@@ -104,20 +104,20 @@ impl<T> Queue<T> {
 }
 
 /// The batching task's side of the queue.
-pub(super) struct Batches<T> {
-    rx: mpsc::UnboundedReceiver<Waiting<T>>,
+pub(super) struct Batches<T, A = Applied> {
+    rx: mpsc::UnboundedReceiver<Waiting<T, A>>,
     queued: Arc<AtomicUsize>,
 }
 
-impl<T> Batches<T> {
+impl<T, A> Batches<T, A> {
     /// Waits for the next request; `None` once every [`Queue`] is dropped.
-    pub async fn first(&mut self) -> Option<Waiting<T>> {
+    pub async fn first(&mut self) -> Option<Waiting<T, A>> {
         self.rx.recv().await
     }
 
     /// `first` and everything queued behind it now, up to the batch
     /// limits; callers that gave up are left out.
-    pub fn gather(&mut self, first: Waiting<T>, payload_size: impl Fn(&T) -> usize) -> Vec<Waiting<T>> {
+    pub fn gather(&mut self, first: Waiting<T, A>, payload_size: impl Fn(&T) -> usize) -> Vec<Waiting<T, A>> {
         let now = Instant::now();
         let mut taken = 1;
         let mut batch = Vec::new();

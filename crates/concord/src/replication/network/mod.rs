@@ -46,7 +46,7 @@ use tonic::transport::Channel;
 
 use super::TypeConfig;
 use crate::cluster::{Member, MemberId};
-use crate::command::{Applied, Command};
+use crate::command::{Command, Written};
 use crate::error::Error;
 use pb::peer_client::PeerClient;
 
@@ -243,18 +243,18 @@ impl PeerNetwork {
 
     /// Hands writes to the leader, which proposes each (once: a forwarded
     /// write is never forwarded again) within its own time limit; one
-    /// answer per command, in order.
+    /// answer per command, in order, with the index of its entry.
     pub(crate) async fn forward(
         &self,
         leader: MemberId,
         member: &Member,
         commands: &[(Command, Duration)],
-    ) -> Result<Vec<Result<Applied, Error>>, Error> {
+    ) -> Result<Vec<Result<Written, Error>>, Error> {
         let mut client = self.client(leader, member).map_err(Error::NotReady)?;
         let timeout = commands.iter().map(|(_, t)| *t).max().unwrap_or_default();
         let payload: Vec<(&Command, u64)> = commands.iter().map(|(c, t)| (c, t.as_millis() as u64)).collect();
         let reply = client.forward(self.request(leader, encode(&payload), timeout)).await.map_err(status_error)?;
-        decode::<Vec<Result<Applied, Error>>>(&reply.into_inner().payload).map_err(Error::Storage)
+        decode::<Vec<Result<Written, Error>>>(&reply.into_inner().payload).map_err(Error::Storage)
     }
 
     /// Tells `target` that the leader holding `from` hands leadership to

@@ -30,14 +30,14 @@ use super::pb::peer_server::{Peer, PeerServer};
 use super::pb::{PeerReply, PeerRequest, SnapshotChunk};
 use super::{MAX_PEER_MESSAGE, decode, encode};
 use crate::cluster::{ClusterInfo, Member, MemberId, MembershipChange, MembershipChanged};
-use crate::command::{Applied, Command};
+use crate::command::{Command, Written};
 use crate::error::Error;
 use crate::replication::ConcordRaft;
 use crate::replication::snapshot_store::{SnapshotData, SnapshotStore};
 
 /// What this member does with a follower's write (propose it as leader).
 pub type ForwardHandler =
-    Arc<dyn Fn(Command, Duration) -> Pin<Box<dyn Future<Output = Result<Applied, Error>> + Send>> + Send + Sync>;
+    Arc<dyn Fn(Command, Duration) -> Pin<Box<dyn Future<Output = Result<Written, Error>> + Send>> + Send + Sync>;
 /// What this member answers a follower's read-index request with.
 pub type ReadIndexHandler = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<u64, Error>> + Send>> + Send + Sync>;
 /// What this member does with a follower's membership change (carry it
