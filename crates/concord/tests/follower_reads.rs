@@ -6,8 +6,13 @@ mod common;
 
 use std::time::Duration;
 
+use common::disk_cluster::{leader_index, shutdown, start_with};
 use common::members::{slot, three, until};
-use concord::{Compare, TxnOp};
+use concord::{Compare, KeyRange, TxnOp};
+
+/// How long a read held by the lagging member is watched for not
+/// finishing before its disk is released.
+const HELD: Duration = Duration::from_millis(300);
 
 /// A client writes through a follower and reads back through it with a
 /// serializable read (etcd clients' cheap read): it always sees its write —
@@ -51,4 +56,39 @@ async fn a_client_reads_its_own_writes_through_a_follower() {
     for db in members {
         db.shutdown().await.unwrap();
     }
+}
+
+/// A linearizable read on a follower that is behind waits until it has
+/// applied the leader's read index: a write the leader acknowledged is
+/// never missing from it. The follower's disk is held, so it can neither
+/// append nor apply (the leader commits with the other follower) while its
+/// read-index calls still reach the leader; on loopback a follower nearly
+/// always applies first, so without the hold a read that skipped the wait
+/// would pass.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_linearizable_read_on_a_follower_held_behind_waits_for_the_write() {
+    let members = start_with(3, |c| c).await;
+    let leader = leader_index(&members).await;
+    let follower = (0..3).find(|&i| i != leader).unwrap();
+    for round in 0..4 {
+        let stalled = members[follower].disk.stall_syncs();
+        let value = format!("v{round}");
+        members[leader].db.kv().put("k", value.clone()).await.unwrap();
+        let db = members[follower].db.clone();
+        let mut read = tokio::spawn(async move {
+            let value = if round % 2 == 0 {
+                db.kv().get("k").await?.map(|kv| kv.value)
+            } else {
+                db.kv().range(KeyRange::prefix("k")).await?.kvs.pop().map(|kv| kv.value)
+            };
+            Ok::<_, concord::Error>(value)
+        });
+        if let Ok(early) = tokio::time::timeout(HELD, &mut read).await {
+            panic!("round {round}: answered while its member could not have applied the write: {early:?}");
+        }
+        drop(stalled);
+        let got = read.await.unwrap().unwrap();
+        assert_eq!(got, Some(value.into()), "round {round}");
+    }
+    shutdown(members).await;
 }
