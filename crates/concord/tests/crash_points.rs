@@ -156,3 +156,111 @@ async fn a_crash_at_any_fsync_loses_nothing_acknowledged_and_half_applies_nothin
     // Runs vary a little (batching), so a few late points may not be reached.
     assert!(points as u64 >= total, "only {points} of {} crash points were reached", 2 * total);
 }
+
+/// The receiving side of a snapshot: a follower that was away while the
+/// leader purged its log catches up by snapshot, and the power goes at
+/// each of its fsyncs in turn (the snapshot's chunks, its install, the log
+/// around it), just before or just after. It must reopen on what survived
+/// and catch up to the same history as the leader. Every point starts the
+/// three members again from copies of their disks as they were before the
+/// follower came back (a leader may not see a follower's log go back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_at_any_fsync_while_catching_up_by_snapshot_leaves_a_member_that_catches_up() {
+    let tune = |c: Config| {
+        c.snapshot_after_entries(8)
+            .logs_kept_after_snapshot(4)
+            .request_timeout(Duration::from_secs(5))
+            .heartbeat_interval(Duration::from_millis(30))
+            .election_timeout(Duration::from_millis(200))
+    };
+    let members = common::disk_cluster::start_with(3, tune).await;
+    let leader = common::disk_cluster::leader_index(&members).await;
+    let away = (leader + 1) % 3;
+    let db = members[leader].db.clone();
+    db.kv().put("before", "v").await.unwrap();
+    members[away].db.shutdown().await.unwrap();
+    // The follower is away: the log moves on and is purged.
+    let lease = db.lease().grant(600).await.unwrap().id;
+    db.kv().put("leased", "v").lease(lease).await.unwrap();
+    for i in 0..64 {
+        db.kv().put(format!("away/{i:03}"), format!("{i}")).await.unwrap();
+    }
+    assert!(db.status().purged_index.is_some(), "the leader's log was purged");
+    let (revision, hash) = (db.revision(), db.hash_kv(db.revision()).unwrap());
+    let configs: Vec<Config> = members.iter().map(|m| m.db.config().clone()).collect();
+    for (i, m) in members.iter().enumerate() {
+        if i != away {
+            m.db.shutdown().await.unwrap();
+        }
+    }
+    let bases: Vec<Arc<Disk>> = members.iter().map(|m| m.disk.copy_synced()).collect();
+    drop(db);
+
+    // Starts the other two on copies of their disks, then the follower on
+    // `disk`; whether it caught up within `give_up` (or before a crash).
+    let catch_up = async |disk: &Arc<Disk>, give_up: Duration| -> (bool, Vec<concord::Concord>) {
+        let mut others = Vec::new();
+        for (i, config) in configs.iter().enumerate() {
+            if i != away {
+                let c = config.clone().storage(bases[i].copy_synced().storage());
+                others.push(tokio::spawn(async move { c.open().await.unwrap() }));
+            }
+        }
+        let mut running = Vec::new();
+        for task in others {
+            running.push(task.await.unwrap());
+        }
+        let Ok(member) = configs[away].clone().storage(disk.storage()).open().await else { return (false, running) };
+        let since = std::time::Instant::now();
+        while member.revision() < revision && !disk.crashed() && since.elapsed() < give_up {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let caught_up = member.revision() >= revision;
+        let _ = member.shutdown().await;
+        (caught_up, running)
+    };
+    // The follower first: a leader alone stops without handing over.
+    let stop = async |mut running: Vec<concord::Concord>| {
+        running.sort_by_key(|db| db.status().is_leader);
+        for db in running {
+            db.shutdown().await.unwrap();
+        }
+    };
+    // How many fsyncs catching up takes without a crash.
+    let clean = bases[away].copy_synced();
+    let (caught_up, running) = catch_up(&clean, Duration::from_secs(30)).await;
+    stop(running).await;
+    assert!(caught_up, "the follower did not catch up");
+    let total = clean.syncs();
+    assert!(total > 3, "only {total} fsyncs while catching up");
+
+    let mut points = 0;
+    for point in 1..=total {
+        for after in [false, true] {
+            let name = format!("power lost {} fsync {point} of {total}", if after { "after" } else { "before" });
+            let disk = bases[away].copy_synced();
+            disk.crash_at_sync(point, after);
+            let (_, running) = catch_up(&disk, Duration::from_secs(10)).await;
+            if !disk.crashed() {
+                stop(running).await;
+                continue;
+            }
+            points += 1;
+            let survived = disk.power_loss();
+            let member = configs[away].clone().storage(survived.storage()).open().await;
+            let member = member.unwrap_or_else(|e| panic!("{name}: reopen failed: {e}"));
+            let since = std::time::Instant::now();
+            while member.revision() < revision {
+                assert!(since.elapsed() < Duration::from_secs(30), "{name}: did not catch up again");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            assert_eq!(member.hash_kv(revision).unwrap(), hash, "{name}: another history");
+            let leased = member.kv().get("leased").serializable().await.unwrap().map(|kv| kv.lease);
+            assert_eq!(leased, Some(Some(lease)), "{name}: the key's lease");
+            member.shutdown().await.unwrap_or_else(|e| panic!("{name}: shutdown: {e}"));
+            stop(running).await;
+        }
+    }
+    println!("{points} crash points reached of {} over {total} fsyncs while catching up", 2 * total);
+    assert!(points as u64 >= total, "only {points} of {} crash points were reached", 2 * total);
+}

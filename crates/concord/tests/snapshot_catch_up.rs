@@ -183,3 +183,68 @@ async fn assert_same(leader: &Concord, follower: &Concord, revision: i64, leases
         assert!(on_follower.remaining <= Duration::from_secs(on_leader.ttl as u64));
     }
 }
+
+/// A member stopped at any moment of catching up by snapshot — while the
+/// snapshot streams in, as it installs, right after — reopens on what it
+/// has and catches up. Rounds stop it sooner or later after it opened; the
+/// leader keeps writing meanwhile, so snapshots keep coming.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_stopped_while_catching_up_by_snapshot_reopens() {
+    let slots = slots(3);
+    let opening: Vec<_> = slots
+        .iter()
+        .map(|s| {
+            let c = small_log(config(s, &slots));
+            tokio::spawn(async move { c.open().await.unwrap() })
+        })
+        .collect();
+    let mut members = Vec::new();
+    for task in opening {
+        members.push(task.await.unwrap());
+    }
+    let leader_id = members[0].wait_for_leader(Duration::from_secs(20)).await.unwrap();
+    let leader = members.iter().position(|m| m.member_id() == leader_id).unwrap();
+    let away = (leader + 1) % 3;
+    let db = members[leader].clone();
+    let follower = members[away].clone();
+    follower.shutdown().await.unwrap();
+    drop(follower);
+    for round in 0..12u64 {
+        put_many(&db, &format!("r{round}-"), 2048).await;
+        let back = small_log(config(&slots[away], &slots)).open().await.unwrap();
+        // Stopped after 0–50 ms (mid-stream), or once caught up.
+        if round % 3 == 2 {
+            let revision = db.revision();
+            let since = Instant::now();
+            while back.revision() < revision {
+                assert!(since.elapsed() < Duration::from_secs(60), "round {round}: the follower did not catch up");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        } else {
+            tokio::time::sleep(Duration::from_millis(round * 13 % 120)).await;
+        }
+        eprintln!("round {round}: stopping at {:?}", back.status().snapshot_index);
+        back.shutdown().await.unwrap();
+        drop(back);
+    }
+    let back = small_log(config(&slots[away], &slots)).open().await.unwrap();
+    let revision = db.revision();
+    let since = Instant::now();
+    while back.revision() < revision {
+        assert!(since.elapsed() < Duration::from_secs(60), "the follower did not catch up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(back.hash_kv(revision).unwrap(), db.hash_kv(revision).unwrap(), "same history");
+    back.shutdown().await.unwrap();
+    for (i, m) in members.iter().enumerate() {
+        if i != away {
+            m.shutdown().await.unwrap();
+        }
+    }
+}
+
+/// Snapshots every few entries, and little log kept past them: a member
+/// away for a few thousand writes catches up by snapshot.
+fn small_log(config: Config) -> Config {
+    config.snapshot_after_entries(16).logs_kept_after_snapshot(8)
+}

@@ -65,6 +65,7 @@ impl Concord {
             wal_index,
             shared.applied_index.clone(),
             shared.log_bytes_since_snapshot.clone(),
+            snapshots.coverage(),
         );
         let last_index = log.last_index();
 

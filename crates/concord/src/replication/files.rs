@@ -43,9 +43,19 @@ const DEFRAGMENT_WAIT: Duration = Duration::from_secs(30);
 /// truncates the rest; every step is a durable commit, so a crash midway
 /// leaves a valid file). Returns whether anything moved.
 pub(crate) fn defragment(db: &SharedDatabase) -> Result<bool, String> {
-    let mut db = db.try_write_for(DEFRAGMENT_WAIT).ok_or_else(|| {
+    compact(&mut *lock_for_defragment(db)?)
+}
+
+/// The write lock of a shared file once no transaction is open on it
+/// (waiting [`DEFRAGMENT_WAIT`] at most).
+pub(crate) fn lock_for_defragment<T>(db: &RwLock<T>) -> Result<parking_lot::RwLockWriteGuard<'_, T>, String> {
+    db.try_write_for(DEFRAGMENT_WAIT).ok_or_else(|| {
         format!("the data file stayed in use for {}s (a snapshot being sent?); try again", DEFRAGMENT_WAIT.as_secs())
-    })?;
+    })
+}
+
+/// redb's in-place compaction; whether anything moved.
+pub(crate) fn compact(db: &mut Database) -> Result<bool, String> {
     db.compact().map_err(|e| format!("cannot defragment: {e}"))
 }
 

@@ -28,6 +28,7 @@ use super::TypeConfig;
 use super::log_writer::{
     LOG, META, META_CLUSTER_ID, META_COMMITTED, META_LAST_PURGED, META_MEMBER_ID, META_VOTE, WriteOp,
 };
+use super::snapshot_store::Coverage;
 use super::wal::{Location, Replayed, WalIndex};
 
 type NodeId = u64;
@@ -53,6 +54,11 @@ impl LogCache {
     }
 }
 
+/// How long a purge waits for the snapshot covering it to be durable (a
+/// received snapshot is decoded and written by the state machine while
+/// openraft already purges; decoding a large one takes seconds).
+const SNAPSHOT_DURABLE_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// The Raft log. Cloning gives another handle to the same log (readers).
 #[derive(Clone)]
 pub struct LogStore {
@@ -65,6 +71,8 @@ pub struct LogStore {
     applied: Arc<AtomicU64>,
     /// Encoded bytes appended since the last snapshot (drives snapshots).
     bytes_since_snapshot: Arc<AtomicU64>,
+    /// How far the durable snapshot covers the log: the most a purge takes.
+    snapshot: Coverage,
 }
 
 pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -87,8 +95,9 @@ impl LogStore {
         durable: WalIndex,
         applied: Arc<AtomicU64>,
         bytes_since_snapshot: Arc<AtomicU64>,
+        snapshot: Coverage,
     ) -> Self {
-        LogStore { cache: Arc::new(Mutex::new(cache)), writer, durable, applied, bytes_since_snapshot }
+        LogStore { cache: Arc::new(Mutex::new(cache)), writer, durable, applied, bytes_since_snapshot, snapshot }
     }
 
     /// Applied entries are durable: memory keeps only the last applied one.
@@ -291,6 +300,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        // Only what a durable snapshot covers (`Coverage`): a received
+        // snapshot may still be on its way to the disk, and until it is
+        // there the log is all a restart would have of what it covers. (Not
+        // purging it at all would leave a gap before the entries after the
+        // snapshot, which a restart cannot read past.)
+        if !self.snapshot.covers(log_id.index, SNAPSHOT_DURABLE_WAIT).await {
+            return Err(io_err(format!(
+                "the log up to {} is not purged: no snapshot covering it became durable",
+                log_id.index
+            )));
+        }
         {
             let mut cache = self.cache.lock();
             cache.entries = cache.entries.split_off(&(log_id.index + 1));
@@ -325,7 +345,8 @@ mod tests {
         let cache = LogStore::load(&db, replayed).unwrap();
         let applied = Arc::new(AtomicU64::new(8));
         let (tx, _rx) = mpsc::channel();
-        let mut store = LogStore::new(cache, tx, wal.index(), applied, Arc::new(AtomicU64::new(0)));
+        let mut store =
+            LogStore::new(cache, tx, wal.index(), applied, Arc::new(AtomicU64::new(0)), Coverage::everything());
         store.evict_applied(&mut store.cache.clone().lock());
         assert_eq!(store.cache.lock().entries.keys().copied().collect::<Vec<_>>(), [8, 9, 10]);
         let all = store.try_get_log_entries(1..=10).await.unwrap();

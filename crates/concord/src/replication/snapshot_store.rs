@@ -29,7 +29,14 @@
 //!   received; one found on open was left by a crash and is dropped;
 //! - every transaction lives under the file's read lock (a chunk reader
 //!   and a snapshot being received hold it until they end), so
-//!   [`SnapshotStore::defragment`] runs with no transaction open.
+//!   [`SnapshotStore::defragment`] runs with no transaction open;
+//! - once [`SnapshotStore::close`] returns, the file is closed and nothing
+//!   touches it again: a snapshot being received is cancelled, one being
+//!   built or installed finishes first, and every later call fails. A
+//!   member reopened in the same process (an embedded restart) thus never
+//!   shares the file with its former self — redb's file locks are the
+//!   process's, so they do not keep two instances apart, and a late commit
+//!   or close by the old one corrupted the new one's file.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -37,17 +44,30 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use parking_lot::RwLock;
 use parking_lot::lock_api::ArcRwLockReadGuard;
+use parking_lot::{MappedRwLockReadGuard, RwLock, RwLockReadGuard};
 use redb::{
     Database, ReadOnlyTable, ReadableDatabase, ReadableTable, Table, TableDefinition, TableHandle, WriteTransaction,
 };
 use tokio::sync::mpsc;
 
-use super::files::SharedDatabase;
+/// The snapshot file, shared by the threads that use it (as
+/// `files::SharedDatabase`); `None` once closed.
+type SharedFile = Arc<RwLock<Option<Database>>>;
 
 /// The file's read lock, held for as long as a transaction is open.
-type InUse = ArcRwLockReadGuard<parking_lot::RawRwLock, Database>;
+type InUse = ArcRwLockReadGuard<parking_lot::RawRwLock, Option<Database>>;
+
+/// Why a call after [`SnapshotStore::close`] fails.
+const CLOSED: &str = "the member is stopping: its snapshot file is closed";
+
+/// How long closing waits for the transactions open on the file to end.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The open database behind a held read lock.
+fn opened(in_use: &InUse) -> Result<&Database, String> {
+    in_use.as_ref().ok_or_else(|| CLOSED.to_string())
+}
 
 const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
 const META: &str = "meta";
@@ -75,7 +95,7 @@ fn err(e: impl std::fmt::Display) -> String {
 
 #[derive(Clone)]
 pub(crate) struct SnapshotStore {
-    db: SharedDatabase,
+    db: SharedFile,
     /// The number of the next chunk table.
     next_table: Arc<AtomicU64>,
     /// Bytes of the file holding data, measured after every change.
@@ -83,6 +103,73 @@ pub(crate) struct SnapshotStore {
     /// Held while a snapshot is built; `true` once the member stops, after
     /// which nothing more is built (`close`).
     building: Arc<parking_lot::Mutex<bool>>,
+    /// `true` once the member stops: snapshots being received give up.
+    closing: Arc<tokio::sync::watch::Sender<bool>>,
+    /// How far the durable current snapshot covers the log.
+    covered: Coverage,
+}
+
+/// How far the durable current snapshot covers the log (the index after
+/// its last): the log store purges only what it covers. (openraft 0.9
+/// purges the log a received snapshot covers as soon as it hands the
+/// snapshot to the state machine, before the snapshot is durable; a stop
+/// in between left a log purged past the only stored snapshot, and a
+/// member that could not restart.)
+#[derive(Clone)]
+pub(crate) struct Coverage(Arc<tokio::sync::watch::Sender<Covered>>);
+
+/// What [`Coverage`] watches.
+#[derive(Clone, Copy, Default)]
+struct Covered {
+    /// The index after the last one the durable snapshot covers.
+    upto: u64,
+    /// Installs that failed so far: a purge waiting for one gives up.
+    failed_installs: u64,
+}
+
+impl Default for Coverage {
+    fn default() -> Self {
+        Coverage(Arc::new(tokio::sync::watch::Sender::new(Covered::default())))
+    }
+}
+
+impl Coverage {
+    /// Waits until the stored snapshot covers the log up to `index`; false
+    /// if an install fails meanwhile, or `within` passes.
+    pub async fn covers(&self, index: u64, within: std::time::Duration) -> bool {
+        let mut covered = self.0.subscribe();
+        let failed_before = covered.borrow().failed_installs;
+        let settled = covered.wait_for(|c| c.upto > index || c.failed_installs > failed_before);
+        match tokio::time::timeout(within, settled).await {
+            Ok(Ok(c)) => c.upto > index,
+            _ => false,
+        }
+    }
+
+    /// Notes a snapshot covering the log up to `last_index` made durable
+    /// (the current snapshot never goes back).
+    fn note(&self, last_index: Option<u64>) {
+        if let Some(index) = last_index {
+            self.0.send_if_modified(|c| {
+                let more = index.saturating_add(1) > c.upto;
+                c.upto = c.upto.max(index.saturating_add(1));
+                more
+            });
+        }
+    }
+
+    /// Notes that installing a received snapshot failed: the purge that
+    /// waits for it gives up (and with it Raft, on a storage error),
+    /// rather than hold the member for the whole wait.
+    pub fn note_failed_install(&self) {
+        self.0.send_modify(|c| c.failed_installs += 1);
+    }
+
+    /// Covers every index (tests of the log store alone).
+    #[cfg(test)]
+    pub fn everything() -> Self {
+        Coverage(Arc::new(tokio::sync::watch::Sender::new(Covered { upto: u64::MAX, failed_installs: 0 })))
+    }
 }
 
 /// openraft's snapshot data: a snapshot stored in chunks (current, or
@@ -103,14 +190,22 @@ impl SnapshotStore {
     pub fn open(path: &Path, storage: Option<&super::files::StorageFactory>) -> Result<Self, String> {
         let db = super::files::open_database(path, 4 * 1024 * 1024, storage)?;
         let store = SnapshotStore {
-            db: Arc::new(RwLock::new(db)),
+            db: Arc::new(RwLock::new(Some(db))),
             next_table: Arc::new(AtomicU64::new(0)),
             in_use: Arc::new(AtomicU64::new(0)),
             building: Arc::new(parking_lot::Mutex::new(false)),
+            closing: Arc::new(tokio::sync::watch::Sender::new(false)),
+            covered: Coverage::default(),
         };
         store.tidy()?;
         store.measure();
         Ok(store)
+    }
+
+    /// How far the durable current snapshot covers the log (shared, kept
+    /// up to date).
+    pub fn coverage(&self) -> Coverage {
+        self.covered.clone()
     }
 
     /// Bytes of the file holding data.
@@ -118,8 +213,14 @@ impl SnapshotStore {
         self.in_use.load(Ordering::Relaxed)
     }
 
+    /// The open file, under its read lock (`Err` once closed).
+    fn db(&self) -> Result<MappedRwLockReadGuard<'_, Database>, String> {
+        RwLockReadGuard::try_map(self.db.read_recursive(), Option::as_ref).map_err(|_| CLOSED.to_string())
+    }
+
     fn measure(&self) {
-        match super::log_writer::bytes_in_use(&self.db.read_recursive()) {
+        let Ok(db) = self.db() else { return };
+        match super::log_writer::bytes_in_use(&db) {
             Ok(bytes) => self.in_use.store(bytes, Ordering::Relaxed),
             Err(e) => tracing::warn!(error = %e, "cannot measure the snapshot file's use"),
         }
@@ -130,7 +231,8 @@ impl SnapshotStore {
     pub async fn defragment(&self) -> Result<bool, String> {
         let store = self.clone();
         tokio::task::spawn_blocking(move || {
-            let moved = super::files::defragment(&store.db);
+            let moved = super::files::lock_for_defragment(&store.db)
+                .and_then(|mut db| super::files::compact(db.as_mut().ok_or_else(|| CLOSED.to_string())?));
             store.measure();
             moved
         })
@@ -141,7 +243,7 @@ impl SnapshotStore {
     /// Moves a snapshot stored whole into chunks, drops chunk tables left
     /// by a crash, and numbers new tables after the existing ones.
     fn tidy(&self) -> Result<(), String> {
-        let db = self.db.read_recursive();
+        let db = self.db()?;
         let txn = db.begin_write().map_err(err)?;
         let mut highest = 0;
         {
@@ -157,6 +259,7 @@ impl SnapshotStore {
                 tracing::info!(bytes = data.len(), "the stored snapshot was moved into chunks");
                 current = Some(name);
             }
+            self.covered.note(table.get(INDEX).map_err(err)?.and_then(|v| decode_u64(v.value())));
             let names: Vec<String> = txn.list_tables().map_err(err)?.map(|t| t.name().to_string()).collect();
             for name in names.iter().filter(|n| n.starts_with(CHUNK_TABLE_PREFIX)) {
                 highest = highest.max(name[CHUNK_TABLE_PREFIX.len()..].parse::<u64>().unwrap_or(0));
@@ -177,7 +280,7 @@ impl SnapshotStore {
 
     /// The current snapshot's meta and data, if any.
     pub fn current(&self) -> Result<Option<(Vec<u8>, SnapshotData)>, String> {
-        let db = self.db.read_recursive();
+        let db = self.db()?;
         let txn = db.begin_read().map_err(err)?;
         let table = match txn.open_table(SNAPSHOT) {
             Ok(t) => t,
@@ -221,7 +324,7 @@ impl SnapshotStore {
             if *closed {
                 return Err("the member is stopping: no snapshot is built".to_string());
             }
-            let db = store.db.read_recursive();
+            let db = store.db()?;
             let txn = db.begin_write().map_err(err)?;
             if stored_is_newer(&txn, last_index)? {
                 return Ok(None);
@@ -231,6 +334,7 @@ impl SnapshotStore {
             let data = SnapshotData { store: store.clone(), table: name, bytes };
             make_current(&txn, &data, last_index, &meta)?;
             txn.commit().map_err(err)?;
+            store.covered.note(last_index);
             drop(db);
             store.measure();
             drop(closed);
@@ -240,12 +344,33 @@ impl SnapshotStore {
         .map_err(err)?
     }
 
-    /// Waits for a snapshot being built to be written, and builds none after
-    /// (openraft builds snapshots in a task of its own, which its shutdown
-    /// does not wait for: the member must not stop with one half written).
+    /// Closes the file for good: cancels the snapshots being received,
+    /// waits for one being built to be written (openraft builds snapshots
+    /// in a task of its own, which its shutdown does not wait for: the
+    /// member must not stop with one half written) and for every other
+    /// transaction to end, then closes the database. Every later call
+    /// fails.
     pub async fn close(&self) {
-        let building = self.building.clone();
-        let _ = tokio::task::spawn_blocking(move || *building.lock() = true).await;
+        self.closing.send_replace(true);
+        let store = self.clone();
+        let closed = tokio::task::spawn_blocking(move || {
+            *store.building.lock() = true;
+            let Some(mut db) = store.db.try_write_for(CLOSE_WAIT) else {
+                return tracing::error!("the snapshot file stayed in use; left open");
+            };
+            if let Some(db) = db.take()
+                && let Err(e) = db.close()
+            {
+                tracing::warn!(error = %e, "cannot close the snapshot file");
+            }
+        });
+        let _ = closed.await;
+    }
+
+    /// Resolves once the member stops (receiving a snapshot is given up).
+    pub async fn closed(&self) {
+        let mut closing = self.closing.subscribe();
+        let _ = closing.wait_for(|closing| *closing).await;
     }
 
     /// Starts receiving a snapshot's data: chunks pushed into the returned
@@ -255,7 +380,7 @@ impl SnapshotStore {
         let store = self.clone();
         let writer = tokio::task::spawn_blocking(move || {
             let in_use = store.db.read_arc_recursive();
-            let txn = in_use.begin_write().map_err(err)?;
+            let txn = opened(&in_use)?.begin_write().map_err(err)?;
             let name = store.new_table_name();
             let bytes = write_chunks(&txn, &name, |out| {
                 while let Some(chunk) = rx.blocking_recv() {
@@ -274,7 +399,7 @@ impl SnapshotStore {
         let store = self.clone();
         let (table, bytes) = (data.table.clone(), data.bytes);
         tokio::task::spawn_blocking(move || {
-            let db = store.db.read_recursive();
+            let db = store.db()?;
             let txn = db.begin_write().map_err(err)?;
             let data = SnapshotData { store: store.clone(), table, bytes };
             let newer = stored_is_newer(&txn, last_index)?;
@@ -284,6 +409,9 @@ impl SnapshotStore {
                 make_current(&txn, &data, last_index, &meta)?;
             }
             txn.commit().map_err(err)?;
+            if !newer {
+                store.covered.note(last_index);
+            }
             drop(db);
             store.measure();
             Ok(!newer)
@@ -298,7 +426,7 @@ impl SnapshotStore {
         let store = self.clone();
         let table = data.table.clone();
         tokio::task::spawn_blocking(move || {
-            let db = store.db.read_recursive();
+            let db = store.db()?;
             let txn = db.begin_write().map_err(err)?;
             let current = txn
                 .open_table(SNAPSHOT)
@@ -336,7 +464,7 @@ impl SnapshotData {
     /// The data chunk by chunk (a consistent view, as [`Self::reader`]).
     pub fn chunks(&self) -> Result<Chunks, String> {
         let in_use = self.store.db.read_arc_recursive();
-        let txn = in_use.begin_read().map_err(err)?;
+        let txn = opened(&in_use)?.begin_read().map_err(err)?;
         let table = txn.open_table(chunk_table(&self.table)).map_err(|e| format!("snapshot {}: {e}", self.table))?;
         Ok(Chunks { table, next: 0, _in_use: in_use })
     }

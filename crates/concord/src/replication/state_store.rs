@@ -279,6 +279,31 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         meta: &SnapshotMeta<NodeId, Member>,
         snapshot: Box<SnapshotData>,
     ) -> Result<(), StorageError<NodeId>> {
+        let installed = self.install_received(meta, snapshot).await;
+        if installed.is_err() {
+            // openraft purges the log it covers without waiting for this;
+            // the purge waits for the snapshot to be durable (`Coverage`).
+            self.snapshots.coverage().note_failed_install();
+        }
+        installed
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        let Some((meta, data)) = self.snapshots.current_async().await.map_err(sm_err)? else {
+            return Ok(None);
+        };
+        let meta: SnapshotMeta<NodeId, Member> = decode(&meta).map_err(sm_err)?;
+        Ok(Some(Snapshot { meta, snapshot: Box::new(data) }))
+    }
+}
+
+impl StateStore {
+    /// Makes a received snapshot the state machine's and the current one.
+    async fn install_received(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, Member>,
+        snapshot: Box<SnapshotData>,
+    ) -> Result<(), StorageError<NodeId>> {
         // Decoding a large snapshot takes seconds: off the async threads.
         let (state, data) =
             tokio::task::spawn_blocking(move || (State::decode_snapshot_from(|| snapshot.reader()), snapshot))
@@ -312,14 +337,6 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         // Live watchers cannot know what the snapshot changed: they catch up.
         self.shared.hub.publish(None, revision);
         Ok(())
-    }
-
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
-        let Some((meta, data)) = self.snapshots.current_async().await.map_err(sm_err)? else {
-            return Ok(None);
-        };
-        let meta: SnapshotMeta<NodeId, Member> = decode(&meta).map_err(sm_err)?;
-        Ok(Some(Snapshot { meta, snapshot: Box::new(data) }))
     }
 }
 

@@ -57,14 +57,19 @@ impl Disk {
     /// holds only what had been synced.
     pub fn power_loss(&self) -> Arc<Disk> {
         self.dead.store(true, Ordering::SeqCst);
+        self.copy_synced()
+    }
+
+    /// A copy of what was synced, as a disk of its own (this one goes on).
+    pub fn copy_synced(&self) -> Arc<Disk> {
         let files = self.files.lock().unwrap();
-        let survived = files
+        let copied = files
             .iter()
             .map(|(path, image)| {
                 (path.clone(), FileImage { durable: image.durable.clone(), current: image.durable.clone() })
             })
             .collect();
-        Arc::new(Disk { files: Mutex::new(survived), ..Disk::default() })
+        Arc::new(Disk { files: Mutex::new(copied), ..Disk::default() })
     }
 
     /// The power goes at the `n`-th fsync (counted from 1 over every file):

@@ -129,6 +129,42 @@ impl PeerService {
         Ok(())
     }
 
+    /// Receives a snapshot's chunks into the snapshot store; its vote,
+    /// meta and stored data once the whole announced size arrived.
+    async fn receive_snapshot(
+        &self,
+        mut chunks: Streaming<SnapshotChunk>,
+    ) -> Result<(openraft::Vote<MemberId>, SnapshotMeta<MemberId, Member>, SnapshotData), Status> {
+        let mut header = None;
+        let (mut sink, mut received, mut total) = (self.snapshots.receive(), 0u64, 0u64);
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk?;
+            self.check(chunk.cluster_id, chunk.target, chunk.from, chunk.membership_index)?;
+            if header.is_none() {
+                let decoded: (openraft::Vote<MemberId>, SnapshotMeta<MemberId, Member>) =
+                    decode(&chunk.header).map_err(|e| {
+                        tracing::warn!(from = %format!("{:x}", chunk.from), error = %e, "malformed snapshot header refused");
+                        Status::invalid_argument(e)
+                    })?;
+                tracing::info!(from = %format!("{:x}", chunk.from), bytes = chunk.total_bytes, last = ?decoded.1.last_log_id, "receiving a snapshot");
+                header = Some(decoded);
+                total = chunk.total_bytes;
+            }
+            received += chunk.data.len() as u64;
+            if !chunk.data.is_empty() {
+                sink.push(chunk.data).await.map_err(|e| Status::internal(format!("cannot store the snapshot: {e}")))?;
+            }
+        }
+        let Some((vote, meta)) = header else {
+            return Err(Status::invalid_argument("a snapshot stream without its header"));
+        };
+        if received != total {
+            return Err(Status::data_loss(format!("the snapshot stream ended after {received} of {total} bytes")));
+        }
+        let data = sink.finish().await.map_err(|e| Status::internal(format!("cannot store the snapshot: {e}")))?;
+        Ok((vote, meta, data))
+    }
+
     fn open<T: serde::de::DeserializeOwned>(&self, request: Request<PeerRequest>) -> Result<(T, PeerRequest), Status> {
         let request = request.into_inner();
         self.check(request.cluster_id, request.target, request.from, request.membership_index)?;
@@ -160,39 +196,23 @@ impl Peer for PeerService {
         &self,
         request: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<PeerReply>, Status> {
-        let mut chunks = request.into_inner();
-        let mut header = None;
-        let (mut sink, mut received, mut total) = (self.snapshots.receive(), 0u64, 0u64);
-        while let Some(chunk) = chunks.next().await {
-            let chunk = chunk?;
-            self.check(chunk.cluster_id, chunk.target, chunk.from, chunk.membership_index)?;
-            if header.is_none() {
-                let decoded: (openraft::Vote<MemberId>, SnapshotMeta<MemberId, Member>) =
-                    decode(&chunk.header).map_err(|e| {
-                        tracing::warn!(from = %format!("{:x}", chunk.from), error = %e, "malformed snapshot header refused");
-                        Status::invalid_argument(e)
-                    })?;
-                tracing::info!(from = %format!("{:x}", chunk.from), bytes = chunk.total_bytes, last = ?decoded.1.last_log_id, "receiving a snapshot");
-                header = Some(decoded);
-                total = chunk.total_bytes;
-            }
-            received += chunk.data.len() as u64;
-            if !chunk.data.is_empty() {
-                sink.push(chunk.data).await.map_err(|e| Status::internal(format!("cannot store the snapshot: {e}")))?;
-            }
-        }
-        let Some((vote, meta)) = header else {
-            return Err(Status::invalid_argument("a snapshot stream without its header"));
+        // Given up when the member stops: the chunks written so far are
+        // dropped with the transaction, and the store closes with nothing
+        // of this snapshot in its file.
+        let received = tokio::select! {
+            received = self.receive_snapshot(request.into_inner()) => received?,
+            () = self.snapshots.closed() => return Err(Status::unavailable("the member is stopping")),
         };
-        if received != total {
-            return Err(Status::data_loss(format!("the snapshot stream ended after {received} of {total} bytes")));
-        }
-        let data = sink.finish().await.map_err(|e| Status::internal(format!("cannot store the snapshot: {e}")))?;
+        let (vote, meta, data) = received;
         let kept = SnapshotData::clone_handle(&data);
         let installed = self.raft.install_full_snapshot(vote, Snapshot { meta, snapshot: Box::new(data) }).await;
-        // Not installed (stale, or refused): its chunks are dropped; the
-        // installed one is current and stays.
-        if let Err(e) = self.snapshots.discard(&kept).await {
+        // Answered: installed (current, it stays) or found stale (its
+        // chunks are dropped). Not answered (Raft stopped): the state
+        // machine may still be installing it, so it is left alone — the
+        // next open drops it unless it became current.
+        if installed.is_ok()
+            && let Err(e) = self.snapshots.discard(&kept).await
+        {
             tracing::warn!(error = %e, "cannot drop a received snapshot");
         }
         reply(&installed)

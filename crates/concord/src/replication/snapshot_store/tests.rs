@@ -56,7 +56,7 @@ async fn data_of_several_chunks_round_trips_and_replaced_ones_are_dropped() {
     let store = open(dir.path());
     let (_, data) = store.current().unwrap().unwrap();
     assert_eq!(read_all(&data), big);
-    let db = store.db.read();
+    let db = store.db().unwrap();
     let txn = db.begin_read().unwrap();
     let tables: Vec<String> = txn.list_tables().unwrap().map(|t| t.name().to_string()).collect();
     assert_eq!(tables.iter().filter(|t| t.starts_with(CHUNK_TABLE_PREFIX)).count(), 1, "{tables:?}");
@@ -122,7 +122,7 @@ async fn a_received_snapshot_is_current_only_once_installed() {
     drop((store, orphan, stale, received));
     let store = open(dir.path());
     assert_eq!(current(&store), Some((b"meta9".to_vec(), sent)));
-    let db = store.db.read();
+    let db = store.db().unwrap();
     let txn = db.begin_read().unwrap();
     let tables: Vec<String> = txn.list_tables().unwrap().map(|t| t.name().to_string()).collect();
     assert_eq!(tables.iter().filter(|t| t.starts_with(CHUNK_TABLE_PREFIX)).count(), 1, "{tables:?}");
