@@ -41,6 +41,9 @@ struct TaskContext {
     shared: Arc<Shared>,
     config: Config,
     member_id: u64,
+    /// The last term in which this member, leading, extended every lease
+    /// (`expire_leases`): checkpoints of a term wait for it.
+    promoted: Arc<watch::Sender<u64>>,
 }
 
 pub(super) fn spawn_all(node: &Concord, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
@@ -49,6 +52,7 @@ pub(super) fn spawn_all(node: &Concord, stop: watch::Receiver<bool>) -> Vec<Join
         shared: node.inner.shared.clone(),
         config: node.inner.config.clone(),
         member_id: node.inner.member_id,
+        promoted: Arc::new(watch::Sender::new(0)),
     };
     let mut tasks = vec![
         tokio::spawn(expire_leases(ctx.clone(), stop.clone())),
@@ -86,6 +90,27 @@ impl TaskContext {
                 return true;
             }
             tokio::select! {
+                changed = metrics.changed() => if changed.is_err() { return false },
+                _ = stop.changed() => return false,
+            }
+        }
+    }
+
+    /// Waits until this member's promotion in `term` is done (every lease
+    /// extended); false if it stops leading in that term first (or is
+    /// asked to stop).
+    async fn until_promoted(&self, term: u64, stop: &mut watch::Receiver<bool>) -> bool {
+        let mut promoted = self.promoted.subscribe();
+        let mut metrics = self.raft.server_metrics();
+        loop {
+            if *promoted.borrow_and_update() >= term {
+                return true;
+            }
+            if *stop.borrow() || !self.is_leader() || metrics.borrow().vote.leader_id().get_term() != term {
+                return false;
+            }
+            tokio::select! {
+                changed = promoted.changed() => if changed.is_err() { return false },
                 changed = metrics.changed() => if changed.is_err() { return false },
                 _ = stop.changed() => return false,
             }
@@ -146,6 +171,7 @@ async fn expire_leases(ctx: TaskContext, mut stop: watch::Receiver<bool>) {
             let grace = ctx.config.election_timeout * 2;
             ctx.shared.deadlines.lock().extend_all(Instant::now(), grace);
             promoted_in = Some(term);
+            ctx.promoted.send_replace(term);
             let unset = ctx.shared.applier.read().machine.state.lease_limits.is_none();
             if unset {
                 ctx.propose(Command::SetLeaseLimits(ctx.config.lease_limits), "initial lease limits").await;
@@ -189,8 +215,14 @@ async fn checkpoint_leases(ctx: TaskContext, mut stop: watch::Receiver<bool>) {
         if !ctx.until_leader(&mut stop).await {
             return;
         }
-        let leading_since = Instant::now();
         let term = ctx.raft.server_metrics().borrow().vote.leader_id().get_term();
+        // Not before this term's extension of every lease: a measurement
+        // taken before it and applied after would cut the grace back (the
+        // tracker keeps the earlier of a checkpoint and its own deadline).
+        if !ctx.until_promoted(term, &mut stop).await {
+            continue;
+        }
+        let leading_since = Instant::now();
         while ctx.is_leader() && ctx.raft.server_metrics().borrow().vote.leader_id().get_term() == term {
             let age = (leading_since.elapsed() / 2).clamp(FIRST_CHECKPOINT_AGE.min(interval), interval);
             tokio::select! {

@@ -194,16 +194,25 @@ impl RaftStateMachine<TypeConfig> for StateStore {
             for entry in entries {
                 applier.last_applied = Some(entry.log_id);
                 let applied = match entry.payload {
-                    // An expiry measured by the leader of another term is
-                    // ignored (a deposed leader's proposal committed later).
+                    // An expiry measured in another term than its entry's
+                    // is ignored. Entries keep the term of the leader that
+                    // appended them, so this only catches a member whose
+                    // task measured in one of its terms and proposed in a
+                    // later one (before that term's extension of every
+                    // lease). A deposed leader's expiry that another leader
+                    // commits is stopped elsewhere: the generation check
+                    // (a renewal since makes it a no-op) and log order (it
+                    // applies before the new leader's promotion and
+                    // renewals) — docs/design.md, "Leases across leader
+                    // changes".
                     EntryPayload::Normal(Command::LeaseExpire { term, .. }) if term != entry.log_id.leader_id.term => {
                         Applied {
                             revision: applier.machine.kv().revision(),
                             result: Ok(Reply::LeasesExpired { expired: 0 }),
                         }
                     }
-                    // Likewise a checkpoint: a deposed leader's measurement
-                    // must not undo the new leader's extension.
+                    // Likewise a checkpoint (it would cut back that term's
+                    // extension).
                     EntryPayload::Normal(Command::LeaseCheckpoint { term, .. })
                         if term != entry.log_id.leader_id.term =>
                     {
@@ -351,8 +360,9 @@ mod tests {
         Entry { log_id: LogId::new(CommittedLeaderId::new(term, 1), index), payload: EntryPayload::Normal(command) }
     }
 
-    /// A deposed leader's expiry or checkpoint, committed in its successor's
-    /// term, must not revoke or shorten a lease the new leader is measuring.
+    /// A measurement taken in one term that reaches the log in a later term
+    /// (a task that raced a leader change on the member that proposes it)
+    /// is ignored: it predates that term's extension of every lease.
     #[tokio::test]
     async fn an_expiry_or_checkpoint_from_another_term_is_ignored() {
         let dir = tempfile::tempdir().unwrap();
@@ -385,6 +395,30 @@ mod tests {
         );
         let current = Command::LeaseExpire { leases: vec![(7, generation)], term: 2 };
         let replies = store.apply([entry(2, 5, current)]).await.unwrap();
+        assert_eq!(replies[0].result, Ok(Reply::LeasesExpired { expired: 1 }));
+    }
+
+    /// A deposed leader's expiry, measured at generation `g` and committed
+    /// (by whichever leader) after a renewal was applied, is a no-op: the
+    /// generation check, not the term, is what stops it (its entry and its
+    /// measurement share the deposed leader's term).
+    #[tokio::test]
+    async fn a_deposed_leaders_expiry_after_a_renewal_is_a_no_op() {
+        let dir = tempfile::tempdir().unwrap();
+        let snapshots = SnapshotStore::open(&dir.path().join("snapshot.redb"), None).unwrap();
+        let (mut store, shared) = StateStore::load(snapshots).unwrap();
+        store.apply([entry(1, 1, Command::LeaseGrant { id: Some(7), ttl_secs: 10 })]).await.unwrap();
+        let measured = shared.applier.read().machine.leases().get(7).unwrap().generation;
+        let renewal = Command::LeaseKeepAlive { id: 7, ttl_secs: None };
+        let stale = Command::LeaseExpire { leases: vec![(7, measured)], term: 1 };
+        let replies = store.apply([entry(1, 2, renewal), entry(1, 3, stale)]).await.unwrap();
+        assert_eq!(replies[1].result, Ok(Reply::LeasesExpired { expired: 0 }));
+        assert!(shared.applier.read().machine.leases().get(7).is_some(), "a renewed lease was expired");
+        // Measured at the renewal's generation, it expires.
+        let generation = shared.applier.read().machine.leases().get(7).unwrap().generation;
+        assert_ne!(generation, measured, "a renewal moves the generation");
+        let current = Command::LeaseExpire { leases: vec![(7, generation)], term: 2 };
+        let replies = store.apply([entry(2, 4, current)]).await.unwrap();
         assert_eq!(replies[0].result, Ok(Reply::LeasesExpired { expired: 1 }));
     }
 }
