@@ -96,3 +96,76 @@ async fn a_member_added_after_the_leader_was_removed_catches_up() {
         db.shutdown().await.unwrap();
     }
 }
+
+/// Five members; writers put unique keys through every member while the
+/// leader is moved five times. Each key is written once, so a write applied
+/// twice (a copy proposed again after its first entry was removed from the
+/// old leader's log, but still held by a member that could commit it)
+/// would show as version 2. Every acknowledged key is on every member,
+/// every key has version 1, and the members agree on the history.
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_racing_leader_transfers_apply_once() {
+    use common::disk_cluster::{leader_index, shutdown, start_with};
+    let members = start_with(5, |c| {
+        c.request_timeout(Duration::from_secs(5))
+            .heartbeat_interval(Duration::from_millis(50))
+            .election_timeout(Duration::from_millis(500))
+    })
+    .await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..5)
+        .map(|w| {
+            let (db, stop) = (members[w].db.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let key = format!("w{w}/{i:06}");
+                    if db.kv().put(key.clone(), "v").timeout(Duration::from_secs(2)).await.is_ok() {
+                        acked.push(key);
+                    }
+                    i += 1;
+                }
+                acked
+            })
+        })
+        .collect();
+    for round in 0..5 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let leader = leader_index(&members).await;
+        let to = members[(leader + 1 + round % 4) % 5].db.member_id();
+        if let Err(e) = members[leader].db.move_leader(to, Duration::from_secs(5)).await {
+            // A transfer may lose to an election under load; the writes
+            // racing it are what is checked.
+            eprintln!("round {round}: move_leader: {e}");
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut acked = Vec::new();
+    for writer in writers {
+        acked.extend(writer.await.unwrap());
+    }
+    assert!(acked.len() > 100, "the writers made progress ({} writes)", acked.len());
+    let leader = leader_index(&members).await;
+    let revision = until("a write after the transfers", Duration::from_secs(20), async || {
+        members[leader].db.kv().put("last", "v").await.ok().map(|r| r.revision)
+    })
+    .await;
+    for m in &members {
+        until("every member to apply everything", Duration::from_secs(20), async || {
+            (m.db.kv().revision() >= revision).then_some(())
+        })
+        .await;
+        let all = m.db.kv().range(concord::KeyRange::prefix("w")).serializable().await.unwrap();
+        for kv in &all.kvs {
+            assert_eq!(kv.version, 1, "{:?} was applied {} times", kv.key, kv.version);
+        }
+        let present: std::collections::HashSet<_> = all.kvs.iter().map(|kv| kv.key.clone()).collect();
+        for key in &acked {
+            assert!(present.contains(key.as_bytes()), "member {:x} lacks acknowledged {key}", m.db.member_id());
+        }
+        assert_eq!(m.db.hash_kv(revision).unwrap(), members[leader].db.hash_kv(revision).unwrap());
+    }
+    shutdown(members).await;
+}

@@ -196,6 +196,28 @@ where
     /// When writing a change-membership entry.
     #[error(transparent)]
     ChangeMembershipError(#[from] ChangeMembershipError<NID>),
+
+    /// CONCORD PATCH (see vendor/README.md): the entry was appended here,
+    /// then removed by a newer leader's log. Unlike `ForwardToLeader` (refused
+    /// before it was appended), its fate is unknown: a leader that holds it
+    /// may still commit it, so it must not be proposed again as new.
+    #[error(transparent)]
+    EntryTruncated(#[from] EntryTruncated<NID, N>),
+}
+
+/// CONCORD PATCH (see vendor/README.md): see `ClientWriteError::EntryTruncated`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(bound = ""))]
+#[error("the entry was removed from this node's log by a newer leader ({leader_id:?}); it may still be committed")]
+pub struct EntryTruncated<NID, N>
+where
+    NID: NodeId,
+    N: Node,
+{
+    /// The leader this node knows of now, if any.
+    pub leader_id: Option<NID>,
+    /// Its record.
+    pub leader_node: Option<N>,
 }
 
 impl<NID, N> TryAsRef<ForwardToLeader<NID, N>> for ClientWriteError<NID, N>

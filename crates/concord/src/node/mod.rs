@@ -351,6 +351,9 @@ impl Concord {
 fn write_error(e: RaftError<u64, ClientWriteError<u64, crate::cluster::Member>>) -> Error {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => Error::NotLeader { leader: f.leader_id },
+        // Appended, then removed by a newer leader: it may still be
+        // committed by a leader holding it, so it is never proposed again.
+        RaftError::APIError(ClientWriteError::EntryTruncated(_)) => Error::LeaderChanged,
         RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => Error::InvalidRequest(e.to_string()),
         RaftError::Fatal(openraft::error::Fatal::Stopped) => Error::Shutdown,
         RaftError::Fatal(f) => Error::Storage(f.to_string()),

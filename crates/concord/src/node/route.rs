@@ -90,9 +90,12 @@ impl Concord {
     }
 
     /// Proposes `command` here. [`Error::NotLeader`] means it was refused
-    /// unproposed (openraft refuses a write on a member that does not lead
-    /// before appending it, and answers one whose entry it truncated —
-    /// never committed — the same way).
+    /// unproposed (openraft refuses a write on a member that does not lead,
+    /// or that hands leadership over, before appending it) and may go to
+    /// another leader; a write whose entry was appended and then removed by
+    /// a newer leader's log answers [`Error::LeaderChanged`] instead (a
+    /// concord-raft patch): a leader that holds the entry may still commit
+    /// it, so proposing it again could apply it twice.
     async fn propose_here(&self, command: Command, timeout: Duration) -> Result<Written> {
         // A client's renewal (wrapped with its caller) included.
         if let Command::LeaseKeepAlive { id, .. } = command.unwrapped() {

@@ -1719,12 +1719,15 @@ where
                     #[allow(clippy::let_underscore_future)]
                     let _ = C::spawn(async move {
                         for (log_index, tx) in removed.into_iter() {
-                            tx.send(Err(ClientWriteError::ForwardToLeader(ForwardToLeader {
+                            // CONCORD PATCH (see vendor/README.md): appended, then removed: its
+                            // fate is unknown (a leader holding it may still commit it), unlike a
+                            // write refused before it was appended.
+                            tx.send(Err(ClientWriteError::EntryTruncated(crate::error::EntryTruncated {
                                 leader_id: leader_id.clone(),
                                 leader_node: leader_node.clone(),
                             })));
 
-                            tracing::debug!("sent ForwardToLeader for log_index: {}", log_index,);
+                            tracing::debug!("sent EntryTruncated for log_index: {}", log_index,);
                         }
                     });
                 }
