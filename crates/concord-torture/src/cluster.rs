@@ -23,13 +23,13 @@ pub struct Member {
     pub client: SocketAddr,
     /// host:port this member serves its peers on (not through a link).
     pub peer: SocketAddr,
-    args: Vec<String>,
+    pub(crate) args: Vec<String>,
     log: PathBuf,
     /// The failpoint control file (concord's src/failpoints.rs).
     failpoints: PathBuf,
     /// The wall-clock offset file libfaketime reads (`+N` / `-N` seconds).
     clock: PathBuf,
-    child: Option<Child>,
+    pub(crate) child: Option<Child>,
     paused: bool,
     /// The member id, once a status answer told it.
     pub id: Option<u64>,
@@ -190,7 +190,7 @@ impl Cluster {
         Ok(cluster)
     }
 
-    fn spawn(&mut self, i: usize) -> Result<(), String> {
+    pub(crate) fn spawn(&mut self, i: usize) -> Result<(), String> {
         let m = &mut self.members[i];
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -370,7 +370,7 @@ impl Drop for Cluster {
     }
 }
 
-async fn status(channel: &Channel) -> Option<pb::StatusResponse> {
+pub(crate) async fn status(channel: &Channel) -> Option<pb::StatusResponse> {
     let mut client = pb::maintenance_client::MaintenanceClient::new(channel.clone());
     let mut request = tonic::Request::new(pb::StatusRequest {});
     request.set_timeout(Duration::from_millis(500));
@@ -378,6 +378,6 @@ async fn status(channel: &Channel) -> Option<pb::StatusResponse> {
     answer.ok()?.ok().map(tonic::Response::into_inner)
 }
 
-async fn status_of(channel: &Channel) -> Option<u64> {
+pub(crate) async fn status_of(channel: &Channel) -> Option<u64> {
     status(channel).await?.header.map(|h| h.member_id)
 }

@@ -1,6 +1,6 @@
 //! Concord under faults: a real cluster of `concord serve` processes on
 //! loopback, clients recording everything they do and see, a nemesis that
-//! kills, pauses and partitions members, and the checkers of
+//! kills, pauses, partitions, removes, replaces and re-addresses members, and the checkers of
 //! `concord-check` deciding from the records alone whether every promise
 //! held (linearizable keys, leases never early and gone at one revision,
 //! watchers that miss nothing).
@@ -9,6 +9,7 @@
 //! test suite (one round of each fault).
 
 pub mod cluster;
+pub mod membership;
 pub mod nemesis;
 pub mod proxy;
 pub mod report;

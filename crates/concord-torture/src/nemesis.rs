@@ -29,10 +29,20 @@ pub enum Fault {
     /// Every member's wall clock jumps up to an hour away, each its own
     /// way (libfaketime); leases must not care. Healed by jumping back.
     ClockJumps,
+    /// `member remove` a random follower, then `member add` a fresh one in
+    /// its place (empty data directory, new name) and start it: it catches
+    /// up and is promoted while the fault holds.
+    ReplaceFollower,
+    /// `member remove` the leader (it exits); healed by adding a fresh
+    /// member in its place as a learner and promoting it once caught up.
+    RemoveLeader,
+    /// `member update` a random member with a second peer URL; healed by
+    /// updating it back.
+    UpdatePeerUrls,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 9] = [
+    pub const ALL: [Fault; 12] = [
         Fault::KillRandom,
         Fault::KillLeader,
         Fault::PauseLeader,
@@ -42,6 +52,9 @@ impl Fault {
         Fault::SlowDiskLeader,
         Fault::FailingDisk,
         Fault::ClockJumps,
+        Fault::ReplaceFollower,
+        Fault::RemoveLeader,
+        Fault::UpdatePeerUrls,
     ];
 
     pub fn name(self) -> &'static str {
@@ -55,6 +68,9 @@ impl Fault {
             Fault::SlowDiskLeader => "slow-disk-leader",
             Fault::FailingDisk => "failing-disk",
             Fault::ClockJumps => "clock-jumps",
+            Fault::ReplaceFollower => "replace-follower",
+            Fault::RemoveLeader => "remove-leader",
+            Fault::UpdatePeerUrls => "update-peer-urls",
         }
     }
 
@@ -82,6 +98,14 @@ async fn leader_or_random(cluster: &mut Cluster, rng: &mut StdRng) -> usize {
     }
 }
 
+async fn follower(cluster: &mut Cluster, rng: &mut StdRng) -> usize {
+    let n = cluster.members.len();
+    match cluster.leader().await {
+        Some(leader) => (leader + rng.random_range(1..n.max(2))) % n,
+        None => rng.random_range(0..n),
+    }
+}
+
 fn minority(cluster: &Cluster, rng: &mut StdRng) -> Vec<usize> {
     let n = cluster.members.len();
     let all: Vec<usize> = (0..n).collect();
@@ -92,10 +116,13 @@ fn minority(cluster: &Cluster, rng: &mut StdRng) -> Vec<usize> {
 /// Does `fault` to the cluster.
 pub async fn inject(fault: Fault, cluster: &mut Cluster, rng: &mut StdRng) -> Result<Targets, String> {
     let targets = match fault {
-        Fault::KillRandom | Fault::FailingDisk => vec![rng.random_range(0..cluster.members.len())],
-        Fault::KillLeader | Fault::PauseLeader | Fault::IsolateLeader | Fault::SlowDiskLeader => {
+        Fault::KillRandom | Fault::FailingDisk | Fault::UpdatePeerUrls => {
+            vec![rng.random_range(0..cluster.members.len())]
+        }
+        Fault::KillLeader | Fault::PauseLeader | Fault::IsolateLeader | Fault::SlowDiskLeader | Fault::RemoveLeader => {
             vec![leader_or_random(cluster, rng).await]
         }
+        Fault::ReplaceFollower => vec![follower(cluster, rng).await],
         Fault::PauseMinority | Fault::PartitionMinority => minority(cluster, rng),
         Fault::ClockJumps => (0..cluster.members.len()).collect(),
     };
@@ -110,12 +137,24 @@ pub async fn inject(fault: Fault, cluster: &mut Cluster, rng: &mut StdRng) -> Re
                 cluster.set_clock(i, rng.random_range(-3600..=3600))?;
             }
         }
+        Fault::ReplaceFollower => {
+            cluster.remove_member(targets[0]).await?;
+            cluster.add_fresh(targets[0], false).await?;
+        }
+        Fault::RemoveLeader => cluster.remove_member(targets[0]).await?,
+        Fault::UpdatePeerUrls => {
+            let urls = vec![
+                cluster.peer_url(targets[0]),
+                format!("http://{}", crate::cluster::free_addr().map_err(|e| e.to_string())?),
+            ];
+            cluster.update_peer_urls(targets[0], urls).await?;
+        }
     }
     Ok(Targets(targets))
 }
 
 /// Undoes `fault`.
-pub fn heal(fault: Fault, cluster: &mut Cluster, targets: &Targets) -> Result<(), String> {
+pub async fn heal(fault: Fault, cluster: &mut Cluster, targets: &Targets) -> Result<(), String> {
     match fault {
         Fault::KillRandom | Fault::KillLeader => {
             for &i in &targets.0 {
@@ -136,6 +175,16 @@ pub fn heal(fault: Fault, cluster: &mut Cluster, targets: &Targets) -> Result<()
             cluster.set_disk(targets.0[0], "")?;
             cluster.kill(targets.0[0]);
             cluster.restart(targets.0[0])?;
+        }
+        // Promoted by the leader once caught up (added as a voter).
+        Fault::ReplaceFollower => {}
+        Fault::RemoveLeader => {
+            let id = cluster.add_fresh(targets.0[0], true).await?;
+            cluster.promote(id).await?;
+        }
+        Fault::UpdatePeerUrls => {
+            let urls = vec![cluster.peer_url(targets.0[0])];
+            cluster.update_peer_urls(targets.0[0], urls).await?;
         }
     }
     Ok(())

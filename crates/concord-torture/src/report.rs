@@ -40,6 +40,10 @@ pub struct Report {
     /// Per fault kind: the longest time without an acknowledged write
     /// from injection until the round settled (ms).
     pub unavailability_ms: BTreeMap<Fault, u64>,
+    /// Writes read back through the member that acknowledged them
+    /// (serializable), and those the read missed.
+    pub own_writes_checked: u64,
+    pub own_writes_missed: Vec<String>,
 }
 
 impl Report {
@@ -47,6 +51,7 @@ impl Report {
         self.register.is_none()
             && self.lease_violations.is_empty()
             && self.watch_violations.is_empty()
+            && self.own_writes_missed.is_empty()
             && self.problems.is_empty()
     }
 
@@ -120,6 +125,12 @@ impl Report {
             "\nLeases granted {}, revoked {}; watch events received per watcher {:?} ({} resumes).\n",
             self.leases_granted, self.leases_revoked, self.watch_events, self.watch_reconnects
         );
+        let _ = writeln!(
+            out,
+            "Writes read back through the member that acknowledged them (serializable): {}, missed {}.\n",
+            self.own_writes_checked,
+            self.own_writes_missed.len()
+        );
         let _ = writeln!(out, "| fault | rounds | longest without a write (ms) |\n|---|---:|---:|");
         for (fault, ms) in &self.unavailability_ms {
             let rounds = self.rounds.iter().filter(|r| r.fault == *fault).count();
@@ -151,6 +162,10 @@ impl Report {
         }
         for v in self.watch_violations.iter().take(20) {
             let _ = writeln!(out, "- watch: {v:?}");
+            none = false;
+        }
+        for m in self.own_writes_missed.iter().take(20) {
+            let _ = writeln!(out, "- read-your-writes: {m}");
             none = false;
         }
         for p in &self.problems {

@@ -108,7 +108,7 @@ pub async fn run(options: &Options) -> Result<Report, String> {
         let names = targets.0.iter().map(|&i| cluster.members[i].name.clone()).collect();
         tracing::info!(fault = fault.name(), targets = ?names, "fault injected");
         tokio::time::sleep(options.fault_time).await;
-        nemesis::heal(fault, &mut cluster, &targets)?;
+        nemesis::heal(fault, &mut cluster, &targets).await?;
         let healed = shared.now();
         tokio::time::sleep(options.calm_time).await;
         report.rounds.push(Round { fault, targets: names, injected, healed, settled: shared.now() });
@@ -165,6 +165,7 @@ pub async fn run(options: &Options) -> Result<Report, String> {
     report.lease_violations = lease_report.violations;
     report.lateness_ms = lease_report.lateness_ms;
     report.watch_violations = watch.check();
+    (report.own_writes_checked, report.own_writes_missed) = std::mem::take(&mut *shared.own_writes.lock());
     Ok(report)
 }
 

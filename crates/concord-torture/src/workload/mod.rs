@@ -34,6 +34,9 @@ pub struct Shared {
     pub recorder: Recorder<String, String>,
     pub watch: Mutex<WatchHistory>,
     pub leases: Mutex<LeaseHistory>,
+    /// Read-your-writes: writes read back through the member that
+    /// acknowledged them, and what those reads missed.
+    pub own_writes: Mutex<(u64, Vec<String>)>,
     /// Longest a client waits for one answer.
     pub op_timeout: Duration,
     /// Register reads ask for etcd's serializable (local, possibly stale)
@@ -50,6 +53,7 @@ impl Shared {
             recorder: Recorder::new(),
             watch: Mutex::new(WatchHistory::new()),
             leases: Mutex::new(LeaseHistory::new()),
+            own_writes: Mutex::new((0, Vec::new())),
             op_timeout,
             serializable_reads,
             stop: AtomicBool::new(false),

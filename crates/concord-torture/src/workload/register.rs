@@ -5,6 +5,11 @@
 //! more than a few operations of unknown outcome (each one doubles the
 //! checker's work on its key). Values are unique (`<client>.<seq>`), so a
 //! value read names the write it came from.
+//!
+//! Read-your-writes: after a write is acknowledged, the client reads the
+//! key back through the same member with a serializable read (what etcd
+//! clients do for cheap reads): the member must have applied the write —
+//! its revision at least the write's, the key's at least the write's.
 
 use std::sync::Arc;
 
@@ -106,7 +111,11 @@ async fn perform(shared: &Shared, member: usize, key: &str, call: &Call<String>)
         Call::Put(value) => {
             let request =
                 pb::PutRequest { key: key_bytes.clone(), value: Bytes::from(value.clone()), ..Default::default() };
-            shared.bounded(kv.put(shared.request(request))).await.map(|r| {
+            let answer = shared.bounded(kv.put(shared.request(request))).await;
+            if let Ok(r) = &answer {
+                read_own_write(shared, member, key, r.header.as_ref()).await;
+            }
+            answer.map(|r| {
                 wrote(shared, r.header, key, value);
                 Outcome::Done
             })
@@ -134,7 +143,13 @@ async fn perform(shared: &Shared, member: usize, key: &str, call: &Call<String>)
                 success: vec![pb::RequestOp { request: Some(pb::request_op::Request::RequestPut(put)) }],
                 failure: vec![],
             };
-            shared.bounded(kv.txn(shared.request(request))).await.map(|r| {
+            let answer = shared.bounded(kv.txn(shared.request(request))).await;
+            if let Ok(r) = &answer
+                && r.succeeded
+            {
+                read_own_write(shared, member, key, r.header.as_ref()).await;
+            }
+            answer.map(|r| {
                 if r.succeeded {
                     wrote(shared, r.header, key, new);
                 }
@@ -153,4 +168,29 @@ fn wrote(shared: &Shared, header: Option<pb::ResponseHeader>, key: &str, value: 
     let revision = header.map_or(0, |h| h.revision as u64);
     let write = WatchEvent { revision, key: key.as_bytes().to_vec(), value: Some(value.as_bytes().to_vec()) };
     shared.watch.lock().writes.push(write);
+}
+
+/// Reads `key` back through `member`, which acknowledged a write of it at
+/// the revision in `header`; notes a read that misses it. A read that
+/// fails proves nothing (the member may be gone) and is not counted.
+async fn read_own_write(shared: &Shared, member: usize, key: &str, header: Option<&pb::ResponseHeader>) {
+    let Some((written, writer)) = header.map(|h| (h.revision, h.member_id)) else { return };
+    let mut kv = pb::kv_client::KvClient::new(shared.channels[member].clone());
+    let request = pb::RangeRequest { key: Bytes::from(key.to_string()), serializable: true, ..Default::default() };
+    let Ok(read) = shared.bounded(kv.range(shared.request(request))).await else { return };
+    // Another member at that address now (a member replaced meanwhile):
+    // it owes this client nothing.
+    if read.header.as_ref().is_none_or(|h| h.member_id != writer) {
+        return;
+    }
+    let revision = read.header.map_or(0, |h| h.revision);
+    let modified = read.kvs.first().map_or(0, |kv| kv.mod_revision);
+    let mut own = shared.own_writes.lock();
+    own.0 += 1;
+    if revision < written || modified < written {
+        own.1.push(format!(
+            "{key} written at revision {written} through member {member}; read back there at revision {revision}, \
+             the key's {modified}"
+        ));
+    }
 }
