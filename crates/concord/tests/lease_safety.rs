@@ -116,3 +116,50 @@ fn leases_run_out_in_a_restart_loop() {
     // the time each start costs.
     assert!(gone_after < Duration::from_secs(30), "took {gone_after:?}");
 }
+
+/// A new leader extends every lease by a grace (two election timeouts) once
+/// its leadership is confirmed; a checkpoint it measured before that and
+/// applied after cut the grace back to the old deadline (the tracker keeps
+/// the earlier of the two). Slow follower disks make the confirmation take
+/// longer than the checkpoint task's first wake-up, so such a checkpoint
+/// would be measured before the extension and committed after it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_leaders_checkpoint_does_not_cut_its_grace_back() {
+    let election = Duration::from_secs(2);
+    let members = common::disk_cluster::start_with(3, |c| {
+        c.election_timeout(election).heartbeat_interval(Duration::from_millis(100))
+    })
+    .await;
+    let leader = common::disk_cluster::leader_index(&members).await;
+    let lease = members[leader].db.lease().grant(3).await.unwrap().id;
+    members[leader].db.kv().put("k", "v").lease(lease).await.unwrap();
+    // Old enough to be checkpointed as soon as a new leader's task looks.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    for m in &members {
+        m.disk.delay_syncs(Duration::from_millis(300));
+    }
+    let to = (leader + 1) % 3;
+    members[leader].db.move_leader(members[to].db.member_id(), Duration::from_secs(10)).await.unwrap();
+    let moved = Instant::now();
+    // Promoted (confirmed, extended), and the first checkpoints applied.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // A linearizable read may find no quorum for a moment on these disks.
+    let left = loop {
+        match members[to].db.lease().info(lease).await {
+            Ok(info) => break info.remaining,
+            Err(Error::NotReady(_)) if moved.elapsed() < Duration::from_millis(1800) => {}
+            Err(e) => panic!("lease info: {e}"),
+        }
+    };
+    // Without the grace the lease has under 2.4 s - 1.2 s left; with it,
+    // 2 × 2 s from the promotion, less the time since.
+    assert!(
+        left > Duration::from_millis(2400),
+        "the grace was cut back: {left:?} left {:?} after the move",
+        moved.elapsed()
+    );
+    for m in &members {
+        m.disk.delay_syncs(Duration::ZERO);
+    }
+    common::disk_cluster::shutdown(members).await;
+}

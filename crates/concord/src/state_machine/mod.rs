@@ -273,11 +273,16 @@ impl StateMachine {
             Command::LeaseExpire { leases, .. } => Ok(self.apply_expire(leases, effects)),
             Command::LeaseCheckpoint { checkpoints, .. } => {
                 for c in checkpoints {
+                    // The record is capped at the TTL (what a restart
+                    // resumes from); the deadline trackers get the
+                    // measurement itself, which a new leader's grace may
+                    // put past the TTL: capped, the first checkpoint after
+                    // a leader change cut that grace back to the TTL.
                     if self.state.leases.checkpoint(c.id, c.generation, c.remaining_ms) {
                         effects.push(LeaseEffect::Deadline {
                             id: c.id,
                             generation: c.generation,
-                            remaining_ms: self.state.leases.get(c.id).map_or(0, |l| l.remaining_ms),
+                            remaining_ms: c.remaining_ms,
                             checkpoint: true,
                         });
                     }

@@ -36,6 +36,8 @@ pub struct Disk {
     crash_at: Mutex<Option<(u64, bool)>>,
     /// While true, every fsync waits (on `resumed`).
     stalled: Mutex<bool>,
+    /// Every fsync takes this many milliseconds longer (a slow disk).
+    delay_ms: AtomicU64,
     resumed: Condvar,
 }
 
@@ -101,6 +103,11 @@ impl Disk {
     pub fn stall_syncs(self: &Arc<Self>) -> Stalled {
         *self.stalled.lock().unwrap() = true;
         Stalled(self.clone())
+    }
+
+    /// From now on every fsync takes `delay` longer (0: back to normal).
+    pub fn delay_syncs(&self, delay: std::time::Duration) {
+        self.delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// Lets waiting and later fsyncs complete.
@@ -172,6 +179,10 @@ impl StorageBackend for File {
 
     fn sync_data(&self) -> std::io::Result<()> {
         self.disk.wait_while_stalled();
+        let delay = self.disk.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(delay));
+        }
         if self.disk.failing.load(Ordering::SeqCst) {
             return Err(std::io::Error::other("simulated fsync failure"));
         }

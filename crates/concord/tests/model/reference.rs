@@ -232,11 +232,14 @@ impl Model {
             Command::LeaseCheckpoint { checkpoints, .. } => {
                 for c in checkpoints {
                     if let Some(lease) = self.leases.get_mut(&c.id).filter(|l| l.generation == c.generation) {
+                        // The record capped at the TTL; the trackers told
+                        // the measurement (a new leader's grace may exceed
+                        // the TTL).
                         lease.remaining_ms = c.remaining_ms.min(ttl_ms(lease.ttl));
                         effects.push(LeaseEffect::Deadline {
                             id: c.id,
                             generation: c.generation,
-                            remaining_ms: lease.remaining_ms,
+                            remaining_ms: c.remaining_ms,
                             checkpoint: true,
                         });
                     }
