@@ -40,6 +40,22 @@ fn start_from(printed: &str, token: &str) -> Server {
     server
 }
 
+/// Starts the first member of a new cluster, alone.
+fn start_alone(name: &str, peer_url: &str, token: &str) -> Server {
+    let mut server = Server::spawn_in(
+        tempfile::tempdir().unwrap(),
+        &[
+            &format!("--name={name}"),
+            &format!("--listen-peer-urls={peer_url}"),
+            &format!("--initial-advertise-peer-urls={peer_url}"),
+            &format!("--initial-cluster={name}={peer_url}"),
+            &format!("--initial-cluster-token={token}"),
+        ],
+    );
+    server.wait_ready();
+    server
+}
+
 /// `member list -w json` as (id, name, is_learner).
 fn members(server: &Server) -> Vec<(u64, String, bool)> {
     let json: serde_json::Value = serde_json::from_str(&ok(server.etcdctl(&["member", "list", "-w", "json"]))).unwrap();
@@ -66,17 +82,7 @@ fn until(what: &str, mut check: impl FnMut() -> bool) {
 fn etcdctl_grows_updates_and_shrinks_a_cluster() {
     let token = format!("members-{}", std::process::id());
     let p0 = free_peer_url();
-    let mut first = Server::spawn_in(
-        tempfile::tempdir().unwrap(),
-        &[
-            "--name=m0",
-            &format!("--listen-peer-urls={p0}"),
-            &format!("--initial-advertise-peer-urls={p0}"),
-            &format!("--initial-cluster=m0={p0}"),
-            &format!("--initial-cluster-token={token}"),
-        ],
-    );
-    first.wait_ready();
+    let first = start_alone("m0", &p0, &token);
     ok(first.etcdctl(&["put", "before", "1"]));
 
     // A voter, added the etcd way: `member add`, then start it with what
@@ -154,18 +160,7 @@ fn etcdctl_grows_updates_and_shrinks_a_cluster() {
 #[test]
 fn a_member_added_after_the_leader_was_removed_serves_the_data() {
     let token = format!("members-after-{}", std::process::id());
-    let p1 = free_peer_url();
-    let mut m1 = Server::spawn_in(
-        tempfile::tempdir().unwrap(),
-        &[
-            "--name=m1",
-            &format!("--listen-peer-urls={p1}"),
-            &format!("--initial-advertise-peer-urls={p1}"),
-            &format!("--initial-cluster=m1={p1}"),
-            &format!("--initial-cluster-token={token}"),
-        ],
-    );
-    m1.wait_ready();
+    let mut m1 = start_alone("m1", &free_peer_url(), &token);
     let printed = ok(m1.etcdctl(&["member", "add", "m2", &format!("--peer-urls={}", free_peer_url())]));
     let m2 = start_from(&printed, &token);
     until("m2 to vote", || members(&m1).iter().all(|(_, name, learner)| !name.is_empty() && !learner));

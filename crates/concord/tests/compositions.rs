@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::members::{Slot, assert_has_all, config, retry, slot, three, until, voters, writer};
+use common::members::{Slot, assert_has_all, config, retry, slot, three, until, voters, writer, writer_of};
 use concord::{Concord, Error, KeyRange, WatchMessage};
 
 /// Opens `slot` as a member joining the cluster of `known`.
@@ -114,21 +114,7 @@ async fn writes_racing_leader_transfers_apply_once() {
     .await;
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..5)
-        .map(|w| {
-            let (db, stop) = (members[w].db.clone(), stop.clone());
-            tokio::spawn(async move {
-                let mut acked = Vec::new();
-                let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    let key = format!("w{w}/{i:06}");
-                    if db.kv().put(key.clone(), "v").timeout(Duration::from_secs(2)).await.is_ok() {
-                        acked.push(key);
-                    }
-                    i += 1;
-                }
-                acked
-            })
-        })
+        .map(|w| writer_of(members[w].db.clone(), stop.clone(), &format!("w{w}/"), Duration::from_secs(2)))
         .collect();
     for round in 0..5 {
         tokio::time::sleep(Duration::from_millis(300)).await;

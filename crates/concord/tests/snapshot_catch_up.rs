@@ -90,13 +90,13 @@ async fn put_many(db: &Concord, prefix: &str, count: usize) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_follower_behind_the_purged_log_catches_up_by_snapshot() {
-    let slots = slots(3);
+/// Opens a member in every slot (each config tuned by `tune`); the members
+/// and the index of the leader.
+async fn open_all(slots: &[Slot], tune: fn(Config) -> Config) -> (Vec<Concord>, usize) {
     let opening: Vec<_> = slots
         .iter()
         .map(|s| {
-            let c = config(s, &slots);
+            let c = tune(config(s, slots));
             tokio::spawn(async move { c.open().await.unwrap() })
         })
         .collect();
@@ -106,6 +106,13 @@ async fn a_follower_behind_the_purged_log_catches_up_by_snapshot() {
     }
     let leader_id = members[0].wait_for_leader(Duration::from_secs(20)).await.unwrap();
     let leader = members.iter().position(|m| m.member_id() == leader_id).unwrap();
+    (members, leader)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follower_behind_the_purged_log_catches_up_by_snapshot() {
+    let slots = slots(3);
+    let (members, leader) = open_all(&slots, |c| c).await;
     let away = (leader + 1) % 3;
     let db = members[leader].clone();
     // Leases with keys before and while the follower is away.
@@ -191,19 +198,7 @@ async fn assert_same(leader: &Concord, follower: &Concord, revision: i64, leases
 #[tokio::test(flavor = "multi_thread")]
 async fn a_member_stopped_while_catching_up_by_snapshot_reopens() {
     let slots = slots(3);
-    let opening: Vec<_> = slots
-        .iter()
-        .map(|s| {
-            let c = small_log(config(s, &slots));
-            tokio::spawn(async move { c.open().await.unwrap() })
-        })
-        .collect();
-    let mut members = Vec::new();
-    for task in opening {
-        members.push(task.await.unwrap());
-    }
-    let leader_id = members[0].wait_for_leader(Duration::from_secs(20)).await.unwrap();
-    let leader = members.iter().position(|m| m.member_id() == leader_id).unwrap();
+    let (members, leader) = open_all(&slots, small_log).await;
     let away = (leader + 1) % 3;
     let db = members[leader].clone();
     let follower = members[away].clone();

@@ -72,12 +72,24 @@ pub async fn retry<T>(mut change: impl AsyncFnMut() -> concord::Result<T>) -> T 
 
 /// Puts `w<i>` until stopped; returns the keys whose put was acknowledged.
 pub fn writer(db: Concord, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Vec<String>> {
+    writer_of(db, stop, "w", Duration::from_secs(5))
+}
+
+/// Puts `<prefix><i>` until stopped, each put given up after `timeout`;
+/// returns the keys whose put was acknowledged.
+pub fn writer_of(
+    db: Concord,
+    stop: Arc<AtomicBool>,
+    prefix: &str,
+    timeout: Duration,
+) -> tokio::task::JoinHandle<Vec<String>> {
+    let prefix = prefix.to_string();
     tokio::spawn(async move {
         let mut acked = Vec::new();
         let mut i = 0u64;
         while !stop.load(Ordering::Relaxed) {
-            let key = format!("w{i:06}");
-            if db.kv().put(key.clone(), "v").timeout(Duration::from_secs(5)).await.is_ok() {
+            let key = format!("{prefix}{i:06}");
+            if db.kv().put(key.clone(), "v").timeout(timeout).await.is_ok() {
                 acked.push(key);
             }
             i += 1;
