@@ -145,8 +145,11 @@ impl Cluster {
                     c.member_promote(pb::MemberPromoteRequest { id }).await.map(drop)
                 })
                 .await?;
-            if promoted.is_some() || Instant::now() >= deadline || self.is_voter(id).await {
+            if promoted.is_some() || self.is_voter(id).await {
                 return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("member {id:x} was not promoted within {}s", RETRY_FOR.as_secs()));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

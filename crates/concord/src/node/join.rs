@@ -27,8 +27,19 @@ pub(super) struct Joined {
     pub learner: bool,
 }
 
+/// How long a joining member waits for the leader's own answer before it
+/// takes the newest membership another member gave.
+const LEADER_ANSWER_WAIT: Duration = Duration::from_secs(5);
+
 /// Finds this member in the running cluster's member list; retries while no
 /// member answers, for at most `open_timeout`.
+///
+/// The leader's list is the one trusted: a follower that has not applied
+/// the latest changes may still list a removed member at this member's
+/// peer URL (a member replaced at the same address), and joining as that
+/// member ends at once in "removed from the cluster". Without an answer
+/// from the leader within [`LEADER_ANSWER_WAIT`], the answer with the
+/// newest membership is taken.
 pub(super) async fn discover(config: &Config) -> Result<Joined> {
     let network = PeerNetwork::new(0, config.peer_dial_map.clone(), config.peer_tls.clone());
     let asked: Vec<String> = (config.initial_cluster.iter())
@@ -40,17 +51,36 @@ pub(super) async fn discover(config: &Config) -> Result<Joined> {
             "joining a running cluster needs --initial-cluster to name at least one of its members".into(),
         ));
     }
-    let give_up = tokio::time::Instant::now() + config.open_timeout;
+    let started = tokio::time::Instant::now();
+    let give_up = started + config.open_timeout;
     let mut failures = Vec::new();
+    let mut newest: Option<ClusterInfo> = None;
     loop {
         for url in &asked {
             match network.cluster_info(url, ASK_TIMEOUT).await {
-                Ok(info) if info.cluster_id != 0 && !info.members.is_empty() => return find_self(config, &info),
+                Ok(info) if info.cluster_id != 0 && !info.members.is_empty() => {
+                    if info.from_leader {
+                        return find_self(config, &info);
+                    }
+                    if newest.as_ref().is_none_or(|n| info.membership_index > n.membership_index) {
+                        newest = Some(info);
+                    }
+                }
                 Ok(_) => failures.push(format!("{url}: not part of a cluster yet")),
                 Err(e) => failures.push(e),
             }
         }
-        if tokio::time::Instant::now() >= give_up {
+        let now = tokio::time::Instant::now();
+        if let Some(info) = &newest
+            && (now >= started + LEADER_ANSWER_WAIT || now >= give_up)
+        {
+            tracing::warn!(
+                membership_index = info.membership_index,
+                "no answer from the leader; joining by the newest member list another member gave"
+            );
+            return find_self(config, info);
+        }
+        if now >= give_up {
             failures.dedup();
             return Err(Error::NotReady(format!(
                 "cannot join: no member of the cluster answered ({})",
