@@ -100,10 +100,17 @@ impl LogStore {
         LogStore { cache: Arc::new(Mutex::new(cache)), writer, durable, applied, bytes_since_snapshot, snapshot }
     }
 
-    /// Applied entries are durable: memory keeps only the last applied one.
+    /// Entries both applied and written to the segment files leave memory
+    /// (it keeps the last applied one). Applied alone is not enough: a
+    /// follower may apply an entry the leader committed before its own
+    /// append of it is written, and an entry gone from memory before it is
+    /// in the segment index was read back as a gap (a torture run's
+    /// "try to get log at index N but got Some(N+4)").
     fn evict_applied(&self, cache: &mut LogCache) {
         let applied = self.applied.load(Ordering::Acquire);
-        while cache.entries.first_key_value().is_some_and(|(index, _)| *index < applied) {
+        let durable = self.durable.lock();
+        while cache.entries.first_key_value().is_some_and(|(index, _)| *index < applied && durable.contains_key(index))
+        {
             cache.entries.pop_first();
         }
     }
@@ -357,5 +364,35 @@ mod tests {
         assert_eq!(recent.iter().map(|e| e.log_id.index).collect::<Vec<_>>(), [9, 10]);
         let state = store.get_log_state().await.unwrap();
         assert_eq!(state.last_log_id.map(|id| id.index), Some(10));
+    }
+
+    /// An entry applied but not yet written to the segment files (a
+    /// follower applies what the leader committed) stays in memory, so it
+    /// is never read back as a gap.
+    #[tokio::test]
+    async fn applied_entries_not_yet_written_stay_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::create(dir.path().join("t.redb")).unwrap();
+        let (mut wal, _) = crate::replication::wal::Wal::open(dir.path(), None, &db).unwrap();
+        for i in 1..=4 {
+            wal.push_entry(i, &encode(&entry(i)));
+        }
+        wal.flush(&db).unwrap();
+        drop(wal);
+        let (wal, replayed) = crate::replication::wal::Wal::open(dir.path(), None, &db).unwrap();
+        let cache = LogStore::load(&db, replayed).unwrap();
+        let (tx, _rx) = mpsc::channel();
+        // Entries 5..=8 are in memory only (their write not done yet), and
+        // applied up to 8.
+        let applied = Arc::new(AtomicU64::new(8));
+        let mut store =
+            LogStore::new(cache, tx, wal.index(), applied, Arc::new(AtomicU64::new(0)), Coverage::everything());
+        for i in 5..=8 {
+            store.cache.lock().entries.insert(i, entry(i));
+        }
+        store.evict_applied(&mut store.cache.clone().lock());
+        assert_eq!(store.cache.lock().entries.keys().copied().collect::<Vec<_>>(), [5, 6, 7, 8]);
+        let all = store.try_get_log_entries(1..=8).await.unwrap();
+        assert_eq!(all.iter().map(|e| e.log_id.index).collect::<Vec<_>>(), (1..=8).collect::<Vec<_>>());
     }
 }
