@@ -1209,7 +1209,13 @@ where
                 req(&self.engine.state);
             }
             RaftMsg::ExternalCommand { cmd } => {
-                tracing::info!(cmd = debug(&cmd), "received RaftMsg::ExternalCommand: {}", func_name!());
+                // CONCORD PATCH (see vendor/README.md): a triggered heartbeat is routine
+                // (Concord's leader sends one for every batch of forwarded writes).
+                if matches!(cmd, ExternalCommand::Heartbeat) {
+                    tracing::debug!(cmd = debug(&cmd), "received RaftMsg::ExternalCommand: {}", func_name!());
+                } else {
+                    tracing::info!(cmd = debug(&cmd), "received RaftMsg::ExternalCommand: {}", func_name!());
+                }
 
                 match cmd {
                     ExternalCommand::Elect => {
