@@ -65,7 +65,7 @@ impl Cluster {
     }
 
     /// Removes member `i` from the cluster; it exits by itself (killed if
-    /// it has not within [`EXIT_WITHIN`]). Its data directory stays.
+    /// it has not within `EXIT_WITHIN`). Its data directory stays.
     pub async fn remove_member(&mut self, i: usize) -> Result<(), String> {
         let id = self.member_id(i).await.ok_or_else(|| format!("{}: its id is unknown", self.members[i].name))?;
         // "member not found": an earlier try that timed out did it.
