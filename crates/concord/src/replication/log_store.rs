@@ -338,22 +338,27 @@ mod tests {
         Entry { log_id: LogId::new(CommittedLeaderId::new(1, 1), index), payload: EntryPayload::Blank }
     }
 
-    #[tokio::test]
-    async fn entries_that_left_memory_are_read_back_from_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Database::create(dir.path().join("t.redb")).unwrap();
-        let (mut wal, _) = crate::replication::wal::Wal::open(dir.path(), None, &db).unwrap();
-        for i in 1..=10 {
+    /// A log store over segment files holding entries `1..=written`, with
+    /// entries applied up to `applied`.
+    fn store_with_written(dir: &std::path::Path, written: u64, applied: u64) -> LogStore {
+        let db = Database::create(dir.join("t.redb")).unwrap();
+        let (mut wal, _) = crate::replication::wal::Wal::open(dir, None, &db).unwrap();
+        for i in 1..=written {
             wal.push_entry(i, &encode(&entry(i)));
         }
         wal.flush(&db).unwrap();
         drop(wal);
-        let (wal, replayed) = crate::replication::wal::Wal::open(dir.path(), None, &db).unwrap();
+        let (wal, replayed) = crate::replication::wal::Wal::open(dir, None, &db).unwrap();
         let cache = LogStore::load(&db, replayed).unwrap();
-        let applied = Arc::new(AtomicU64::new(8));
         let (tx, _rx) = mpsc::channel();
-        let mut store =
-            LogStore::new(cache, tx, wal.index(), applied, Arc::new(AtomicU64::new(0)), Coverage::everything());
+        let applied = Arc::new(AtomicU64::new(applied));
+        LogStore::new(cache, tx, wal.index(), applied, Arc::new(AtomicU64::new(0)), Coverage::everything())
+    }
+
+    #[tokio::test]
+    async fn entries_that_left_memory_are_read_back_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = store_with_written(dir.path(), 10, 8);
         store.evict_applied(&mut store.cache.clone().lock());
         assert_eq!(store.cache.lock().entries.keys().copied().collect::<Vec<_>>(), [8, 9, 10]);
         let all = store.try_get_log_entries(1..=10).await.unwrap();
@@ -372,21 +377,9 @@ mod tests {
     #[tokio::test]
     async fn applied_entries_not_yet_written_stay_in_memory() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Database::create(dir.path().join("t.redb")).unwrap();
-        let (mut wal, _) = crate::replication::wal::Wal::open(dir.path(), None, &db).unwrap();
-        for i in 1..=4 {
-            wal.push_entry(i, &encode(&entry(i)));
-        }
-        wal.flush(&db).unwrap();
-        drop(wal);
-        let (wal, replayed) = crate::replication::wal::Wal::open(dir.path(), None, &db).unwrap();
-        let cache = LogStore::load(&db, replayed).unwrap();
-        let (tx, _rx) = mpsc::channel();
         // Entries 5..=8 are in memory only (their write not done yet), and
         // applied up to 8.
-        let applied = Arc::new(AtomicU64::new(8));
-        let mut store =
-            LogStore::new(cache, tx, wal.index(), applied, Arc::new(AtomicU64::new(0)), Coverage::everything());
+        let mut store = store_with_written(dir.path(), 4, 8);
         for i in 5..=8 {
             store.cache.lock().entries.insert(i, entry(i));
         }
