@@ -139,3 +139,29 @@ async fn the_leader_removes_itself_and_the_others_carry_on() {
         db.shutdown().await.unwrap();
     }
 }
+
+/// Every answer to a membership change shows that change, and so does the
+/// member list read right after it: the change's own entry is waited for,
+/// not whatever configuration the metrics still hold (an add once answered
+/// "member not found" in CI, its new member missing from the list).
+#[tokio::test(flavor = "multi_thread")]
+async fn every_membership_answer_and_the_next_list_show_the_change() {
+    let a = slot("a");
+    let db = config(&a, &[&a], false).open().await.unwrap();
+    db.wait_for_leader(Duration::from_secs(5)).await.unwrap();
+    for round in 0..100 {
+        // Never started (nothing listens on these ports): a learner that
+        // only has to be listed.
+        let url = format!("http://127.0.0.1:{}", 1 + round);
+        let added = retry(async || db.cluster().add_learner(vec![url.clone()]).await).await;
+        let id = added.member.id;
+        assert_eq!(added.member.peer_urls, vec![url.clone()], "round {round}");
+        assert!(added.members.iter().any(|m| m.id == id && m.is_learner), "round {round}: {:?}", added.members);
+        assert!(db.cluster().members().iter().any(|m| m.id == id), "round {round}: listed right after the add");
+        let left = retry(async || db.cluster().remove(id).await).await;
+        assert_eq!(left.member.id, id, "round {round}");
+        assert!(left.members.iter().all(|m| m.id != id), "round {round}: {:?}", left.members);
+        assert!(db.cluster().members().iter().all(|m| m.id != id), "round {round}: gone right after the remove");
+    }
+    db.shutdown().await.unwrap();
+}

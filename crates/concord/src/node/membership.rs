@@ -186,15 +186,22 @@ impl Concord {
         };
         // Remembered before the change: a removed member is no longer listed.
         let before = self.members().into_iter().find(|m| m.id == id);
-        self.inner.raft.change_membership(changes, false).await.map_err(membership_error)?;
+        let written = self.inner.raft.change_membership(changes, false).await.map_err(membership_error)?;
         // Answered once the change is applied here too, as etcd answers a
         // member change: the next change must not find this one in progress.
+        // The metrics are published after the call returns: wait for this
+        // change's own entry, not for whatever configuration they still show
+        // (the member list read below would miss a member just added).
+        let entry = written.log_id.index;
         let applied = self
             .inner
             .raft
             .wait(Some(timeout))
             .metrics(
-                |m| m.last_applied.map(|id| id.index) >= m.membership_config.log_id().as_ref().map(|id| id.index),
+                |m| {
+                    let config = m.membership_config.log_id().as_ref().map_or(0, |id| id.index);
+                    config >= entry && m.last_applied.map_or(0, |id| id.index) >= config
+                },
                 "the membership change applied",
             )
             .await;
