@@ -353,6 +353,25 @@ impl Cluster {
         None
     }
 
+    /// Each time a member's Raft core stopped on an error other than a
+    /// disk failure the run injected, as `member: line` (from the members'
+    /// logs, every incarnation of each slot). Such a member serves nothing
+    /// until restarted: a bug, even when every client check passes.
+    pub fn raft_core_stops(&self) -> Vec<String> {
+        let injected = ["(failpoint)", "the data file failed earlier", "a write to the data file failed"];
+        let mut stops = Vec::new();
+        for member in &self.members {
+            let log = std::fs::read_to_string(&member.log).unwrap_or_default();
+            for line in log.lines().filter(|l| l.contains("quit RaftCore::main on error")) {
+                if !injected.iter().any(|cause| line.contains(cause)) {
+                    let file = member.log.file_name().unwrap_or_default().to_string_lossy();
+                    stops.push(format!("{file}: Raft stopped: {line}"));
+                }
+            }
+        }
+        stops
+    }
+
     /// The last `lines` lines of member `i`'s log.
     pub fn log_tail(&self, i: usize, lines: usize) -> String {
         let log = std::fs::read_to_string(&self.members[i].log).unwrap_or_default();

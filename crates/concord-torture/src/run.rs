@@ -124,6 +124,7 @@ pub async fn run(options: &Options) -> Result<Report, String> {
     if cluster.wait_for_leader(Duration::from_secs(30)).await.is_none() {
         report.problems.push("no leader within 30 s after every fault was healed".into());
     }
+    report.problems.extend(cluster.raft_core_stops());
     // A last write, at a revision every watcher must reach.
     match final_write(&shared).await {
         Some(revision) => {

@@ -217,13 +217,13 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(s) => s + 1,
             Bound::Unbounded => 0,
         };
-        let (cached, first_cached) = {
+        let (cached, first_cached, last_purged) = {
             let cache = self.cache.lock();
             let cached: Vec<_> = cache.entries.range(range.clone()).map(|(_, e)| e.clone()).collect();
-            (cached, cache.entries.keys().next().copied())
+            (cached, cache.entries.keys().next().copied(), cache.last_purged.map(|id| id.index))
         };
-        match first_cached {
-            Some(first) if start >= first => Ok(cached),
+        let entries = match first_cached {
+            Some(first) if start >= first => cached,
             _ => {
                 // Part of the range left memory after being applied.
                 let end = match range.end_bound() {
@@ -235,10 +235,30 @@ impl RaftLogReader<TypeConfig> for LogStore {
                     .read_durable(start, end.min(first_cached.unwrap_or(u64::MAX)))
                     .map_err(|e| StorageIOError::read_logs(AnyError::error(e)))?;
                 entries.extend(cached);
-                Ok(entries)
+                entries
             }
+        };
+        check_no_gap(start, last_purged, &entries).map_err(|e| StorageIOError::read_logs(AnyError::error(e)))?;
+        Ok(entries)
+    }
+}
+
+/// What a read of the log returns holds no gap: consecutive indexes, from
+/// `start` on unless `start` was purged. A gap would be sent to a follower
+/// as if whole (openraft's replication does not check), and the follower
+/// would store it; an error here stops this member instead.
+fn check_no_gap(start: u64, last_purged: Option<u64>, entries: &[Entry<TypeConfig>]) -> Result<(), String> {
+    let Some(first) = entries.first() else { return Ok(()) };
+    let purged = last_purged.is_some_and(|p| start <= p);
+    if first.log_id.index != start && !purged {
+        return Err(format!("the log read from {start} starts at {}: entries are missing", first.log_id.index));
+    }
+    for pair in entries.windows(2) {
+        if pair[1].log_id.index != pair[0].log_id.index + 1 {
+            return Err(format!("the log read from {start} skips from {} to {}", pair[0].log_id, pair[1].log_id));
         }
     }
+    Ok(())
 }
 
 impl RaftLogStorage<TypeConfig> for LogStore {
@@ -369,6 +389,20 @@ mod tests {
         assert_eq!(recent.iter().map(|e| e.log_id.index).collect::<Vec<_>>(), [9, 10]);
         let state = store.get_log_state().await.unwrap();
         assert_eq!(state.last_log_id.map(|id| id.index), Some(10));
+    }
+
+    /// A read with a gap is an error, never a shorter log sent on as whole;
+    /// a read from a purged index starts where the log does.
+    #[test]
+    fn a_read_with_a_gap_is_an_error() {
+        let entries = |indexes: &[u64]| indexes.iter().map(|i| entry(*i)).collect::<Vec<_>>();
+        assert!(check_no_gap(5, None, &entries(&[5, 6, 7])).is_ok());
+        assert!(check_no_gap(5, None, &[]).is_ok());
+        assert!(check_no_gap(5, Some(6), &entries(&[7, 8])).is_ok(), "5 and 6 were purged");
+        let missing_first = check_no_gap(5, Some(4), &entries(&[6, 7])).unwrap_err();
+        assert!(missing_first.contains("starts at 6"), "{missing_first}");
+        let skipping = check_no_gap(5, None, &entries(&[5, 7])).unwrap_err();
+        assert!(skipping.contains("skips"), "{skipping}");
     }
 
     /// An entry applied but not yet written to the segment files (a

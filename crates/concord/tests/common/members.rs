@@ -105,6 +105,20 @@ pub async fn assert_has_all(db: &Concord, keys: &[String]) {
     }
 }
 
+/// Waits until `db` has applied `revision`, then checks with one local
+/// (serializable) read of `prefix` that it serves every key of `keys`.
+pub async fn assert_applied_all(db: &Concord, revision: i64, prefix: &str, keys: &[String]) {
+    until("the member to apply everything", Duration::from_secs(20), async || {
+        (db.kv().revision() >= revision).then_some(())
+    })
+    .await;
+    let served = db.kv().range(concord::KeyRange::prefix(prefix.to_string())).keys_only().serializable().await.unwrap();
+    let served: std::collections::HashSet<&[u8]> = served.kvs.iter().map(|kv| kv.key.as_ref()).collect();
+    for key in keys {
+        assert!(served.contains(key.as_bytes()), "member {:x} lacks acknowledged key {key}", db.member_id());
+    }
+}
+
 /// Starts a three-member cluster; returns the members in slot order.
 pub async fn three(slots: &[Slot]) -> Vec<Concord> {
     let known: Vec<&Slot> = slots.iter().collect();

@@ -176,6 +176,27 @@ impl PeerService {
     }
 }
 
+/// Entries must follow `prev_log_id` one index at a time, terms never
+/// going back: openraft's follower takes what it is sent (it checks only in
+/// debug builds), and a log stored with a gap stops the member at its next
+/// read of it. A leader that sends one has a bug; refusing keeps the
+/// follower's log whole (the leader retries).
+fn check_contiguous(rpc: &openraft::raft::AppendEntriesRequest<super::TypeConfig>) -> Result<(), String> {
+    let mut expected = rpc.prev_log_id.map_or(0, |id| id.index + 1);
+    let mut term = rpc.prev_log_id.map_or(0, |id| id.leader_id.term);
+    for entry in &rpc.entries {
+        if entry.log_id.index != expected || entry.log_id.leader_id.term < term {
+            return Err(format!(
+                "append entries after {:?}: entry {} where {expected} (term {term} or later) was due",
+                rpc.prev_log_id, entry.log_id
+            ));
+        }
+        expected += 1;
+        term = entry.log_id.leader_id.term;
+    }
+    Ok(())
+}
+
 fn reply<T: serde::Serialize>(value: &T) -> Result<Response<PeerReply>, Status> {
     Ok(Response::new(PeerReply { payload: encode(value) }))
 }
@@ -183,7 +204,11 @@ fn reply<T: serde::Serialize>(value: &T) -> Result<Response<PeerReply>, Status> 
 #[tonic::async_trait]
 impl Peer for PeerService {
     async fn append_entries(&self, request: Request<PeerRequest>) -> Result<Response<PeerReply>, Status> {
-        let (rpc, _) = self.open(request)?;
+        let (rpc, request) = self.open(request)?;
+        check_contiguous(&rpc).map_err(|e| {
+            tracing::error!(from = %format!("{:x}", request.from), error = %e, "entries with a gap refused");
+            Status::invalid_argument(e)
+        })?;
         reply(&self.raft.append_entries(rpc).await)
     }
 
@@ -253,5 +278,44 @@ impl Peer for PeerService {
 
     async fn cluster_info(&self, _request: Request<PeerRequest>) -> Result<Response<PeerReply>, Status> {
         reply(&(self.handlers.cluster_info)())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::raft::AppendEntriesRequest;
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
+
+    use super::check_contiguous;
+    use crate::replication::TypeConfig;
+
+    fn log_id(term: u64, index: u64) -> LogId<u64> {
+        LogId::new(CommittedLeaderId::new(term, 1), index)
+    }
+
+    fn request(prev: Option<(u64, u64)>, entries: &[(u64, u64)]) -> AppendEntriesRequest<TypeConfig> {
+        AppendEntriesRequest {
+            vote: Vote::new_committed(3, 1),
+            prev_log_id: prev.map(|(term, index)| log_id(term, index)),
+            entries: entries
+                .iter()
+                .map(|(term, index)| Entry { log_id: log_id(*term, *index), payload: EntryPayload::Blank })
+                .collect(),
+            leader_commit: None,
+        }
+    }
+
+    /// A follower refuses entries that do not follow the previous one index
+    /// by index (a leader's bug once sent a log with a gap, and the
+    /// follower stored it and stopped).
+    #[test]
+    fn entries_must_follow_the_previous_one_without_a_gap() {
+        assert!(check_contiguous(&request(Some((2, 10)), &[(2, 11), (3, 12)])).is_ok());
+        assert!(check_contiguous(&request(None, &[(0, 0), (1, 1)])).is_ok());
+        assert!(check_contiguous(&request(Some((2, 10)), &[])).is_ok(), "a heartbeat");
+        assert!(check_contiguous(&request(Some((2, 10)), &[(2, 12)])).is_err(), "11 missing");
+        assert!(check_contiguous(&request(Some((2, 10)), &[(2, 11), (2, 13)])).is_err(), "12 missing");
+        assert!(check_contiguous(&request(Some((3, 10)), &[(2, 11)])).is_err(), "a term going back");
+        assert!(check_contiguous(&request(None, &[(1, 1)])).is_err(), "0 missing");
     }
 }
