@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::members::{Slot, assert_applied_all, assert_has_all, config, retry, slot, three, until, voters, writer, writer_of};
+use common::members::{
+    Slot, assert_applied_all, assert_has_all, config, retry, slot, three, until, voters, writer, writer_of,
+};
 use concord::{Concord, Error, KeyRange, WatchMessage};
 
 /// Opens `slot` as a member joining the cluster of `known`.
@@ -294,7 +296,8 @@ async fn a_follower_catching_up_from_a_leader_with_a_slow_disk_gets_every_entry(
     let stalled = members[lagging].disk.stall_syncs();
     let db = members[leader].db.clone();
     let stop = Arc::new(AtomicBool::new(false));
-    let writers: Vec<_> = (0..8).map(|w| writer_of(db.clone(), stop.clone(), &format!("slow{w}-"), Duration::from_secs(5))).collect();
+    let writers: Vec<_> =
+        (0..8).map(|w| writer_of(db.clone(), stop.clone(), &format!("slow{w}-"), Duration::from_secs(5))).collect();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     // The lagging follower catches up from the leader while it still
     // writes slowly and the writers go on.
