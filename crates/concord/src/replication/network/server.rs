@@ -182,16 +182,15 @@ impl PeerService {
 /// read of it. A leader that sends one has a bug; refusing keeps the
 /// follower's log whole (the leader retries).
 fn check_contiguous(rpc: &openraft::raft::AppendEntriesRequest<super::TypeConfig>) -> Result<(), String> {
-    let mut expected = rpc.prev_log_id.map_or(0, |id| id.index + 1);
+    let first = rpc.prev_log_id.map_or(0, |id| id.index + 1);
     let mut term = rpc.prev_log_id.map_or(0, |id| id.leader_id.term);
-    for entry in &rpc.entries {
+    for (expected, entry) in (first..).zip(&rpc.entries) {
         if entry.log_id.index != expected || entry.log_id.leader_id.term < term {
             return Err(format!(
                 "append entries after {:?}: entry {} where {expected} (term {term} or later) was due",
                 rpc.prev_log_id, entry.log_id
             ));
         }
-        expected += 1;
         term = entry.log_id.leader_id.term;
     }
     Ok(())
