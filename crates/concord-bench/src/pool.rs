@@ -2,9 +2,9 @@
 //! and values a workload writes.
 
 use bytes::Bytes;
-use concord_etcd::pb::etcdserverpb::kv_client::KvClient;
-use concord_etcd::pb::etcdserverpb::lease_client::LeaseClient;
-use concord_etcd::pb::etcdserverpb::watch_client::WatchClient;
+use concord_etcd_proto::etcdserverpb::kv_client::KvClient;
+use concord_etcd_proto::etcdserverpb::lease_client::LeaseClient;
+use concord_etcd_proto::etcdserverpb::watch_client::WatchClient;
 use rand::Rng;
 use tonic::transport::{Channel, Endpoint};
 

@@ -41,9 +41,9 @@ pub mod tls;
 pub mod watch;
 
 /// The etcd protos' descriptors (a `FileDescriptorSet`, with the
-/// `google.api.http` options), written by `build.rs`: what the JSON gateway
-/// routes by, and what a test or tool can enumerate the served RPCs from.
-pub const DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/etcd_descriptors.bin"));
+/// `google.api.http` options): what the JSON gateway routes by, and what a
+/// test or tool can enumerate the served RPCs from.
+pub use concord_etcd_proto::DESCRIPTORS;
 
 pub use cluster::MemberUrls;
 pub use metrics::Metrics;

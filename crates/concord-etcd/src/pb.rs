@@ -1,22 +1,4 @@
-//! Generated etcd v3 protobuf types, servers and clients.
-#![allow(clippy::all, clippy::pedantic, missing_docs, rustdoc::all)]
+//! etcd's v3 API types, servers and clients: the `concord-etcd-proto`
+//! crate, re-exported under the name this crate has always used.
 
-pub mod mvccpb {
-    tonic::include_proto!("mvccpb");
-}
-
-pub mod authpb {
-    tonic::include_proto!("authpb");
-}
-
-pub mod etcdserverpb {
-    tonic::include_proto!("etcdserverpb");
-}
-
-pub mod v3lockpb {
-    tonic::include_proto!("v3lockpb");
-}
-
-pub mod v3electionpb {
-    tonic::include_proto!("v3electionpb");
-}
+pub use concord_etcd_proto::{authpb, etcdserverpb, mvccpb, v3electionpb, v3lockpb};

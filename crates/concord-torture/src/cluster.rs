@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use concord_etcd::pb::etcdserverpb as pb;
+use concord_etcd_proto::etcdserverpb as pb;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::proxy::Link;

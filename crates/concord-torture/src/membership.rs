@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use concord_etcd::pb::etcdserverpb as pb;
+use concord_etcd_proto::etcdserverpb as pb;
 use tonic::transport::Channel;
 
 use crate::cluster::{Cluster, status_of};

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use concord_check::LeaseEventKind;
-use concord_etcd::pb::etcdserverpb as pb;
+use concord_etcd_proto::etcdserverpb as pb;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;

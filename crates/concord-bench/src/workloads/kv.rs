@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use concord_etcd::pb::etcdserverpb::{self as pb, compare};
+use concord_etcd_proto::etcdserverpb::{self as pb, compare};
 use rand::Rng;
 
 use super::report;

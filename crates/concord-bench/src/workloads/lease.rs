@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use concord_etcd::pb::etcdserverpb as pb;
-use concord_etcd::pb::mvccpb::event::EventType;
+use concord_etcd_proto::etcdserverpb as pb;
+use concord_etcd_proto::mvccpb::event::EventType;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;

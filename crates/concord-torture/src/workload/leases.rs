@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use concord_check::LeaseEventKind;
-use concord_etcd::pb::etcdserverpb as pb;
+use concord_etcd_proto::etcdserverpb as pb;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio_stream::StreamExt;

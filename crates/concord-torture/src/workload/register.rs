@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use concord_check::{Call, Outcome, WatchEvent};
-use concord_etcd::pb::etcdserverpb as pb;
+use concord_etcd_proto::etcdserverpb as pb;
 use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

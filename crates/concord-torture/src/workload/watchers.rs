@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use concord_check::{WatchEvent, Watcher};
-use concord_etcd::pb::etcdserverpb as pb;
-use concord_etcd::pb::mvccpb;
+use concord_etcd_proto::etcdserverpb as pb;
+use concord_etcd_proto::mvccpb;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
