@@ -1,5 +1,8 @@
-//! Leader-side background tasks: lease expiry, lease checkpoints, automatic
-//! compaction.
+//! Background tasks of a running member (`spawn_all`): lease expiry and
+//! lease checkpoints, snapshots by log size, publishing this member's
+//! attributes, noticing its removal and promoting caught-up voters
+//! (`removal.rs`), counting leader changes, and automatic compaction (by age
+//! or by revisions, when configured). Most act only while this member leads.
 //!
 //! A task never changes state itself: it proposes a command through Raft,
 //! after confirming this member still leads, and the state machine decides.
