@@ -113,3 +113,67 @@ async fn followers_learn_a_commit_long_before_the_next_heartbeat_tick() {
     }
     shutdown(members).await;
 }
+
+/// A leader killed before its own disk wrote what it sent (its followers
+/// committed it) comes back with a shorter log. It must not resume leading
+/// in the same term: new entries under the log ids its followers already
+/// hold would be kept by neither side — the logs split for good and
+/// acknowledged writes are lost on some members (found from outside with
+/// SIGKILL under load). It waits for an election in a new term instead.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_restarted_with_a_shorter_log_does_not_resume_its_term() {
+    // An election timeout long enough that the restart comes first.
+    let members = start_with(3, |c| c.election_timeout(Duration::from_secs(3))).await;
+    let leader = leader_index(&members).await;
+    let db = members[leader].db.clone();
+    db.kv().put("before", "1").await.unwrap();
+    let stalled = members[leader].disk.stall_syncs();
+    let mut acked = Vec::new();
+    for i in 0..10 {
+        let key = format!("sent/{i}");
+        tokio::time::timeout(MAY_PROCEED, db.kv().put(key.clone(), "v")).await.expect("committed").unwrap();
+        acked.push(key);
+    }
+    // Power lost: none of those reached the leader's disk.
+    let survived = members[leader].disk.power_loss();
+    drop(stalled);
+    let config = db.config().clone();
+    let _ = db.shutdown().await;
+    drop(db);
+    let restarted = config.storage(survived.storage()).open().await.unwrap();
+    let others: Vec<&concord::Concord> = (0..3).filter(|&i| i != leader).map(|i| &members[i].db).collect();
+    // New writes through whoever leads now.
+    let mut revision = 0;
+    for i in 0..10 {
+        let key = format!("after/{i}");
+        let since = std::time::Instant::now();
+        let put = loop {
+            let via = [&restarted, others[0], others[1]][i % 3];
+            match via.kv().put(key.clone(), "v").await {
+                Ok(put) => break put,
+                Err(e) => assert!(since.elapsed() < Duration::from_secs(20), "no write after the restart: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        revision = revision.max(put.revision);
+        acked.push(key);
+    }
+    for db in [&restarted, others[0], others[1]] {
+        let since = std::time::Instant::now();
+        while db.revision() < revision {
+            assert!(since.elapsed() < Duration::from_secs(20), "member {:x} did not catch up", db.member_id());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for key in &acked {
+            let got = db.kv().get(key.clone()).serializable().await.unwrap();
+            assert!(got.is_some(), "member {:x} lacks acknowledged {key}", db.member_id());
+        }
+        assert_eq!(db.hash_kv(revision).unwrap(), others[0].hash_kv(revision).unwrap(), "another history");
+    }
+    restarted.shutdown().await.unwrap();
+    for (i, m) in members.into_iter().enumerate() {
+        if i != leader {
+            m.db.shutdown().await.unwrap();
+        }
+    }
+}

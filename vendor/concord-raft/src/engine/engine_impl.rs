@@ -161,6 +161,24 @@ where C: RaftTypeConfig
             self.state.membership_state.effective().is_voter(&self.config.id)
         );
 
+        // CONCORD PATCH (see vendor/README.md): a leader resumes its term
+        // after a restart only when it is the only member. A leader sends its
+        // entries while its own disk writes them (the parallel leader write),
+        // so a leader killed before its fsync comes back with a shorter log
+        // than the one its followers (or a learner) hold. Resuming the same
+        // term, it would append new entries under the log ids of entries
+        // they already have — they keep theirs, and the logs split for good
+        // (acknowledged writes lost). Its vote is taken back to what it was
+        // before a quorum granted it (in memory; the weaker claim needs no
+        // write): it starts as a follower and leads again only by winning an
+        // election in a new term, as etcd's raft does after any restart.
+        let alone = self.state.membership_state.effective().nodes().all(|(id, _)| *id == self.config.id);
+        if self.state.is_leader(&self.config.id) && !alone {
+            let term = self.state.vote_ref().leader_id().term;
+            tracing::info!(term, "a leader restarted among other members: it waits for an election in a new term");
+            self.state.vote.update(C::now(), Vote::new(term, self.config.id.clone()));
+        }
+
         // Previously it is a leader. restore it as leader at once
         if self.state.is_leader(&self.config.id) {
             self.vote_handler().update_internal_server_state();
