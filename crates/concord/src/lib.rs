@@ -97,6 +97,7 @@ pub mod limits;
 pub mod mvcc;
 pub mod node;
 mod replication;
+pub mod request;
 pub mod state_machine;
 pub mod types;
 pub mod watch;

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::command::{LeaseCheckpoint, LeaseEffect};
+use super::{LeaseCheckpoint, LeaseEffect};
 use crate::types::LeaseId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,13 +21,16 @@
 //!   cannot be attached to it, so it is dropped exactly when its key goes.
 
 pub mod deadlines;
+mod effect;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::command::ApplyError;
+pub use effect::{LeaseCheckpoint, LeaseEffect};
+
+use crate::request::ApplyError;
 use crate::types::{LeaseId, Revision};
 
 /// One active lease, as replicated.

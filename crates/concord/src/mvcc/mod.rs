@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) use key_history::{KEY_OVERHEAD, KeyHistory, LiveVersion, VERSION_OVERHEAD, to_kv};
 
-use crate::command::{ApplyError, RangeRequest, RangeResponse};
+use crate::request::{ApplyError, RangeRequest, RangeResponse};
 use crate::types::{Event, EventKind, KeyRange, KeyValue, LeaseId, RangeEnd, Revision, WatchEvent};
 
 /// The revisioned keyspace: every key's versions since the compaction point.
