@@ -1,9 +1,14 @@
 //! Input limits, checked before a command is proposed, so refused input never
 //! reaches the log.
 
-use crate::command::{Compare, CompareTarget, LeaseChoice, PutRequest, TxnOp, TxnRequest};
 use crate::error::{Error, Result};
+use crate::request::{Compare, CompareTarget, LeaseChoice, PutRequest, TxnOp, TxnRequest};
 use crate::types::{KeyRange, LeaseId, RangeEnd};
+
+/// Largest peer message decoded (a batch of log entries, a snapshot chunk):
+/// also the largest single key, value or string a snapshot decodes, since
+/// none can be bigger than a replicated log entry.
+pub(crate) const MAX_PEER_MESSAGE: usize = 256 * 1024 * 1024;
 
 /// The smallest TTL a lease may have, in seconds. A deliberate difference
 /// from etcd, whose minimum is 1.5 election timeouts (2 s with its

@@ -20,8 +20,6 @@ pub(crate) mod snapshot_store;
 pub(crate) mod state_store;
 pub(crate) mod wal;
 
-pub(crate) use network::MAX_PEER_MESSAGE;
-
 use crate::command::{Applied, Command};
 
 openraft::declare_raft_types!(

@@ -150,7 +150,7 @@ struct SnapshotBodyRef<'a> {
 /// Largest single key, value or string a snapshot decodes (postcard reads
 /// each into a scratch buffer this big, reused for the next). No key or
 /// value reaches it: none can be bigger than a replicated log entry.
-const SNAPSHOT_SCRATCH: usize = crate::replication::MAX_PEER_MESSAGE;
+const SNAPSHOT_SCRATCH: usize = crate::limits::MAX_PEER_MESSAGE;
 
 impl State {
     /// The bytes a snapshot holds for this state.

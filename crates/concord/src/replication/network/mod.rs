@@ -54,8 +54,7 @@ use pb::peer_client::PeerClient;
 /// the log index of the receiver's membership.
 pub(crate) const REFUSED_AT_MEMBERSHIP: &str = "concord-refused-at-membership";
 
-/// Largest peer message decoded (a batch of log entries, a snapshot chunk).
-pub(crate) const MAX_PEER_MESSAGE: usize = 256 * 1024 * 1024;
+pub(crate) use crate::limits::MAX_PEER_MESSAGE;
 /// How long sending a whole snapshot may take.
 const SNAPSHOT_DEADLINE: Duration = Duration::from_secs(120);
 
