@@ -28,6 +28,7 @@ mod tasks;
 mod transfer;
 mod txn;
 mod waiting;
+mod watch_builder;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +47,7 @@ pub use lease::{Grant, Info, KeepAlive, LeaseGrant, LeaseInfo, LeaseKeepAlive, L
 pub use membership::Cluster;
 pub use status::MemberStatus;
 pub use txn::{NumberCompare, Txn, ValueCompare};
+pub use watch_builder::WatchBuilder;
 
 use crate::command::{Applied, ApplyError, Command};
 use crate::error::{Error, Result};
@@ -180,8 +182,8 @@ impl Concord {
     }
 
     /// Watches the keys of `range`: `db.watch(range).from_revision(r).await`.
-    pub fn watch(&self, range: KeyRange) -> crate::watch::WatchBuilder {
-        crate::watch::WatchBuilder::new(self.clone(), range)
+    pub fn watch(&self, range: KeyRange) -> WatchBuilder {
+        WatchBuilder::new(self.clone(), range)
     }
 
     /// A transaction: `db.txn().when(..).and_then(..).or_else(..).await`.

@@ -1,6 +1,7 @@
 //! Watch: ordered, resumable streams of changes.
 //!
-//! `db.watch(range).from_revision(r).prev_kv().await?` gives a [`Watcher`],
+//! `db.watch(range).from_revision(r).prev_kv().await?` (the builder is
+//! `node::WatchBuilder`, beside the other views) gives a [`Watcher`],
 //! a stream of [`WatchMessage`]s. Every committed change to a key in the
 //! range reaches it exactly once, in revision order (apply order within a
 //! revision), with nothing lost: first replayed from history, then live from
@@ -13,7 +14,6 @@
 
 pub mod hub;
 
-use std::future::IntoFuture;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -25,8 +25,6 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::command::ApplyError;
 use crate::error::Result;
-use crate::node::Concord;
-use crate::node::kv::BoxFuture;
 use crate::replication::state_store::Shared;
 use crate::types::{EventKind, KeyRange, Revision, WatchEvent};
 use hub::LiveWatcher;
@@ -87,80 +85,27 @@ impl WatchFilter {
     }
 }
 
-/// A watch being set up; `.await` it for a [`Watcher`].
-#[must_use = "a watch does nothing until awaited"]
-pub struct WatchBuilder {
-    node: Concord,
+/// Starts a watcher of `filter` from `start_revision` (0: after `current`,
+/// the store's revision now), with a buffer of `buffer` messages and a
+/// progress notification every `progress` while caught up. Its task replays
+/// history, then follows the hub.
+pub(crate) fn start(
+    shared: Arc<Shared>,
     filter: WatchFilter,
     start_revision: Revision,
-    progress_notify: bool,
-}
-
-impl WatchBuilder {
-    pub(crate) fn new(node: Concord, range: KeyRange) -> Self {
-        WatchBuilder {
-            node,
-            filter: WatchFilter { range, prev_kv: false, no_put: false, no_delete: false },
-            start_revision: 0,
-            progress_notify: false,
-        }
-    }
-
-    /// Replays history from `revision` (inclusive) before going live.
-    /// 0 (the default) starts after the current revision.
-    pub fn from_revision(mut self, revision: Revision) -> Self {
-        self.start_revision = revision;
-        self
-    }
-
-    /// Includes each key's previous version in its events.
-    pub fn prev_kv(mut self) -> Self {
-        self.filter.prev_kv = true;
-        self
-    }
-
-    /// Leaves out puts.
-    pub fn no_put(mut self) -> Self {
-        self.filter.no_put = true;
-        self
-    }
-
-    /// Leaves out deletes.
-    pub fn no_delete(mut self) -> Self {
-        self.filter.no_delete = true;
-        self
-    }
-
-    /// Sends a [`WatchMessage::Progress`] every
-    /// [`Config::watch_progress_interval`](crate::Config) while caught up.
-    pub fn progress_notify(mut self) -> Self {
-        self.progress_notify = true;
-        self
-    }
-}
-
-impl IntoFuture for WatchBuilder {
-    type Output = Result<Watcher>;
-    type IntoFuture = BoxFuture<Watcher>;
-
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move {
-            self.node.config().limits.check_range(&self.filter.range)?;
-            let shared = self.node.shared().clone();
-            let current = self.node.revision();
-            let next_rev = if self.start_revision > 0 { self.start_revision } else { current + 1 };
-            let config = self.node.config();
-            let (tx, rx) = mpsc::channel(config.watch_buffer.max(1));
-            let control = Arc::new(ProgressFlag::default());
-            let Some(id) = shared.hub.register() else {
-                return Err(crate::Error::Shutdown);
-            };
-            let progress = self.progress_notify.then_some(config.watch_progress_interval);
-            let task = WatchTask { shared, id, filter: self.filter, next_rev, tx, control: control.clone(), progress };
-            tokio::spawn(task.run());
-            Ok(Watcher { id, rx, control, created_revision: current })
-        })
-    }
+    current: Revision,
+    buffer: usize,
+    progress: Option<Duration>,
+) -> Result<Watcher> {
+    let next_rev = if start_revision > 0 { start_revision } else { current + 1 };
+    let (tx, rx) = mpsc::channel(buffer.max(1));
+    let control = Arc::new(ProgressFlag::default());
+    let Some(id) = shared.hub.register() else {
+        return Err(crate::Error::Shutdown);
+    };
+    let task = WatchTask { shared, id, filter, next_rev, tx, control: control.clone(), progress };
+    tokio::spawn(task.run());
+    Ok(Watcher { id, rx, control, created_revision: current })
 }
 
 /// A progress request: a flag, so a flood of requests costs one
