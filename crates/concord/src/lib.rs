@@ -90,6 +90,7 @@ pub mod auth;
 pub mod backup;
 pub mod cluster;
 pub mod command;
+pub mod config;
 pub mod error;
 pub mod failpoints;
 pub mod lease;

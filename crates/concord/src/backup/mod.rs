@@ -47,8 +47,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::cluster::{Member, MemberId};
+use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::node::Config;
 use crate::replication::files;
 use crate::replication::log_writer::{LOG, META, META_CLUSTER_ID, META_COMMITTED, META_LAST_PURGED, META_MEMBER_ID};
 use crate::replication::snapshot_store::SnapshotStore;

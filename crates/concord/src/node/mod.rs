@@ -10,7 +10,6 @@
 mod alarm;
 mod auth;
 mod backup;
-mod config;
 mod defrag;
 mod forwarder;
 mod join;
@@ -39,8 +38,8 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use crate::config::{Config, FsyncObserver, PeerListen, StorageFactory};
 pub use auth::{TOKEN_TTL, TokenError};
-pub use config::{Config, FsyncObserver, PeerListen, StorageFactory};
 pub use defrag::DefragmentReport;
 pub use kv::{Delete, Get, History, Kv, Put, Range};
 pub use lease::{Grant, Info, KeepAlive, LeaseGrant, LeaseInfo, LeaseKeepAlive, LeaseRevoke, Leases, List, Revoke};

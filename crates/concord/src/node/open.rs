@@ -380,3 +380,10 @@ fn open_log(config: &Config, db: &redb::Database) -> std::result::Result<(Wal, R
     }
     Ok((wal, replayed))
 }
+
+impl Config {
+    /// Opens the member.
+    pub async fn open(self) -> Result<Concord> {
+        Concord::open_with(self).await
+    }
+}

@@ -7,7 +7,6 @@ use std::time::Duration;
 use crate::error::Result;
 use crate::lease::LeaseLimits;
 use crate::limits::Limits;
-use crate::node::Concord;
 
 pub use crate::replication::files::StorageFactory;
 pub use crate::replication::log_writer::FsyncObserver;
@@ -372,11 +371,6 @@ impl Config {
     pub fn logs_kept_after_snapshot(mut self, entries: u64) -> Self {
         self.logs_kept_after_snapshot = entries;
         self
-    }
-
-    /// Opens the member.
-    pub async fn open(self) -> Result<Concord> {
-        Concord::open_with(self).await
     }
 
     pub(crate) fn raft_config(&self) -> Result<openraft::Config> {
