@@ -21,7 +21,7 @@ pub enum PeerListen {
     Bound(Arc<std::net::TcpListener>),
 }
 
-/// Options for [`Concord::open_with`]. Start from [`Config::new`] and
+/// Options for [`Concord::open_with`](crate::Concord::open_with). Start from [`Config::new`] and
 /// change what you need.
 #[derive(Clone)]
 pub struct Config {
@@ -57,7 +57,7 @@ pub struct Config {
     /// The lease limits of a *new* cluster. Apply enforces the limits held
     /// in the replicated state, so a member that opens existing data ignores
     /// this (with a warning when it differs); change them with
-    /// [`Concord::set_lease_limits`].
+    /// [`Concord::set_lease_limits`](crate::Concord::set_lease_limits).
     pub lease_limits: LeaseLimits,
     /// How stale a lease's recorded remaining time may get before the leader
     /// writes a fresh measurement to the log. Bounds how much longer than

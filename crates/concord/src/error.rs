@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use crate::command::ApplyError;
+use crate::request::ApplyError;
 use crate::types::{LeaseId, Revision};
 
 /// A result of the embedded API.

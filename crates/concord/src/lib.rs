@@ -72,13 +72,23 @@
 //! transfer). The crate `concord-etcd` serves the same store over etcd's
 //! v3 API.
 //!
-//! Layers, top to bottom (dependencies point down only):
-//! - [`node`]: the embedded API ([`Concord`], [`Kv`], [`Leases`], [`Txn`])
-//!   and the leader-side tasks (lease expiry, checkpoints, compaction);
-//! - `replication`: openraft with the Raft log in redb (group commit);
+//! Layers, top to bottom (a module uses only modules below it; one circle
+//! remains, between `replication`'s shared applied state and [`watch`]'s
+//! hub, to be undone):
+//! - [`node`]: the embedded API ([`Concord`], [`Kv`], [`Leases`], [`Txn`],
+//!   the watch builder) and the running member (routing, forwarding,
+//!   proposing, background tasks); [`backup`] and [`config`] (settings,
+//!   which name the storage and peer-TLS types of `replication`) beside it;
+//! - `replication` and [`watch`]: openraft with the Raft log in segment
+//!   files and redb (group commit), snapshots, the peer network; watchers
+//!   and their hub;
 //! - [`state_machine`]: deterministic apply, the only place where
 //!   [`mvcc`] and [`lease`] meet;
-//! - [`types`] and [`command`]: plain data shared by all layers.
+//! - [`command`] (what the log stores), then [`alarm`], then [`mvcc`] and
+//!   [`lease`];
+//! - [`request`] (requests, responses, apply's refusals), [`limits`],
+//!   [`error`], [`auth`], [`cluster`] and [`types`]: plain data at the
+//!   bottom.
 //!
 //! `docs/design.md` in [Concord's repository](https://github.com/concord-kv/concord)
 //! states the invariants and where each is tested.

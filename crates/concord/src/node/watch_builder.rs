@@ -53,7 +53,7 @@ impl WatchBuilder {
         self
     }
 
-    /// Sends a [`WatchMessage::Progress`] every
+    /// Sends a [`WatchMessage::Progress`](crate::WatchMessage::Progress) every
     /// [`Config::watch_progress_interval`](crate::Config) while caught up.
     pub fn progress_notify(mut self) -> Self {
         self.progress_notify = true;

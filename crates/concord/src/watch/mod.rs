@@ -23,9 +23,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use crate::command::ApplyError;
 use crate::error::Result;
 use crate::replication::state_store::Shared;
+use crate::request::ApplyError;
 use crate::types::{EventKind, KeyRange, Revision, WatchEvent};
 use hub::LiveWatcher;
 
